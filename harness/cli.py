@@ -1,0 +1,251 @@
+"""Command line: `python -m harness run | doctor | report | baselines ...`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from harness import env, profiles
+
+
+def _model_options(args) -> profiles.ModelOptions:
+    from harness.plugin import default_cache_dir
+
+    cache = Path(args.cache_dir or default_cache_dir())
+    return profiles.ModelOptions(
+        models_dir=Path(os.environ.get("YODA_HARNESS_MODELS_DIR") or cache / "models"),
+        smollm2_gguf=args.smollm2_gguf,
+        phi3_path=args.phi3_path,
+    )
+
+
+def _runs_dir(args) -> Path:
+    from harness.plugin import default_cache_dir
+
+    return Path(args.cache_dir or default_cache_dir()) / "runs"
+
+
+def cmd_run(args) -> int:
+    from harness import recipe
+
+    options = _model_options(args)
+    profile = profiles.resolve(args.profile, options)
+    reason = profiles.why_not_runnable(profile, options)
+    if reason:
+        print(f"cannot run profile {profile.name!r}: {reason}", file=sys.stderr)
+        return 2
+    from harness.plugin import parse_overrides
+
+    config = profile.recipe_config().with_overrides(parse_overrides(args.override))
+    finished = recipe.run(profile, options, _runs_dir(args), fresh=args.fresh, config=config)
+    if finished is None:  # a non-main rank of torchrun / accelerate launch: rank 0 writes and prints the run
+        return 0
+    print(summary(finished.manifest, finished.directory, finished.reused))
+    return 0
+
+
+def summary(manifest: dict, directory: Path, reused: bool = False) -> str:
+    structure, training, scores = manifest["structure"], manifest["training"], manifest["metrics"]
+    losses = training["loss_history"]
+    lines = [
+        f"run       {directory} ({'reused' if reused else 'new'})",
+        f"profile   {manifest['profile']} ({manifest['model']}) on {env.device_kind(manifest['environment'])}",
+        f"memory    {structure['footprint_loaded_bytes'] / 1e6:.2f} MB loaded, "
+        f"{structure['footprint_adapted_bytes'] / 1e6:.2f} MB with LoRA "
+        f"(predicted {structure['predicted']['footprint_loaded_bytes'] / 1e6:.2f} / "
+        f"{structure['predicted']['footprint_adapted_bytes'] / 1e6:.2f})",
+        f"params    {structure['trainable_parameters']:,} trainable of {structure['total_parameters']:,} "
+        f"({100 * structure['trainable_parameters'] / structure['total_parameters']:.2f} %)",
+        f"training  {training['global_step']} steps, loss "
+        + (f"{losses[0]['loss']:.3f} -> {losses[-1]['loss']:.3f}" if losses else "not logged"),
+        f"quality   BLEU {scores['tuned']['vs_translation_extra']['bleu']:.2f} tuned vs "
+        f"{scores['base']['vs_translation_extra']['bleu']:.2f} base; chrF "
+        f"{scores['tuned']['vs_translation_extra']['chrf']:.2f}; stops on EOS "
+        f"{scores['tuned']['non_empty_stop_rate']:.0%} (non-empty) vs base {scores['base']['non_empty_stop_rate']:.0%}",
+        "phases    " + ", ".join(f"{k} {v:.1f}s" for k, v in manifest["phase_seconds"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def cmd_doctor(args) -> int:
+    import torch
+
+    facts = env.fingerprint()
+    print(f"python    {facts['python']}")
+    for name, version in facts["packages"].items():
+        print(f"{name:<16}{version or 'NOT INSTALLED'}")
+    device = facts["device"]
+    print(f"device    {device['kind']} {device['name']} (CUDA {device['cuda'] or '-'}, bf16 "
+          f"{torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)})")
+    options = _model_options(args)
+    print(f"auto      -> {profiles.auto_choice(options)}")
+    for name, profile in profiles.PROFILES.items():
+        reason = profiles.why_not_runnable(profile, options)
+        print(f"profile   {name:<11} {'can run here' if reason is None else 'cannot run: ' + reason}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from harness import baselines
+    from harness.recipe import Run
+    from harness.report import render_run_report
+    from harness import artifacts
+
+    directory = Path(args.run_dir)
+    manifest = artifacts.read_json(directory / artifacts.MANIFEST)
+    finished = Run(directory, manifest, reused=True)
+    comparison = baselines.compare(Path(args.baselines_dir) / f"{finished.profile}.json", finished.profile,
+                                   manifest["environment"])
+    print(render_run_report(finished, Path(args.output), outcomes=None, comparison=comparison))
+    return 0
+
+
+def cmd_baselines(args) -> int:
+    from harness import artifacts, baselines
+
+    if args.action == "show":
+        for path in sorted(Path(args.baselines_dir).glob("*.json")):
+            data = baselines.load(path, path.stem)
+            print(f"{path}: {len(data['entries'])} entries")
+            for entry in data["entries"]:
+                print(f"  {entry['device']:<24} {entry['version_set']} {entry['recorded']}  "
+                      f"transformers {entry['packages'].get('transformers')} trl {entry['packages'].get('trl')}")
+        return 0
+    directory = Path(args.run_dir)
+    manifest = artifacts.read_json(directory / artifacts.MANIFEST)
+    path = Path(args.baselines_dir) / f"{manifest['profile']}.json"
+    for line in baselines.update(path, manifest["profile"], manifest, artifacts.read_json(directory / "template.json")):
+        print(line)
+    print(f"updated {path}")
+    return 0
+
+
+def cmd_matrix(args) -> int:
+    """Collect the version matrix's per-set result JSONs: Markdown to stdout, HTML on request."""
+    from harness import matrix
+
+    try:
+        results = matrix.load_results(args.results_dir)
+    except matrix.ResultError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not results:
+        print(f"error: {args.results_dir}: no matrix result JSON found (run `nox` first)", file=sys.stderr)
+        return 2
+    try:
+        order = list(matrix.load_version_sets(args.versions))
+    except matrix.VersionSetError as error:
+        print(f"warning: {error}; sets listed by name", file=sys.stderr)
+        order = []
+    rows = matrix.report_rows(results, order)
+    print(matrix.markdown(rows, title=f"Version matrix (profile {results[0].get('profile', '?')})"), end="")
+    if args.html:
+        written = matrix.render_html(rows, Path(args.html))
+        print(f"matrix report written to {written or args.html}", file=sys.stderr)
+    return matrix.exit_status(rows, allow_cannot_run=args.allow_cannot_run)
+
+
+def cmd_bisect(args) -> int:
+    """Find the package upgrade (and its first bad release) between two version sets that flips a check."""
+    from harness import bisect, matrix
+
+    try:
+        sets = matrix.load_version_sets(args.versions)
+    except matrix.VersionSetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for name in (args.good, args.bad):
+        if name not in sets:
+            print(f"error: {args.versions}: no version set {name!r}; sets: {', '.join(sets)}", file=sys.stderr)
+            return 2
+    releases = None if args.no_releases else bisect.pip_index_versions
+    good, bad = bisect.pins_of(sets[args.good].pins), bisect.pins_of(sets[args.bad].pins)
+    if releases is not None:
+        good, bad = bisect.resolve_unpinned(good, releases), bisect.resolve_unpinned(bad, releases)
+    runner = bisect.VenvRunner(check=args.check, profile=args.profile, work_dir=Path(args.work_dir),
+                               project_root=Path.cwd())
+    print(f"bisect {args.good} (good) .. {args.bad} (bad) on {args.check!r}, profile {args.profile}; "
+          f"each set in its own environment under {args.work_dir}")
+    try:
+        result = bisect.bisect(good, bad, runner, releases=releases, log=print, verify_ends=not args.assume_ends)
+    except bisect.BisectError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(result.report())
+    return 0 if result.findings else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yoda-harness", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_flags(p):
+        p.add_argument("--profile", default=os.environ.get("YODA_HARNESS_PROFILE", "auto"))
+        p.add_argument("--cache-dir", default=None)
+        p.add_argument("--smollm2-gguf", default=None)
+        p.add_argument("--phi3-path", default=None)
+
+    run_parser = sub.add_parser("run", help="run the recipe alone and print a summary")
+    model_flags(run_parser)
+    run_parser.add_argument("--fresh", action="store_true")
+    run_parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
+    run_parser.set_defaults(func=cmd_run)
+
+    doctor = sub.add_parser("doctor", help="versions, CUDA, and which profiles can run here")
+    model_flags(doctor)
+    doctor.set_defaults(func=cmd_doctor)
+
+    report = sub.add_parser("report", help="render the HTML report of an existing run directory")
+    report.add_argument("run_dir")
+    report.add_argument("-o", "--output", default="reports/report.html")
+    report.add_argument("--baselines-dir", default="baselines")
+    report.set_defaults(func=cmd_report)
+
+    base = sub.add_parser("baselines", help="show baseline files, or record a run directory as an entry")
+    base.add_argument("action", choices=["show", "update"])
+    base.add_argument("run_dir", nargs="?")
+    base.add_argument("--baselines-dir", default="baselines")
+    base.set_defaults(func=cmd_baselines)
+
+    matrix_parser = sub.add_parser("matrix", help="collect version-matrix results (nox) into a table")
+    matrix_parser.add_argument("results_dir", nargs="?", default="reports/matrix",
+                               help="directory of <set>.json results, searched recursively (default reports/matrix)")
+    matrix_parser.add_argument("--html", metavar="PATH", help="also write the HTML matrix report to PATH")
+    matrix_parser.add_argument("--versions", default="versions.toml", help="version sets, for the row order")
+    matrix_parser.add_argument("--allow-cannot-run", action="store_true",
+                               help="exit 0 when sets could not run here (failed sets still exit 1)")
+    matrix_parser.set_defaults(func=cmd_matrix)
+
+    bisect_parser = sub.add_parser("bisect", help="find the package upgrade that flips a check from pass to fail")
+    bisect_parser.add_argument("--good", required=True, metavar="SET", help="version set that passes the check")
+    bisect_parser.add_argument("--bad", required=True, metavar="SET", help="version set that fails the check")
+    bisect_parser.add_argument("--check", required=True, metavar="NODEID_OR_K",
+                               help="pytest node id (suites/test_labels.py::test_x) or a -k expression on the suites")
+    bisect_parser.add_argument("--profile", default=os.environ.get("YODA_HARNESS_PROFILE", "tiny"))
+    bisect_parser.add_argument("--versions", default="versions.toml")
+    bisect_parser.add_argument("--work-dir", default=".nox/bisect", help="where each tried set gets its venv")
+    bisect_parser.add_argument("--no-releases", action="store_true",
+                               help="do not list releases from the index (package-level answer only)")
+    bisect_parser.add_argument("--assume-ends", action="store_true",
+                               help="skip confirming that the good set passes and the bad set fails")
+    bisect_parser.set_defaults(func=cmd_bisect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "action", None) == "update" and not args.run_dir:
+        parser.error("baselines update needs a run directory")
+    try:
+        return args.func(args)
+    except profiles.UnknownProfile as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""The recipe's configuration: one dataclass per phase, defaults = the reference recipe.
+
+Every field is what the code really passes to the library object named in its section
+(`BitsAndBytesConfig`, `LoraConfig`, `SFTConfig`, `generate`), so the config in a run's
+directory is the whole truth about what ran. Profiles override fields with dotted keys
+(``"training.learning_rate": 2e-3``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+PHI3_TARGET_MODULES = ("o_proj", "qkv_proj", "gate_up_proj", "down_proj")
+
+
+@dataclass
+class QuantizationConfig:
+    """Arguments of `transformers.BitsAndBytesConfig` (recipe step 1)."""
+
+    load_in_4bit: bool = True
+    bnb_4bit_quant_type: str = "nf4"
+    bnb_4bit_use_double_quant: bool = True
+    # The recipe computes in fp32; a string so the config stays JSON-serialisable.
+    bnb_4bit_compute_dtype: str = "float32"
+
+    def to_bnb(self):
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        return BitsAndBytesConfig(
+            load_in_4bit=self.load_in_4bit,
+            bnb_4bit_quant_type=self.bnb_4bit_quant_type,
+            bnb_4bit_use_double_quant=self.bnb_4bit_use_double_quant,
+            bnb_4bit_compute_dtype=getattr(torch, self.bnb_4bit_compute_dtype),
+        )
+
+
+@dataclass
+class LoraSettings:
+    """Arguments of `peft.LoraConfig` (recipe step 2)."""
+
+    r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    bias: str = "none"
+    task_type: str = "CAUSAL_LM"
+    target_modules: list[str] = field(default_factory=lambda: list(PHI3_TARGET_MODULES))
+
+    def to_peft(self):
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            bias=self.bias,
+            task_type=self.task_type,
+            target_modules=list(self.target_modules),
+        )
+
+
+@dataclass
+class DataSettings:
+    """Where the Yoda sentences come from and how they become training examples (step 3)."""
+
+    # "hub" (dvgodoy/yoda_sentences, falling back to the bundled copy), "bundled", or a path.
+    source: str = "hub"
+    source_column: str = "sentence"
+    target_column: str = "translation_extra"
+    # Share of rows, chosen by a content hash of `sentence`, held out for evaluation.
+    eval_fraction: float = 0.1
+    # "conversational" (messages, the recipe) or "prompt_completion".
+    format: str = "conversational"
+
+
+@dataclass
+class TrainingSettings:
+    """Arguments of `trl.SFTConfig` (step 5). `bf16="auto"` = the recipe's hardware check."""
+
+    per_device_train_batch_size: int = 16
+    auto_find_batch_size: bool = True
+    gradient_accumulation_steps: int = 1
+    gradient_checkpointing: bool = True
+    gradient_checkpointing_use_reentrant: bool = False
+    max_length: int = 64
+    packing: bool = True
+    packing_strategy: str = "wrapped"
+    num_train_epochs: float = 10
+    learning_rate: float = 3e-4
+    optim: str = "paged_adamw_8bit"
+    logging_steps: int = 10
+    bf16: str | bool = "auto"
+    completion_only_loss: bool | None = None
+    seed: int = 42
+
+    def resolved_bf16(self) -> bool:
+        if self.bf16 != "auto":
+            return bool(self.bf16)
+        import torch
+
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+
+    def sft_kwargs(self, output_dir: str) -> dict[str, Any]:
+        """The recipe's `SFTConfig` arguments, named as in current trl."""
+        return dict(
+            output_dir=output_dir,
+            per_device_train_batch_size=self.per_device_train_batch_size,
+            auto_find_batch_size=self.auto_find_batch_size,
+            gradient_accumulation_steps=self.gradient_accumulation_steps,
+            gradient_checkpointing=self.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": self.gradient_checkpointing_use_reentrant},
+            max_length=self.max_length,
+            packing=self.packing,
+            packing_strategy=self.packing_strategy,
+            num_train_epochs=self.num_train_epochs,
+            learning_rate=self.learning_rate,
+            optim=self.optim,
+            logging_steps=self.logging_steps,
+            bf16=self.resolved_bf16(),
+            completion_only_loss=self.completion_only_loss,
+            seed=self.seed,
+            report_to="none",
+            save_strategy="no",
+            disable_tqdm=True,
+            use_cpu=not _cuda_available(),
+        )
+
+    def to_sft_config(self, output_dir: str):
+        """`trl.SFTConfig` for the installed trl, and the adaptations that needed.
+
+        trl renamed `max_seq_length` to `max_length` (0.20) and added `packing_strategy` and
+        `completion_only_loss`; on an older trl the harness passes the old name, drops what the
+        version cannot take, and records each adaptation so a run shows what it could not ask for.
+        """
+        import dataclasses as dc
+
+        from trl import SFTConfig
+
+        accepted = {f.name for f in dc.fields(SFTConfig)}
+        kwargs, adaptations = {}, []
+        for name, value in self.sft_kwargs(output_dir).items():
+            if name in accepted:
+                kwargs[name] = value
+            elif name in SFT_RENAMES and SFT_RENAMES[name] in accepted:
+                kwargs[SFT_RENAMES[name]] = value
+                adaptations.append(f"{name} passed as {SFT_RENAMES[name]} (this trl's name)")
+            elif value is not None:
+                adaptations.append(f"{name}={value!r} dropped: this trl's SFTConfig has no such argument")
+        return SFTConfig(**kwargs), adaptations
+
+
+# Current trl name -> the name older trl releases used.
+SFT_RENAMES = {"max_length": "max_seq_length"}
+
+
+@dataclass
+class GenerationSettings:
+    """Arguments of `model.generate` (step 7); greedy, batched over the evaluation split."""
+
+    max_new_tokens: int = 64
+    do_sample: bool = False
+    batch_size: int = 32
+
+
+@dataclass
+class RecipeConfig:
+    quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "RecipeConfig":
+        sections = {f.name: f.type for f in dataclasses.fields(cls)}
+        unknown = set(raw) - set(sections)
+        if unknown:
+            raise ValueError(f"unknown recipe config section(s): {sorted(unknown)}")
+        config = cls()
+        for section, values in raw.items():
+            for key, value in values.items():
+                config = config.with_overrides({f"{section}.{key}": value})
+        return config
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "RecipeConfig":
+        """A copy with dotted-key overrides applied; an unknown key is an error naming it."""
+        config = RecipeConfig.from_plain(self.to_dict())
+        for dotted, value in overrides.items():
+            section_name, _, key = dotted.partition(".")
+            section = getattr(config, section_name, None)
+            if section is None or not dataclasses.is_dataclass(section) or key not in {
+                f.name for f in dataclasses.fields(section)
+            }:
+                raise ValueError(f"unknown recipe config option {dotted!r}")
+            setattr(section, key, value)
+        return config
+
+    @classmethod
+    def from_plain(cls, raw: dict[str, Any]) -> "RecipeConfig":
+        return cls(
+            quantization=QuantizationConfig(**raw["quantization"]),
+            lora=LoraSettings(**raw["lora"]),
+            data=DataSettings(**raw["data"]),
+            training=TrainingSettings(**raw["training"]),
+            generation=GenerationSettings(**raw["generation"]),
+        )
+
+    def fingerprint(self) -> str:
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -1,0 +1,184 @@
+"""A tiny Phi-3: random weights (fixed seed) and a locally trained tokenizer with Phi-3's layout.
+
+The tokenizer is built with the `tokenizers` library the way Phi-3's is shaped: `<unk>` 0,
+`<s>` 1, `</s>` 2, 256 byte-fallback tokens, a BPE vocabulary (trained here on the bundled Yoda
+sentences, so that the tiny model sees short sequences), reserved filler up to id 32000, then
+Phi-3's eleven added tokens at 32000-32010, and Phi-3's chat template verbatim. PAD == EOS as
+Phi-3 ships it: the recipe's `pad = unk` fix is the recipe's job, not baked in here.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from harness.models import Checkpoint
+from harness.models.phi3 import PHI3_ADDED_TOKENS, PHI3_CHAT_TEMPLATE, PHI3_SPECIAL_TOKENS
+
+BASE_VOCAB_SIZE = 32000
+LEARNED_VOCAB_SIZE = 2000
+FILLER_PREFIX = "<|reserved_"
+# Bump when the builder changes, so cached tiny checkpoints are rebuilt.
+BUILDER_VERSION = 3
+
+# Random init choices that make LoRA-only training of a random model learn the task's shape
+# within the CPU budget (measured, docs/tiny.md): a head wide enough in logit range (std 0.1 at
+# 256 wide) that an adapter can make the model confident of a token, where the default 0.02 caps
+# any logit gap near 2.5 nats; and near-zero residual output projections (as in zero-init
+# residual schemes) so the frozen random branches do not drown what the adapters write into
+# the residual stream.
+LM_HEAD_STD = 0.1
+COPY_HEADS = False
+RESIDUAL_OUTPUT_STD = 5e-4
+
+# On two CPU cores a training step costs what trl's log-probabilities over the 32,064-token head
+# cost (about 95 % of the step); the layers are nearly free, so the model is as wide and deep as
+# learning needs (2 x 128 learned no stopping; 4 x 256 does). Phi-3's vocabulary size and special
+# ids are kept so label/EOS/template checks see the real ids.
+TINY_CONFIG = dict(
+    vocab_size=32064,
+    hidden_size=256,
+    intermediate_size=1024,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=4,
+    max_position_embeddings=512,
+    original_max_position_embeddings=512,
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=False,
+    bos_token_id=1,
+    eos_token_id=32000,
+    pad_token_id=32000,
+    torch_dtype="float32",
+)
+
+
+def _training_corpus() -> list[str]:
+    from harness.data import load_rows
+
+    rows, _ = load_rows("bundled")
+    return [text for row in rows for text in (row["sentence"], row["translation_extra"])]
+
+
+def build_phi3_style_tokenizer(corpus: list[str] | None = None):
+    """A `PreTrainedTokenizerFast` with Phi-3's special-token ids and chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = corpus if corpus is not None else _training_corpus()
+    trainer_tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    # Trained without the word-start marker on each sentence's first word: in the chat template a
+    # message always follows "\n", never the start of the input, so that is how its first word is
+    # cut at run time. Trained with it, every turn's first word would fall apart into letters.
+    trainer_tokenizer.pre_tokenizer = _pre_tokenizer(prepend_scheme="never")
+    trainer_tokenizer.train_from_iterator(
+        corpus, trainers.BpeTrainer(vocab_size=LEARNED_VOCAB_SIZE, show_progress=False)
+    )
+    learned = trainer_tokenizer.get_vocab(with_added_tokens=False)
+    merges = _merges_of(trainer_tokenizer)
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for byte in range(256):
+        vocab[f"<0x{byte:02X}>"] = len(vocab)
+    for token, _ in sorted(learned.items(), key=lambda item: item[1]):
+        vocab.setdefault(token, len(vocab))
+    while len(vocab) < BASE_VOCAB_SIZE:
+        vocab[f"{FILLER_PREFIX}{len(vocab)}|>"] = len(vocab)
+
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tokenizer.pre_tokenizer = _pre_tokenizer(prepend_scheme="first")
+    tokenizer.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    tokenizer.add_special_tokens(["<unk>", "<s>", "</s>"])
+    tokenizer.add_special_tokens(list(PHI3_ADDED_TOKENS))
+
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<s>",
+        eos_token="<|endoftext|>",
+        unk_token="<unk>",
+        pad_token="<|endoftext|>",
+        padding_side="left",
+        model_max_length=4096,
+    )
+    fast.chat_template = PHI3_CHAT_TEMPLATE
+    return fast
+
+
+def _pre_tokenizer(prepend_scheme: str):
+    """SentencePiece-style word pieces (Phi-3's `▁` marker) with punctuation split off.
+
+    Punctuation is its own token so that "week." and "week," share the word: Yoda's reordering
+    moves words between the middle and the end of a sentence, where the marks change.
+    """
+    from tokenizers import pre_tokenizers
+
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=prepend_scheme),
+        pre_tokenizers.Punctuation("isolated"),
+    ])
+
+
+def _wire_copy_heads(model) -> None:
+    """Random value and output projections, shared by every layer, and a head that reads them.
+
+    With the head's rows E[t] A^T (E the random embeddings, A = W_o W_v the attention's random
+    value-output map), what an attention head copies from a token t into the residual stream
+    scores t: the heads are copy heads from the start, and the adapters only have to learn where
+    to attend. Nothing is trained; the weights are random draws wired together.
+    """
+    import torch
+
+    layers = model.model.layers
+    hidden = model.config.hidden_size
+    value_rows = slice(model.config.hidden_size * 2, model.config.hidden_size * 3)  # q | k | v
+    w_v = torch.randn(hidden, hidden) / hidden ** 0.5
+    w_o = torch.randn(hidden, hidden) * RESIDUAL_OUTPUT_STD
+    for layer in layers:
+        layer.self_attn.qkv_proj.weight[value_rows] = w_v
+        layer.self_attn.o_proj.weight.copy_(w_o)
+    head = model.get_input_embeddings().weight @ (w_o @ w_v).T
+    head *= LM_HEAD_STD / head.std()
+    model.lm_head.weight.copy_(head)
+
+
+def filler_ids(tokenizer) -> list[int]:
+    """Ids of the reserved filler between the learned vocabulary and Phi-3's added tokens."""
+    return [index for token, index in tokenizer.get_vocab().items() if token.startswith(FILLER_PREFIX)]
+
+
+def _merges_of(tokenizer) -> list[tuple[str, str]]:
+    import json
+
+    model = json.loads(tokenizer.to_str())["model"]
+    return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+
+
+def build_tiny_checkpoint(directory: Path, seed: int = 0) -> Checkpoint:
+    """Build (once) and return the tiny model's checkpoint directory."""
+    import torch
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    if (directory / "config.json").exists():
+        return Checkpoint(directory, "tiny-phi3", PHI3_SPECIAL_TOKENS)
+    partial = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    tokenizer = build_phi3_style_tokenizer()
+    torch.manual_seed(seed)
+    model = Phi3ForCausalLM(Phi3Config(**TINY_CONFIG))
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.normal_(0.0, RESIDUAL_OUTPUT_STD)
+            layer.mlp.down_proj.weight.normal_(0.0, RESIDUAL_OUTPUT_STD)
+        if COPY_HEADS:
+            _wire_copy_heads(model)
+        else:
+            model.lm_head.weight.normal_(0.0, LM_HEAD_STD)
+        # A trained model never predicts vocabulary it never saw; a random head would, since
+        # the frozen head's rows cannot be trained down. Zero logits keep the filler out.
+        model.lm_head.weight[filler_ids(tokenizer)] = 0.0
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    partial.rename(directory)
+    return Checkpoint(directory, "tiny-phi3", PHI3_SPECIAL_TOKENS)

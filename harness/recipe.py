@@ -1,0 +1,564 @@
+"""The recipe, phase by phase, as plain functions — and `run(profile) -> Run`.
+
+    load_quantized_model -> add_adapters -> load_data -> build_trainer -> train
+    -> save_adapter -> reload_tuned_model -> generate -> score
+
+Each phase is what the reference recipe does (../shared/RECIPE.md), with the settings taken
+from `RecipeConfig`; `run` records what every phase produced in a run directory that the
+suites, baselines and report read. Nothing downstream re-runs a phase.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import artifacts, data, env, metrics
+from harness.config import RecipeConfig
+from harness.generate import generate_batched
+from harness.models import Checkpoint, check_special_tokens
+from harness.profiles import ModelOptions, Profile
+
+log = logging.getLogger("harness.recipe")
+
+# A fixed example whose rendering is compared with the baseline (template drift fails with a diff).
+TEMPLATE_EXAMPLE = {"sentence": "The Force is strong in you!", "translation_extra": "Strong in you, the Force is! Yes, hrrrm."}
+
+
+# ------------------------------------------------------------------ phases
+def load_quantized_model(checkpoint: Checkpoint, config: RecipeConfig):
+    """Step 1: the base model in 4-bit NF4 with double quantization, and its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint.path)
+    check_special_tokens(tokenizer, checkpoint.special_tokens, str(checkpoint.path))
+    quantized_model = AutoModelForCausalLM.from_pretrained(
+        checkpoint.path, quantization_config=config.quantization.to_bnb(), device_map=_device_map()
+    )
+    return quantized_model, tokenizer
+
+
+def prepare_tokenizer(tokenizer):
+    """Step 4: the recipe's fix for PAD == EOS — pad with UNK so EOS keeps its labels."""
+    tokenizer.pad_token = tokenizer.unk_token
+    return tokenizer
+
+
+def add_adapters(quantized_model, config: RecipeConfig):
+    """Step 2: `prepare_model_for_kbit_training`, then LoRA."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    prepared = prepare_model_for_kbit_training(quantized_model)
+    return get_peft_model(prepared, config.lora.to_peft())
+
+
+def load_data(config: RecipeConfig) -> data.YodaSplit:
+    """Step 3: the Yoda sentences, validated and split by content hash."""
+    return data.load_split(config.data.source, config.data.eval_fraction)
+
+
+def to_training_dataset(rows: list[dict], config: RecipeConfig, fmt: str | None = None):
+    from datasets import Dataset
+
+    settings = config.data
+    return Dataset.from_list(data.format_rows(rows, fmt or settings.format, settings.source_column, settings.target_column))
+
+
+def build_trainer(peft_model, tokenizer, train_dataset, config: RecipeConfig, output_dir: Path):
+    """Step 5: the `SFTTrainer` with the recipe's `SFTConfig`."""
+    from trl import SFTTrainer
+
+    sft_config, adaptations = config.training.to_sft_config(str(output_dir))
+    for adaptation in adaptations:
+        log.warning("SFTConfig: %s", adaptation)
+    trainer = SFTTrainer(model=peft_model, processing_class=tokenizer, args=sft_config, train_dataset=train_dataset)
+    trainer.harness_adaptations = adaptations
+    return trainer
+
+
+def first_collated_batch(trainer) -> dict:
+    """One real batch from the trainer's own dataloader and collator."""
+    return next(iter(trainer.get_train_dataloader()))
+
+
+def train(trainer) -> dict:
+    result = trainer.train()
+    return dict(result.metrics)
+
+
+def save_adapter(trainer, directory: Path) -> list[str]:
+    """Step 6: adapter + tokenizer files, as `trainer.save_model` writes them."""
+    trainer.save_model(str(directory))
+    return sorted(p.name for p in directory.iterdir())
+
+
+def reload_tuned_model(checkpoint: Checkpoint, adapter_dir: Path, config: RecipeConfig, trainable: bool = False):
+    """The base model loaded again in 4 bits, with the saved adapter on top — what users deploy."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(
+        checkpoint.path, quantization_config=config.quantization.to_bnb(), device_map=_device_map()
+    )
+    return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable)
+
+
+def generate(model, tokenizer, sentences: list[str], config: RecipeConfig):
+    """Step 7 over the evaluation split, batched and greedy."""
+    settings = config.generation
+    autocast = _autocast_dtype(config)
+    return generate_batched(model, tokenizer, sentences, settings.max_new_tokens, settings.batch_size, autocast)
+
+
+def prepare_and_collate(trainer, examples: list[dict], packing: bool | None = None) -> dict:
+    """Tokenize + pack + collate `examples` with the trainer's own preparation and collator."""
+    from datasets import Dataset
+
+    packing = trainer.args.packing if packing is None else packing
+    prepared = trainer._prepare_dataset(
+        Dataset.from_list(examples), trainer.processing_class, trainer.args, packing, None, "check"
+    )
+    return trainer.data_collator([prepared[i] for i in range(len(prepared))])
+
+
+# ------------------------------------------------------------------ the run
+@dataclass
+class LiveObjects:
+    """What exists only in the process that ran (or rebuilt) the recipe."""
+
+    checkpoint: Checkpoint
+    tokenizer: Any
+    peft_model: Any
+    trainer: Any
+    split: data.YodaSplit
+
+
+@dataclass
+class Run:
+    directory: Path
+    manifest: dict
+    reused: bool = False
+    live: LiveObjects | None = None
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def profile(self) -> str:
+        return self.manifest["profile"]
+
+    def artifact(self, name: str) -> Any:
+        if name not in self._cache:
+            path = self.directory / name
+            self._cache[name] = artifacts.read_jsonl(path) if name.endswith(".jsonl") else artifacts.read_json(path)
+        return self._cache[name]
+
+    @property
+    def metrics(self) -> dict:
+        return self.manifest["metrics"]
+
+    def generations(self, which: str = "tuned") -> list[dict]:
+        return self.artifact(f"generations_{which}.jsonl")
+
+
+def data_identity(config: RecipeConfig) -> str:
+    source = config.data.source
+    if source in ("bundled", "hub"):
+        return f"{source}:{artifacts.file_sha256(data.bundled_path())[:16]}"
+    return f"path:{artifacts.file_sha256(Path(source))[:16]}"
+
+
+def run(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = False,
+        config: RecipeConfig | None = None, session: str | None = None) -> Run | None:
+    """The finished run for these inputs: reused from `runs_dir`, or made now.
+
+    `session` identifies the caller's session (the pytest plugin passes one token shared by all
+    its xdist workers) and is recorded in the run: with `fresh`, a run this session already made
+    is reused, not made again.
+
+    Under `torchrun` / `accelerate launch` every process calls this. The main process (rank 0)
+    alone takes the lock, decides reuse, builds the checkpoint first, and after training saves,
+    generates, scores and publishes the run, which it returns; the other ranks train with it
+    (the Trainer wraps the model in DDP) and return None: they write nothing.
+    """
+    config = config or profile.recipe_config()
+    state = _process_state()
+    # The number of processes is part of the inputs: 2 processes halve the optimizer steps.
+    environment = dict(env.fingerprint(), processes=state.num_processes)
+    key = artifacts.cache_key(profile.name, config.to_dict(), environment, profile.identity(options),
+                              data_identity(config))
+    # Only rank 0 takes the lock: a rank blocked on it would never reach the Trainer's collectives.
+    lock = artifacts.run_lock(runs_dir, key) if state.is_main_process else contextlib.nullcontext()
+    with lock:
+        existing, staging = _reuse_or_stage(state, runs_dir, key, fresh, session)
+        if existing is not None:
+            _progress(f"reusing finished run {existing}")
+            if not state.is_main_process:
+                return None
+            return Run(existing, artifacts.read_json(existing / artifacts.MANIFEST), reused=True)
+        try:
+            manifest, live = _execute(profile, options, config, environment, key, staging, state)
+            if not state.is_main_process:
+                return None
+            manifest["session"] = session
+            artifacts.write_json(staging / artifacts.MANIFEST, manifest)
+            final = artifacts.publish(staging, runs_dir, key)
+        except BaseException:
+            import shutil
+
+            if state.is_main_process:
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return Run(final, manifest, reused=False, live=live)
+
+
+def _reuse_or_stage(state, runs_dir: Path, key: str, fresh: bool,
+                    session: str | None) -> tuple[Path | None, Path | None]:
+    """Rank 0's decision, on every rank: (the finished run to reuse, None) or (None, a new staging directory)."""
+    decision = (None, None)
+    if state.is_main_process:
+        existing = _reusable_run(runs_dir, key, fresh, session)
+        decision = (existing, None) if existing is not None else (None, artifacts.staging_dir(runs_dir, key))
+    return _from_main(state, decision)
+
+
+def _reusable_run(runs_dir: Path, key: str, fresh: bool, session: str | None) -> Path | None:
+    """The finished run of `key` to reuse, if any.
+
+    `fresh` means "not a run from before this session". Under pytest-xdist every worker asks for
+    a fresh run: the first trains while the others wait on the lock, and they then reuse its run
+    (it carries their shared session token) instead of each training again.
+    """
+    existing = artifacts.finished_run(runs_dir, key)
+    if existing is None or not fresh:
+        return existing
+    if session is not None and artifacts.read_json(existing / artifacts.MANIFEST).get("session") == session:
+        return existing
+    return None
+
+
+def _process_state():
+    """This process's rank among those `torchrun` / `accelerate launch` started (rank 0 of 1 alone).
+
+    accelerate's `PartialState` is what the Trainer uses: building `SFTConfig` (TrainingArguments
+    `__post_init__` -> `_setup_devices`) creates it, and it initialises the process group from the
+    launcher's environment (gloo on CPU, NCCL on GPUs). That happens only in the trainer phase;
+    the recipe needs barriers before it (checkpoint, reuse), so it initialises the same state now,
+    and the Trainer later finds the process group initialised and keeps it.
+    """
+    from datetime import timedelta
+
+    import torch
+    from accelerate import PartialState
+
+    # use_cpu and the timeout as the recipe's SFTConfig has them (ddp_timeout defaults to 1800 s).
+    return PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(seconds=1800))
+
+
+def _from_main(state, value):
+    """Rank 0's `value`, on every rank."""
+    if state.num_processes == 1:
+        return value
+    import torch.distributed
+
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+class _Phases:
+    """Wall time of each phase, with a progress line on stderr (long phases show progress)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        _progress(f"{name} ...")
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 3)
+        _progress(f"{name} done in {self.seconds[name]:.1f}s")
+
+
+def _execute(profile: Profile, options: ModelOptions, config: RecipeConfig, environment: dict, key: str,
+             out: Path, state) -> tuple[dict | None, LiveObjects | None]:
+    import torch
+
+    phase = _Phases()
+    record: dict[str, Any] = {}
+    with phase("checkpoint"), state.main_process_first():
+        # Rank 0 builds the checkpoint while the others wait at a barrier, then they load it:
+        # built concurrently, every rank would write and rename the same `.partial` directory.
+        checkpoint = profile.build_checkpoint(options)
+    with phase("load"):
+        quantized_model, tokenizer = load_quantized_model(checkpoint, config)
+        tokenizer_as_shipped = {"pad": tokenizer.pad_token, "eos": tokenizer.eos_token}
+        prepare_tokenizer(tokenizer)
+        record["quantized_linear_modules"] = _linear4bit_modules(quantized_model)
+        record["unquantized_modules"] = _unquantized_named(quantized_model)
+        footprint_loaded = quantized_model.get_memory_footprint()
+    with phase("lora"):
+        peft_model = add_adapters(quantized_model, config)
+        footprint_adapted = peft_model.get_memory_footprint()
+        trainable, total = peft_model.get_nb_trainable_parameters()
+        requires_grad_before = _requires_grad(peft_model)
+    with phase("data"):
+        split = load_data(config)
+        train_dataset = to_training_dataset(split.train, config)
+        templated_tokens = sum(len(_template_ids(tokenizer, ex["messages"])) for ex in
+                               data.format_rows(split.train, "conversational", config.data.source_column,
+                                                config.data.target_column))
+    with phase("trainer"):
+        trainer = build_trainer(peft_model, tokenizer, train_dataset, config, out / "trainer")
+        requires_grad_after = _requires_grad(trainer.model)
+        batch = first_collated_batch(trainer)
+        packed_rows = len(trainer.train_dataset)
+        try:
+            completion_batch = _completion_only_batch(trainer, split, config)
+        except (AttributeError, TypeError) as error:  # private trl API that older releases lack
+            completion_batch = {"unsupported": f"this trl cannot prepare completion-only data here: {error}"}
+    lora_b_before = _lora_b_abs_sum(peft_model)
+    with phase("train"):
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        train_metrics = train(trainer)
+        peak_gpu = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
+    lora_b_after = _lora_b_abs_sum(peft_model)
+    if not state.is_main_process:
+        return None, None  # its share of training is done; rank 0 saves, generates and scores
+    adapter_dir = out / "adapter"
+    with phase("save"):
+        adapter_files = save_adapter(trainer, adapter_dir)
+    sentences = [row[config.data.source_column] for row in split.eval]
+    with phase("generate"):
+        tuned_in_memory = generate(peft_model, tokenizer, sentences, config)
+        with peft_model.disable_adapter():
+            base = generate(peft_model, tokenizer, sentences, config)
+    with phase("reload"):
+        reloaded = reload_tuned_model(checkpoint, adapter_dir, config)
+        tuned = generate(reloaded, tokenizer, sentences, config)
+        del reloaded
+    with phase("score"):
+        scores = _score(split.eval, base, tuned, config)
+        prediction = metrics.predict_structure(quantized_model.config, config.lora.r, config.lora.target_modules)
+    generations = {"base": base, "tuned": tuned, "tuned_in_memory": tuned_in_memory}
+    for which, rows in generations.items():
+        artifacts.write_jsonl(out / f"generations_{which}.jsonl",
+                              [dict(g.as_dict(), **_reference(split.eval[i], config)) for i, g in enumerate(rows)])
+    artifacts.write_json(out / "collated_batch.json", _batch_record(batch, tokenizer))
+    artifacts.write_json(out / "completion_only_batch.json", completion_batch)
+    artifacts.write_json(out / "template.json", _template_record(tokenizer, config))
+    manifest = {
+        "status": artifacts.COMPLETE,
+        "key": key,
+        "profile": profile.name,
+        "profile_kind": profile.kind,
+        "model": checkpoint.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config": config.to_dict(),
+        "environment": environment,
+        "version_set": env.version_set_id(environment),
+        "phase_seconds": phase.seconds,
+        "data": split.summary(),
+        "tokens": {
+            "as_shipped": tokenizer_as_shipped,
+            "pad": tokenizer.pad_token, "pad_id": tokenizer.pad_token_id,
+            "eos": tokenizer.eos_token, "eos_id": tokenizer.eos_token_id,
+            "role_markers": list(checkpoint.special_tokens.role_markers),
+            "end_of_turn": checkpoint.special_tokens.end_of_turn,
+        },
+        "structure": {
+            "quantized_linear_modules": record["quantized_linear_modules"],
+            "unquantized_modules": record["unquantized_modules"],
+            "target_modules": list(config.lora.target_modules),
+            "footprint_loaded_bytes": footprint_loaded,
+            "footprint_adapted_bytes": footprint_adapted,
+            "trainable_parameters": trainable,
+            "total_parameters": total,
+            "requires_grad_before_trainer": requires_grad_before,
+            "requires_grad_after_trainer": requires_grad_after,
+            "predicted": prediction.as_dict(),
+            "predicted_quantized_modules": list(prediction.quantized_modules),
+        },
+        "training": {
+            "sft_config_adaptations": trainer.harness_adaptations,
+            "global_step": trainer.state.global_step,
+            "train_batch_size": trainer._train_batch_size,
+            "packed_rows": packed_rows,
+            "templated_tokens": templated_tokens,
+            "train_examples": len(split.train),
+            "loss_history": [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e],
+            "train_loss": train_metrics.get("train_loss"),
+            "train_runtime": train_metrics.get("train_runtime"),
+            "lora_b_abs_sum_before": lora_b_before,
+            "lora_b_abs_sum_after": lora_b_after,
+            "peak_gpu_allocated_bytes": peak_gpu,
+            "peak_rss_bytes": _peak_rss(),
+        },
+        "adapter": _adapter_record(adapter_dir, adapter_files),
+        "metrics": scores,
+    }
+    live = LiveObjects(checkpoint=checkpoint, tokenizer=tokenizer, peft_model=peft_model, trainer=trainer, split=split)
+    return manifest, live
+
+
+def rebuild_live(run_: Run, profile: Profile, options: ModelOptions) -> LiveObjects:
+    """Live objects for a reused run: base + saved adapter reloaded, trainer rebuilt (not trained)."""
+    from transformers import AutoTokenizer
+
+    config = RecipeConfig.from_plain(run_.manifest["config"])
+    checkpoint = profile.build_checkpoint(options)
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(run_.directory / "adapter"))
+    peft_model = reload_tuned_model(checkpoint, run_.directory / "adapter", config, trainable=True)
+    split = load_data(config)
+    trainer = build_trainer(peft_model, tokenizer, to_training_dataset(split.train, config), config,
+                            run_.directory / "trainer-rebuilt")
+    return LiveObjects(checkpoint, tokenizer, peft_model, trainer, split)
+
+
+# ------------------------------------------------------------------ helpers
+def _score(eval_rows: list[dict], base, tuned, config: RecipeConfig) -> dict:
+    refs_extra = [row["translation_extra"] for row in eval_rows]
+    refs_plain = [row["translation"] for row in eval_rows]
+
+    def summary(generations):
+        texts = [g.text for g in generations]
+        stopped = [g for g in generations if g.stop_reason == "eos"]
+        non_empty_stopped = [g for g in stopped if g.text]
+        return {
+            "vs_translation_extra": metrics.corpus_scores(texts, refs_extra),
+            "vs_translation": metrics.corpus_scores(texts, refs_plain),
+            "stop_rate": round(len(stopped) / len(generations), 4),
+            "non_empty_stop_rate": round(len(non_empty_stopped) / len(generations), 4),
+            "empty_rate": round(sum(1 for t in texts if not t) / len(texts), 4),
+            "mean_new_tokens": round(sum(g.new_tokens for g in generations) / len(generations), 3),
+            "mean_words": round(sum(len(t.split()) for t in texts) / len(texts), 3),
+            "sentence_bleu": [metrics.sentence_bleu(g.text, r) for g, r in zip(generations, refs_extra)],
+        }
+
+    return {"base": summary(base), "tuned": summary(tuned), "eval_rows": len(eval_rows),
+            "reference_mean_words": round(sum(len(r.split()) for r in refs_extra) / len(refs_extra), 3)}
+
+
+def _reference(row: dict, config: RecipeConfig) -> dict:
+    return {"source": row[config.data.source_column], "reference": row["translation_extra"],
+            "reference_plain": row["translation"]}
+
+
+def _template_ids(tokenizer, messages, add_generation_prompt: bool = False) -> list[int]:
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt)
+    return ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+
+
+def _template_record(tokenizer, config: RecipeConfig) -> dict:
+    example = data.to_conversation(TEMPLATE_EXAMPLE, "sentence", "translation_extra")
+    rendered = tokenizer.apply_chat_template(example["messages"], tokenize=False)
+    prompt = tokenizer.apply_chat_template(example["messages"][:1], tokenize=False, add_generation_prompt=True)
+    ids = _template_ids(tokenizer, example["messages"])
+    return {
+        "example": example,
+        "rendered": rendered,
+        "generation_prompt": prompt,
+        "token_ids": list(ids),
+        "tokens": tokenizer.convert_ids_to_tokens(list(ids)),
+        "chat_template": tokenizer.chat_template,
+    }
+
+
+def _completion_only_batch(trainer, split: data.YodaSplit, config: RecipeConfig) -> dict:
+    """A batch collated as with `completion_only_loss=True` on prompt/completion data.
+
+    Unpacked, so each row is one example and the harness's own prompt length (chat template
+    with the generation prompt) says where the completion starts.
+    """
+    import copy
+
+    from datasets import Dataset
+
+    tokenizer = trainer.processing_class
+    args = copy.deepcopy(trainer.args)
+    args.completion_only_loss, args.packing = True, False
+    examples = data.format_rows(split.train[:8], "prompt_completion", config.data.source_column,
+                                config.data.target_column)
+    saved = trainer.completion_only_loss
+    trainer.completion_only_loss = True
+    try:
+        prepared = trainer._prepare_dataset(Dataset.from_list(examples), tokenizer, args, False, None,
+                                            "completion-only")
+    finally:
+        trainer.completion_only_loss = saved
+    rows = [prepared[i] for i in range(len(prepared))]
+    record = _batch_record(trainer.data_collator(rows), tokenizer)
+    record["prompt_lengths"] = [len(_template_ids(tokenizer, ex["prompt"], add_generation_prompt=True))
+                                for ex in examples]
+    record["sequence_lengths"] = [len(row["input_ids"]) for row in rows]
+    return record
+
+
+def _batch_record(batch: dict, tokenizer) -> dict:
+    record = {name: tensor.tolist() for name, tensor in batch.items() if hasattr(tensor, "tolist")}
+    record["decoded"] = [tokenizer.decode(row, skip_special_tokens=False) for row in record["input_ids"]]
+    return record
+
+
+def _adapter_record(adapter_dir: Path, files: list[str]) -> dict:
+    weights = adapter_dir / "adapter_model.safetensors"
+    record = {"files": files, "safetensors_bytes": None, "safetensors_data_bytes": None}
+    if weights.exists():
+        summary = artifacts.safetensors_summary(weights)
+        record.update(safetensors_bytes=weights.stat().st_size, safetensors_data_bytes=summary["data_bytes"],
+                      tensor_parameters=summary["parameters"], dtypes=summary["dtypes"], tensors=summary["tensors"])
+    return record
+
+
+def _linear4bit_modules(model) -> list[str]:
+    import bitsandbytes as bnb
+
+    return [name for name, module in model.named_modules() if isinstance(module, bnb.nn.Linear4bit)]
+
+
+def _unquantized_named(model) -> dict[str, str]:
+    """Class names of the embeddings and output head (which must stay unquantized)."""
+    return {
+        "input_embeddings": type(model.get_input_embeddings()).__name__,
+        "output_embeddings": type(model.get_output_embeddings()).__name__,
+    }
+
+
+def _requires_grad(model) -> list[str]:
+    return sorted(name for name, parameter in model.named_parameters() if parameter.requires_grad)
+
+
+def _lora_b_abs_sum(model) -> float:
+    return float(sum(p.detach().abs().sum().item() for n, p in model.named_parameters() if "lora_B" in n))
+
+
+def _peak_rss() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _device_map():
+    import torch
+
+    # One process per GPU under torchrun / accelerate launch: each rank loads onto its own GPU.
+    if torch.cuda.is_available():
+        return {"": int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))}
+    return "cpu"
+
+
+def _autocast_dtype(config: RecipeConfig):
+    import torch
+
+    return torch.bfloat16 if config.training.resolved_bf16() else None
+
+
+def _progress(message: str) -> None:
+    if os.environ.get("YODA_HARNESS_QUIET") != "1":
+        print(f"[harness] {message}", file=sys.stderr, flush=True)

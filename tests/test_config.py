@@ -1,0 +1,72 @@
+"""The recipe config: defaults are the recipe, and they reach the library objects unchanged."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from harness.config import RecipeConfig
+
+
+def test_defaults_are_the_reference_recipe():
+    config = RecipeConfig()
+    assert config.quantization.to_bnb().to_dict()["bnb_4bit_quant_type"] == "nf4"
+    assert (config.lora.r, config.lora.lora_alpha, config.lora.lora_dropout) == (8, 16, 0.05)
+    assert config.lora.target_modules == ["o_proj", "qkv_proj", "gate_up_proj", "down_proj"]
+    training = config.training
+    assert (training.max_length, training.packing, training.packing_strategy) == (64, True, "wrapped")
+    assert (training.num_train_epochs, training.learning_rate, training.optim) == (10, 3e-4, "paged_adamw_8bit")
+    assert (training.per_device_train_batch_size, training.gradient_accumulation_steps) == (16, 1)
+    assert config.generation.max_new_tokens == 64
+
+
+def test_quantization_reaches_bitsandbytes_config():
+    bnb = RecipeConfig().quantization.to_bnb()
+    assert bnb.load_in_4bit and bnb.bnb_4bit_use_double_quant
+    assert bnb.bnb_4bit_quant_type == "nf4" and bnb.bnb_4bit_compute_dtype == torch.float32
+
+
+def test_lora_reaches_peft_config():
+    lora = RecipeConfig().with_overrides({"lora.r": 4}).lora.to_peft()
+    assert (lora.r, lora.lora_alpha, lora.lora_dropout, lora.bias) == (4, 16, 0.05, "none")
+    assert set(lora.target_modules) == {"o_proj", "qkv_proj", "gate_up_proj", "down_proj"}
+
+
+def test_training_reaches_sft_config(tmp_path):
+    sft, adaptations = RecipeConfig().training.to_sft_config(str(tmp_path))
+    assert adaptations == []
+    assert (sft.max_length, sft.packing, sft.packing_strategy) == (64, True, "wrapped")
+    assert (sft.learning_rate, sft.num_train_epochs, sft.optim) == (3e-4, 10, "paged_adamw_8bit")
+    assert sft.gradient_checkpointing and sft.gradient_checkpointing_kwargs == {"use_reentrant": False}
+    assert sft.per_device_train_batch_size == 16 and sft.auto_find_batch_size
+    assert sft.bf16 is (torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False))
+
+
+def test_old_trl_gets_the_old_argument_name_and_the_adaptation_is_recorded(tmp_path, monkeypatch):
+    import trl
+
+    @dataclasses.dataclass
+    class OldSFTConfig:  # the shape of trl < 0.20: max_seq_length, no packing_strategy
+        output_dir: str = ""
+        max_seq_length: int = 1024
+        packing: bool = False
+        learning_rate: float = 5e-5
+
+    monkeypatch.setattr(trl, "SFTConfig", OldSFTConfig)
+    sft, adaptations = RecipeConfig().training.to_sft_config(str(tmp_path))
+    assert sft.max_seq_length == 64 and sft.packing is True and sft.learning_rate == 3e-4
+    assert "max_length passed as max_seq_length (this trl's name)" in adaptations
+    assert any(a.startswith("packing_strategy='wrapped' dropped") for a in adaptations)
+
+
+def test_overrides_and_round_trip():
+    config = RecipeConfig().with_overrides({"training.learning_rate": 1e-3, "data.source": "bundled"})
+    assert config.training.learning_rate == 1e-3
+    assert RecipeConfig.from_dict(config.to_dict()) == config
+    assert config.fingerprint() != RecipeConfig().fingerprint()
+
+
+@pytest.mark.parametrize("key", ["training.learnin_rate", "nosuch.field", "lora"])
+def test_unknown_override_is_named(key):
+    with pytest.raises(ValueError, match="unknown recipe config option"):
+        RecipeConfig().with_overrides({key: 1})

