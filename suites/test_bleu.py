@@ -1,0 +1,31 @@
+"""Translation quality: sacrebleu BLEU/chrF of the tuned model against the Yoda references."""
+
+import pytest
+
+pytestmark = pytest.mark.quality
+
+
+def test_tuned_model_beats_the_base_model(manifest, require_threshold):
+    scores = manifest["metrics"]
+    tuned, base = scores["tuned"]["vs_translation_extra"]["bleu"], scores["base"]["vs_translation_extra"]["bleu"]
+    gain = require_threshold("min_bleu_gain")
+    assert tuned - base >= gain, (
+        f"BLEU {tuned:.2f} (tuned) vs {base:.2f} (base): gain {tuned - base:.2f} < the profile's minimum {gain}; "
+        "the fine-tune taught little (template, labels or adapters broken?)"
+    )
+
+
+@pytest.mark.parametrize("metric", ["bleu", "chrf", "bleu_plain"])
+def test_quality_within_the_baseline(manifest, baseline_entry, metric):
+    from harness.baselines import run_metrics
+
+    current = run_metrics(manifest)[metric]
+    deviation = baseline_entry.check(metric, current)
+    assert deviation is None, f"{deviation.describe()}; {baseline_entry.context()}"
+
+
+def test_scores_are_reproducible_and_per_sentence(manifest):
+    scores = manifest["metrics"]["tuned"]
+    signature = scores["vs_translation_extra"]["signatures"]["bleu"]
+    assert signature.startswith("nrefs:1|"), f"unexpected sacrebleu signature {signature!r}"
+    assert len(scores["sentence_bleu"]) == manifest["metrics"]["eval_rows"] == manifest["data"]["eval_rows"]

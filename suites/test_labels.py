@@ -1,0 +1,112 @@
+"""Labels and EOS on the trainer's real collated batch; packing fingerprints; completion-only masking."""
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness.metrics import expected_optimizer_steps
+
+
+def _rows(batch):
+    return list(zip(batch["input_ids"], batch["labels"]))
+
+
+def test_every_eos_keeps_its_label(manifest, run_artifacts):
+    eos = manifest["tokens"]["eos_id"]
+    batch = run_artifacts("collated_batch.json")
+    masked = [(r, i) for r, (ids, labels) in enumerate(_rows(batch)) for i, t in enumerate(ids)
+              if t == eos and labels[i] != eos]
+    total = sum(ids.count(eos) for ids in batch["input_ids"])
+    assert total > 0, "the collated batch holds no EOS token at all: the chat template's EOS was not added"
+    assert not masked, (
+        f"{len(masked)} of {total} EOS tokens have label -100 (first at row {masked[0][0]}, position "
+        f"{masked[0][1]}): the collator masked EOS — with PAD == EOS the model never learns to stop"
+    )
+
+
+def test_pad_token_is_not_eos(manifest):
+    tokens = manifest["tokens"]
+    assert tokens["pad_id"] != tokens["eos_id"], (
+        f"pad token {tokens['pad']!r} is the EOS token: the recipe's `pad_token = unk_token` fix was lost"
+    )
+
+
+def test_labels_equal_inputs_where_not_masked(run_artifacts):
+    batch = run_artifacts("collated_batch.json")
+    for row, (ids, labels) in enumerate(_rows(batch)):
+        wrong = [i for i, (t, l) in enumerate(zip(ids, labels)) if l != -100 and l != t]
+        assert not wrong, f"row {row}: labels differ from input_ids at positions {wrong[:5]}"
+
+
+def test_packed_rows_are_exactly_max_length(manifest, run_artifacts):
+    training = manifest["config"]["training"]
+    if not training["packing"] or training["packing_strategy"] != "wrapped":
+        pytest.skip("the recipe config does not ask for wrapped packing")
+    batch = run_artifacts("collated_batch.json")
+    max_length = training["max_length"]
+    lengths = sorted({len(ids) for ids in batch["input_ids"]})
+    padded = sum(row.count(0) for row in batch["attention_mask"]) if "attention_mask" in batch else 0
+    if len(lengths) == 1 and padded == 0:
+        # Rows of one length without padding are wrapped packing; only the length can be wrong.
+        assert lengths == [max_length], (
+            f"wrapped rows are {lengths[0]} tokens long, not the recipe's max_length {max_length}: the max_length "
+            "setting did not reach SFTConfig (a renamed argument, as max_seq_length -> max_length in trl 0.20?)"
+        )
+        return
+    assert False, (
+        f"collated rows have lengths {lengths} with {padded} padded positions; 'wrapped' packing gives rows of "
+        f"exactly {max_length}: the packing strategy changed (trl's default is 'bfd')"
+    )
+
+
+def test_optimizer_steps_match_the_packing(manifest):
+    config, training = manifest["config"]["training"], manifest["training"]
+    if config["packing_strategy"] != "wrapped":
+        pytest.skip("expected step count is derived for wrapped packing")
+    expected = expected_optimizer_steps(training["templated_tokens"], config["max_length"],
+                                        training["train_batch_size"], config["num_train_epochs"],
+                                        config["gradient_accumulation_steps"])
+    assert training["global_step"] == expected, (
+        f"{training['global_step']} optimizer steps, wrapped packing of {training['templated_tokens']} templated "
+        f"tokens into rows of {config['max_length']} at batch {training['train_batch_size']} gives {expected}: "
+        "the packing strategy or the tokenized text changed"
+    )
+
+
+def test_completion_only_masks_the_prompt(run_artifacts):
+    batch = run_artifacts("completion_only_batch.json")
+    if "unsupported" in batch:
+        pytest.skip(batch["unsupported"])
+    assert batch["prompt_lengths"], "no completion-only rows were recorded"
+    for row, (ids, labels) in enumerate(_rows(batch)):
+        prompt, length = batch["prompt_lengths"][row], batch["sequence_lengths"][row]
+        # The boundary token may merge across prompt and completion; trl then starts the
+        # completion where the two tokenizations diverge, so leave one token either side.
+        leaked = [i for i in range(prompt - 1) if labels[i] != -100]
+        lost = [i for i in range(prompt + 1, length) if labels[i] != ids[i]]
+        assert not leaked, f"row {row}: prompt tokens at {leaked[:5]} are trained on with completion_only_loss"
+        assert not lost, f"row {row}: completion tokens at {lost[:5]} are masked with completion_only_loss"
+
+
+conversation_text = st.text(
+    alphabet=st.characters(whitelist_categories=("L", "N", "P", "Zs"), blacklist_characters="<>|"),
+    min_size=1, max_size=60,
+).map(lambda s: " ".join(s.split())).filter(bool)
+
+
+@pytest.mark.slow
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(conversation_text, conversation_text), min_size=1, max_size=6))
+def test_collation_keeps_eos_and_labels_for_any_conversation(live, pairs):
+    from harness.recipe import prepare_and_collate
+
+    examples = [{"messages": [{"role": "user", "content": u}, {"role": "assistant", "content": a}]} for u, a in pairs]
+    batch = prepare_and_collate(live.trainer, examples)
+    eos = live.tokenizer.eos_token_id
+    ids, labels = batch["input_ids"].tolist(), batch["labels"].tolist()
+    assert sum(row.count(eos) for row in ids) == len(examples), "each conversation must end in exactly one EOS"
+    for row_ids, row_labels in zip(ids, labels):
+        for token, label in zip(row_ids, row_labels):
+            assert label == -100 or label == token
+            if token == eos:
+                assert label == eos, "an EOS token lost its label in collation"

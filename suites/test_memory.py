@@ -1,0 +1,62 @@
+"""Memory: what is quantized, and the footprint against the analytic prediction and the recipe."""
+
+import pytest
+
+MB = 1_000_000
+PHI3_REFERENCE_MB = {"footprint_loaded_bytes": 2206.34, "footprint_adapted_bytes": 2651.07}
+
+
+def test_every_linear_layer_but_the_head_is_4bit(manifest):
+    structure = manifest["structure"]
+    quantized = set(structure["quantized_linear_modules"])
+    expected = set(structure["predicted_quantized_modules"])
+    missing = sorted(expected - quantized)
+    assert not missing, (
+        f"{len(missing)} linear layers are not bitsandbytes Linear4bit after loading "
+        f"(e.g. {missing[:3]}): the 4-bit quantization_config did not reach from_pretrained"
+    )
+    for target in structure["target_modules"]:
+        assert any(name.endswith("." + target) for name in quantized), (
+            f"LoRA target {target!r} is not a 4-bit layer: the recipe's target_modules do not match the model"
+        )
+
+
+def test_embeddings_and_head_stay_unquantized(manifest):
+    classes = manifest["structure"]["unquantized_modules"]
+    for role, class_name in classes.items():
+        assert "4bit" not in class_name and "8bit" not in class_name, (
+            f"{role} became {class_name}: embeddings and lm_head must stay unquantized"
+        )
+
+
+@pytest.mark.parametrize("figure", ["footprint_loaded_bytes", "footprint_adapted_bytes"])
+def test_footprint_matches_the_prediction(manifest, figure):
+    structure = manifest["structure"]
+    measured, predicted = structure[figure], structure["predicted"][figure]
+    relative = abs(measured - predicted) / predicted
+    assert relative <= 0.001, (
+        f"{figure}: measured {measured / MB:.6f} MB, predicted {predicted / MB:.6f} MB from the configs "
+        f"({relative:.3%} apart; limit 0.1%). Likely cause: a layer left unquantized, "
+        "prepare_model_for_kbit_training not upcasting to fp32, or adapters of another size"
+    )
+
+
+def test_phi3_reproduces_the_recipe_figures(manifest, harness_profile):
+    if harness_profile.name not in ("phi3", "phi3-shape"):
+        pytest.skip(f"the recipe's published footprints are for Phi-3; profile is {harness_profile.name!r}")
+    for figure, reference in PHI3_REFERENCE_MB.items():
+        measured = round(manifest["structure"][figure] / MB, 2)
+        assert measured == reference, f"{figure}: {measured} MB, the recipe's figure is {reference} MB"
+
+
+@pytest.mark.gpu
+def test_peak_training_memory_within_the_baseline_bound(manifest, baseline_entry, require_threshold):
+    peak = manifest["training"]["peak_gpu_allocated_bytes"] / MB
+    recorded = baseline_entry.value("peak_gpu_allocated_mb")
+    if recorded is None:
+        pytest.skip(f"{baseline_entry.path}: the entry has no peak_gpu_allocated_mb")
+    bound = recorded * (1 + require_threshold("peak_memory_margin"))
+    assert peak <= bound, (
+        f"peak GPU memory in training {peak:.1f} MB exceeds {bound:.1f} MB "
+        f"(baseline {recorded:.1f} MB + margin); {baseline_entry.context()}"
+    )

@@ -1,0 +1,49 @@
+"""Trainable parameters: the LoRA count, only adapters train, and they really trained."""
+
+import pytest
+
+PHI3_TRAINABLE, PHI3_TOTAL = 12_582_912, 3_833_662_464
+
+
+def test_trainable_count_is_the_lora_sum(manifest):
+    structure = manifest["structure"]
+    expected = structure["predicted"]["trainable_parameters"]
+    r = manifest["config"]["lora"]["r"]
+    assert structure["trainable_parameters"] == expected, (
+        f"trainable parameters {structure['trainable_parameters']:,} != sum of r*(in+out) = {expected:,} "
+        f"for the recipe's r={r}: the adapter config did not reach get_peft_model"
+    )
+
+
+def test_total_count_is_the_architecture_plus_adapters(manifest):
+    structure = manifest["structure"]
+    assert structure["total_parameters"] == structure["predicted"]["total_parameters"], (
+        f"total parameters {structure['total_parameters']:,} != predicted "
+        f"{structure['predicted']['total_parameters']:,}"
+    )
+
+
+def test_phi3_trainable_ratio(manifest, harness_profile):
+    if harness_profile.name not in ("phi3", "phi3-shape"):
+        pytest.skip(f"the recipe's 12.58M / 3833.66M is for Phi-3; profile is {harness_profile.name!r}")
+    structure = manifest["structure"]
+    assert (structure["trainable_parameters"], structure["total_parameters"]) == (PHI3_TRAINABLE, PHI3_TOTAL)
+
+
+@pytest.mark.parametrize("moment", ["requires_grad_before_trainer", "requires_grad_after_trainer"])
+def test_only_lora_weights_require_grad(manifest, moment):
+    names = manifest["structure"][moment]
+    assert names, (
+        f"no parameter requires grad {moment.replace('requires_grad_', '').replace('_', ' ')}: "
+        "the trainer froze the LoRA adapters (the trl < 0.23.1 regression) — nothing will train"
+    )
+    others = [n for n in names if "lora_A" not in n and "lora_B" not in n]
+    assert not others, f"non-adapter parameters require grad {moment}: {others[:5]}"
+
+
+def test_adapters_changed_during_training(manifest):
+    training = manifest["training"]
+    assert training["lora_b_abs_sum_before"] == 0.0, "lora_B should start at zero (PEFT's init)"
+    assert training["lora_b_abs_sum_after"] > 0.0, (
+        "lora_B is still all zero after training: the adapters did not train (frozen, or lr 0)"
+    )

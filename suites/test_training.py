@@ -1,0 +1,78 @@
+"""Training: the loss falls, matches the baseline; the saved adapter is right and reloads."""
+
+import pytest
+
+from harness.baselines import run_metrics
+
+
+@pytest.mark.learning
+def test_loss_falls(manifest, require_threshold):
+    history = manifest["training"]["loss_history"]
+    assert len(history) >= 2, f"only {len(history)} loss values were logged"
+    first, last = history[0]["loss"], history[-1]["loss"]
+    drop = require_threshold("min_loss_drop")
+    assert (first - last) / first >= drop, (
+        f"loss {first:.3f} -> {last:.3f} fell {(first - last) / first:.0%}, less than {drop:.0%}: "
+        "training did not learn (frozen adapters, broken labels or learning rate)"
+    )
+
+
+@pytest.mark.learning
+@pytest.mark.parametrize("metric", ["loss_last", "train_loss"])
+def test_loss_within_the_baseline(manifest, baseline_entry, metric):
+    deviation = baseline_entry.check(metric, run_metrics(manifest)[metric])
+    assert deviation is None, f"{deviation.describe()}; {baseline_entry.context()}"
+
+
+def test_step_count_within_the_baseline(manifest, baseline_entry):
+    deviation = baseline_entry.check("global_step", manifest["training"]["global_step"])
+    assert deviation is None, f"{deviation.describe()}; {baseline_entry.context()}"
+
+
+# `Trainer.save_model` always pickles its TrainingArguments; weights must never be pickled.
+NOT_WEIGHTS = {"training_args.bin"}
+DTYPE_BYTES = {"F32": 4, "BF16": 2, "F16": 2, "F64": 8}
+
+
+def test_saved_adapter_is_safetensors_with_its_config(manifest):
+    files = set(manifest["adapter"]["files"])
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= files, f"adapter files: {sorted(files)}"
+    pickled = sorted(f for f in files - NOT_WEIGHTS if f.endswith((".bin", ".pt", ".pth", ".pkl")))
+    assert not pickled, f"the adapter was saved with pickle files {pickled}; expected safetensors only"
+
+
+def test_adapter_holds_exactly_the_lora_parameters(manifest):
+    adapter = manifest["adapter"]
+    expected = manifest["structure"]["predicted"]["trainable_parameters"]
+    assert adapter["tensor_parameters"] == expected, (
+        f"adapter_model.safetensors holds {adapter['tensor_parameters']:,} parameters; LoRA "
+        f"r={manifest['config']['lora']['r']} on the recipe's targets is {expected:,}: "
+        "adapters of another rank or set of modules were saved"
+    )
+    (dtype,) = adapter["dtypes"]
+    assert adapter["safetensors_data_bytes"] == expected * DTYPE_BYTES[dtype], "file size disagrees with its header"
+
+
+def test_adapter_dtype_matches_the_baseline(manifest, baseline_entry):
+    (dtype,) = manifest["adapter"]["dtypes"]
+    recorded = baseline_entry.value("adapter_dtype")
+    if recorded is None:
+        pytest.skip(f"{baseline_entry.path}: the entry has no adapter_dtype")
+    assert dtype == recorded, (
+        f"the adapter was trained and saved as {dtype}, the baseline's as {recorded} "
+        f"({baseline_entry.context()}): e.g. trl 1.x casts QLoRA adapters to bf16 in SFTTrainer; "
+        "peft's default keeps them fp32"
+    )
+
+
+@pytest.mark.learning
+def test_reloaded_adapter_generates_what_the_trained_model_did(run_artifacts, require_threshold):
+    reloaded = run_artifacts("generations_tuned.jsonl")
+    in_memory = run_artifacts("generations_tuned_in_memory.jsonl")
+    same = sum(a["token_ids"] == b["token_ids"] for a, b in zip(reloaded, in_memory))
+    agreement = same / len(reloaded)
+    floor = require_threshold("min_reload_agreement")
+    assert agreement >= floor, (
+        f"base + reloaded adapter matches the in-memory model on {agreement:.0%} of prompts (floor {floor:.0%}): "
+        "the saved adapter is not the trained one"
+    )

@@ -1,0 +1,152 @@
+"""Regressions injected through the libraries' public seams, the way an upgrade would change them.
+
+Loaded into a `pytest suites` run with `-p tests.regressions` and selected by
+$YODA_HARNESS_INJECT. Each function below patches one library behaviour at pytest_configure,
+before the recipe runs; `tests/test_regressions.py` asserts that the matching suite fails.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+
+def untemplated_instruction_data():
+    """Newer trl stopped applying the chat template: training text lacks the role tokens."""
+    from trl.trainer import sft_trainer
+
+    original = sft_trainer._tokenize
+
+    @functools.wraps(original)
+    def plain_text(processing_class, input, *args, **kwargs):
+        if isinstance(input, list) and input and isinstance(input[0], dict):
+            text = "\n".join(message["content"] for message in input) + processing_class.eos_token
+            return processing_class(text=text, add_special_tokens=False)
+        return original(processing_class, input, *args, **kwargs)
+
+    sft_trainer._tokenize = plain_text
+
+
+def eos_masked_in_labels():
+    """The collator masks pad-token labels, and the trainer pads with EOS: EOS loses its label."""
+    from trl.trainer import sft_trainer
+
+    collator_call = sft_trainer.DataCollatorForLanguageModeling.torch_call
+
+    def masking_call(self, examples):
+        output = collator_call(self, examples)
+        output["labels"][output["input_ids"] == self.pad_token_id] = -100
+        return output
+
+    sft_trainer.DataCollatorForLanguageModeling.torch_call = masking_call
+    trainer_init = sft_trainer.SFTTrainer.__init__
+
+    def pad_with_eos(self, *args, **kwargs):
+        trainer_init(self, *args, **kwargs)
+        self.data_collator.pad_token_id = self.processing_class.eos_token_id
+
+    sft_trainer.SFTTrainer.__init__ = pad_with_eos
+
+
+def packing_strategy_changed():
+    """trl 0.20: packing silently became another strategy ('bfd') unless asked otherwise."""
+    from trl import SFTConfig
+
+    post_init = SFTConfig.__post_init__
+
+    def force_bfd(self):
+        post_init(self)
+        self.packing_strategy = "bfd"
+
+    SFTConfig.__post_init__ = force_bfd
+
+
+def max_length_ignored():
+    """A renamed `SFTConfig` argument (as `max_seq_length` -> `max_length` in trl 0.20): the value
+    the recipe passes no longer arrives, and rows are packed to the new default instead."""
+    from trl import SFTConfig
+
+    post_init = SFTConfig.__post_init__
+
+    def default_length(self):
+        post_init(self)
+        self.max_length = 1024  # trl's default
+
+    SFTConfig.__post_init__ = default_length
+
+
+def adapters_frozen_by_trainer():
+    """trl < 0.23.1 prepared an already-PEFT model for k-bit training again, freezing the adapters."""
+    from peft import PeftModel, prepare_model_for_kbit_training
+    from trl.trainer import sft_trainer
+
+    trainer_init = sft_trainer.SFTTrainer.__init__
+
+    def freezing_init(self, model=None, *args, **kwargs):
+        if isinstance(model, PeftModel):
+            prepare_model_for_kbit_training(model)  # sets requires_grad=False on every parameter
+        trainer_init(self, model, *args, **kwargs)
+
+    sft_trainer.SFTTrainer.__init__ = freezing_init
+
+
+def generate_ignores_eos():
+    """A generate() that no longer honours eos_token_id: outputs run to max_new_tokens."""
+    from transformers import GenerationMixin
+
+    generate = GenerationMixin.generate
+
+    @functools.wraps(generate)
+    def without_eos(self, *args, **kwargs):
+        kwargs["eos_token_id"] = None
+        self.generation_config.eos_token_id = None
+        return generate(self, *args, **kwargs)
+
+    GenerationMixin.generate = without_eos
+
+
+def chat_template_drift():
+    """A tokenizer upgrade that renders the template differently (a default system turn appears)."""
+    from transformers import PreTrainedTokenizerBase
+
+    apply = PreTrainedTokenizerBase.apply_chat_template
+
+    @functools.wraps(apply)
+    def with_system_turn(self, conversation, *args, **kwargs):
+        if conversation and isinstance(conversation[0], dict) and conversation[0].get("role") != "system":
+            conversation = [{"role": "system", "content": "You are a helpful assistant."}] + list(conversation)
+        return apply(self, conversation, *args, **kwargs)
+
+    PreTrainedTokenizerBase.apply_chat_template = with_system_turn
+
+
+def lora_rank_ignored():
+    """A peft change that ignores the requested rank (r=4 instead of the recipe's 8)."""
+    import peft
+
+    lora_config = peft.LoraConfig
+
+    class HalfRank(lora_config):
+        def __post_init__(self):
+            self.r = 4
+            super().__post_init__()
+
+    peft.LoraConfig = HalfRank
+
+
+INJECTIONS = {
+    "untemplated": untemplated_instruction_data,
+    "eos-masked": eos_masked_in_labels,
+    "packing-bfd": packing_strategy_changed,
+    "max-length-ignored": max_length_ignored,
+    "adapters-frozen": adapters_frozen_by_trainer,
+    "generate-ignores-eos": generate_ignores_eos,
+    "template-drift": chat_template_drift,
+    "lora-rank": lora_rank_ignored,
+}
+
+
+def pytest_configure(config):
+    name = os.environ.get("YODA_HARNESS_INJECT")
+    if name:
+        INJECTIONS[name]()

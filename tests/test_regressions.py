@@ -1,0 +1,81 @@
+"""Proof that the suites can fail: inject each regression, run `pytest suites --profile tiny`,
+and assert that the matching suite fails with a message naming the cause while the unrelated
+suites still pass.
+
+A structural regression (template, labels, packing, parameters) shows in what the recipe builds
+before and while it trains, so its case trains one epoch (under a minute); a regression of what
+the model learned (stopping) needs the profile's full training, or a model that never learned to
+stop would fail the check with or without the injection. Each case is one fresh tiny run.
+"""
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL_SUITES = {"test_memory.py", "test_trainable.py", "test_labels.py", "test_chat_template.py", "test_bleu.py",
+              "test_stopping.py", "test_training.py"}
+
+# regression -> (suite that must fail, words its failure must contain, suites that must still pass,
+#                needs the profile's full training)
+CASES = {
+    "untemplated": ("test_chat_template.py", "chat template was not applied",
+                    {"test_memory.py", "test_trainable.py"}, False),
+    "eos-masked": ("test_labels.py", "the collator masked EOS",
+                   {"test_memory.py", "test_trainable.py", "test_chat_template.py"}, False),
+    "packing-bfd": ("test_labels.py", "the packing strategy changed",
+                    {"test_memory.py", "test_trainable.py", "test_chat_template.py"}, False),
+    "max-length-ignored": ("test_labels.py", "did not reach SFTConfig",
+                           {"test_memory.py", "test_trainable.py", "test_chat_template.py"}, False),
+    "adapters-frozen": ("test_trainable.py", "froze the LoRA adapters",
+                        {"test_memory.py", "test_labels.py", "test_chat_template.py"}, False),
+    "generate-ignores-eos": ("test_stopping.py", "did not learn to stop",
+                             {"test_memory.py", "test_trainable.py", "test_labels.py", "test_chat_template.py",
+                              "test_training.py"}, True),
+    "template-drift": ("test_chat_template.py", "renders differently",
+                       {"test_memory.py", "test_trainable.py"}, False),
+    "lora-rank": ("test_trainable.py", "did not reach get_peft_model",
+                  {"test_labels.py", "test_chat_template.py"}, False),
+}
+ONE_EPOCH = ["--override", "training.num_train_epochs=1"]
+
+
+def run_suites(tmp_path: Path, models_dir: Path, inject: str, extra: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """{suite file: [(outcome, message), ...]} of a fresh tiny run with `inject` applied."""
+    junit = tmp_path / "junit.xml"
+    env = dict(os.environ, YODA_HARNESS_INJECT=inject, YODA_HARNESS_MODELS_DIR=str(models_dir),
+               YODA_HARNESS_QUIET="1")
+    command = [sys.executable, "-m", "pytest", "suites", "--profile", "tiny", "--fresh", "--cache-dir",
+               str(tmp_path / "cache"), "-p", "tests.regressions", "-p", "no:cacheprovider", "-q",
+               f"--junitxml={junit}", *extra]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert junit.exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    outcomes: dict[str, list[tuple[str, str]]] = {}
+    for case in ElementTree.parse(junit).iter("testcase"):
+        suite = case.get("classname").split(".")[-1] + ".py"
+        problem = case.find("failure") if case.find("failure") is not None else case.find("error")
+        skipped = case.find("skipped")
+        outcome = "failed" if problem is not None else "skipped" if skipped is not None else "passed"
+        message = (problem.get("message", "") + (problem.text or "")) if problem is not None else ""
+        outcomes.setdefault(suite, []).append((outcome, message))
+    return outcomes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("inject", sorted(CASES))
+def test_injected_regression_fails_its_suite(inject, tmp_path, shared_models_dir):
+    suite, cause, unaffected, full_training = CASES[inject]
+    outcomes = run_suites(tmp_path, shared_models_dir, inject, [] if full_training else ONE_EPOCH)
+    assert set(outcomes) == ALL_SUITES, f"suites that ran: {sorted(outcomes)}"
+    failures = [message for outcome, message in outcomes[suite] if outcome == "failed"]
+    assert failures, f"{inject}: {suite} did not fail"
+    assert any(cause in message for message in failures), (
+        f"{inject}: {suite} failed without naming the cause {cause!r}: {failures[0][:500]}"
+    )
+    for other in unaffected:
+        broken = [message[:300] for outcome, message in outcomes[other] if outcome == "failed"]
+        assert not broken, f"{inject}: unrelated suite {other} failed too: {broken}"
