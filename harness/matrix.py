@@ -1,0 +1,483 @@
+"""The version matrix: named library-version sets (versions.toml), one nox session per set, and
+the table of what each set did (status, per-suite outcomes, key metrics).
+
+    versions.toml --(noxfile.py: install the set, run `pytest suites`)--> results/<set>.json
+    results/*.json --(collect)--> Markdown table, and rows for the HTML report
+
+A result JSON (one per set, written by noxfile.py through `build_result`):
+
+    {"schema": 1, "version_set": "seed-2024", "status": "passed" | "failed" | "cannot-run",
+     "reason": "...", "profile": "tiny", "requested": ["trl==0.12.1", ...],
+     "packages": {"trl": "0.12.1", ...},            # tracked packages as installed (None: absent)
+     "suites": {"test_bleu.py": "passed", ...},     # passed | failed | skipped, per suite file
+     "suite_counts": {"test_bleu.py": {"passed": 3, "failed": 0, "error": 0, "skipped": 1}},
+     "failures": [{"nodeid": "...", "message": "..."}], "metrics": {...}, ...}
+
+Status: `passed` = pytest exited 0 and at least one check passed; `failed` = a check failed or
+errored, or pytest could not run the suites (a harness problem is a failure, never hidden);
+`cannot-run` = the set could not be installed, or this device cannot do what the recipe needs
+with it (the device probe failed: 4-bit loading or the paged 8-bit optimizer), or every check
+was skipped; `reason` says which.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+RESULT_SCHEMA = 1
+STATUSES = ("passed", "failed", "cannot-run")
+VERSIONS_FILE = "versions.toml"
+
+# Columns of the Markdown table (the HTML report gets every metric).
+TABLE_PACKAGES = ("transformers", "peft", "trl", "bitsandbytes", "datasets", "accelerate")
+KEY_METRICS = (
+    "global_step", "trainable_parameters", "footprint_adapted_mb", "loss_first", "loss_last", "train_loss",
+    "bleu", "base_bleu", "non_empty_stop_rate",
+)
+
+
+# ------------------------------------------------------------------ versions.toml
+class VersionSetError(ValueError):
+    """A versions.toml (or one set in it) that cannot be used; the message names the file and set."""
+
+
+@dataclass(frozen=True)
+class VersionSet:
+    name: str
+    pins: tuple[str, ...]
+    description: str = ""
+
+    def pinned(self) -> dict[str, str | None]:
+        """Canonical package name -> exact version ('==' pins), or None where unpinned/ranged."""
+        from packaging.requirements import Requirement
+        from packaging.utils import canonicalize_name
+
+        pinned: dict[str, str | None] = {}
+        for pin in self.pins:
+            requirement = Requirement(pin)
+            exact = [s.version for s in requirement.specifier if s.operator in ("==", "===") and "*" not in s.version]
+            pinned[canonicalize_name(requirement.name)] = exact[0] if exact else None
+        return pinned
+
+    def names(self) -> set[str]:
+        return set(self.pinned())
+
+
+def load_version_sets(path: Path | str = VERSIONS_FILE) -> dict[str, VersionSet]:
+    """Every set in `path`, validated; a malformed file or set is a `VersionSetError` naming both."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise VersionSetError(f"{path}: no such file (the version sets live in {VERSIONS_FILE} at the repo root)") from None
+    except tomllib.TOMLDecodeError as error:
+        raise VersionSetError(f"{path}: not valid TOML: {error}") from None
+    sets = raw.get("sets")
+    if not isinstance(sets, dict) or not sets:
+        raise VersionSetError(f"{path}: expected one or more [sets.NAME] tables with a `pins` list")
+    unknown_top = set(raw) - {"sets"}
+    if unknown_top:
+        raise VersionSetError(f"{path}: unknown top-level key(s) {sorted(unknown_top)}; sets go in [sets.NAME]")
+    return {name: parse_version_set(name, body, path) for name, body in sets.items()}
+
+
+def parse_version_set(name: str, body: Any, path: Path | str = VERSIONS_FILE) -> VersionSet:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    def fail(problem: str):
+        raise VersionSetError(f"{path}: set {name!r}: {problem}")
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        fail("a set name may hold only letters, digits, '.', '_' and '-' (it names a nox session and files)")
+    if not isinstance(body, dict):
+        fail(f"expected a table with a `pins` list, got {type(body).__name__}")
+    unknown = set(body) - {"pins", "description"}
+    if unknown:
+        fail(f"unknown key(s) {sorted(unknown)}; a set has `pins` and an optional `description`")
+    pins = body.get("pins")
+    if not isinstance(pins, list) or not pins:
+        fail("`pins` must be a non-empty list of pip requirement strings")
+    description = body.get("description", "")
+    if not isinstance(description, str):
+        fail("`description` must be a string")
+    seen: dict[str, str] = {}
+    for index, pin in enumerate(pins):
+        if not isinstance(pin, str):
+            fail(f"pins[{index}]: expected a string like 'trl==0.12.1', got {pin!r}")
+        try:
+            requirement = Requirement(pin)
+        except InvalidRequirement as error:
+            fail(f"pins[{index}] {pin!r} is not a pip requirement: {error}")
+        if requirement.url:
+            fail(f"pins[{index}] {pin!r}: URL requirements are not supported; pin a version")
+        key = canonicalize_name(requirement.name)
+        if key in seen:
+            fail(f"{requirement.name!r} is pinned twice ({seen[key]!r} and {pin!r})")
+        seen[key] = pin
+    return VersionSet(name=name, pins=tuple(pins), description=description)
+
+
+# ------------------------------------------------------------------ what a session installs
+def project_dependencies(pyproject: Path | str = "pyproject.toml") -> list[str]:
+    """`[project].dependencies` of the harness (ranges)."""
+    raw = tomllib.loads(Path(pyproject).read_text(encoding="utf-8"))
+    return list(raw["project"]["dependencies"])
+
+
+def install_requirements(version_set: VersionSet | Iterable[str], torch_spec: str, project_deps: Iterable[str]) -> list[str]:
+    """One pip install's requirements: torch, the set's pins, the project's other deps.
+
+    A project dependency whose package the set pins is left out (the pin wins), and so is torch,
+    which comes from `torch_spec` (a local wheel path or `torch`) unless the set pins it.
+    """
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = list(version_set.pins if isinstance(version_set, VersionSet) else version_set)
+    pinned = {canonicalize_name(Requirement(pin).name) for pin in pins}
+    others = [dep for dep in project_deps
+              if canonicalize_name(Requirement(dep).name) not in pinned | {"torch"}]
+    torch = [] if "torch" in pinned else [torch_spec]
+    return torch + pins + others
+
+
+# ------------------------------------------------------------------ the device probe
+# Run inside a set's environment before the suites: can these libraries do, on this device, the
+# two things the recipe needs from bitsandbytes? (1) load a one-layer Phi-3 in 4-bit NF4 with
+# double quantization and run it forward and backward; (2) step the recipe's optimizer,
+# `paged_adamw_8bit` (bitsandbytes' PagedAdamW8bit), over fp32 parameters on both of its update
+# paths (tensors under 4096 elements take the 32-bit path, larger ones the 8-bit one). Older
+# bitsandbytes need CUDA for one or both: the set is then `cannot-run` here, with the stage and
+# the library's own error as the reason.
+PROBE_SCRIPT = r'''
+import json, sys, tempfile, traceback
+result = {"ok": False}
+stage = "import torch/transformers/bitsandbytes"
+try:
+    import torch
+    import bitsandbytes as bnb
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, Phi3Config
+    cuda = torch.cuda.is_available()
+    result["device"] = "cuda" if cuda else "cpu"
+    device_map = {"": torch.cuda.current_device()} if cuda else "cpu"
+    config = Phi3Config(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
+                        pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    stage = "4-bit NF4 load (from_pretrained with BitsAndBytesConfig(load_in_4bit=True))"
+    with tempfile.TemporaryDirectory() as directory:
+        AutoModelForCausalLM.from_config(config).save_pretrained(directory)
+        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                          bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(directory, quantization_config=quantization, device_map=device_map)
+    kinds = sorted({type(m).__name__ for m in model.modules() if "4bit" in type(m).__name__})
+    if not kinds:
+        raise RuntimeError("from_pretrained(load_in_4bit=True) returned no 4-bit linear layers")
+    result["layers"] = kinds
+    stage = "4-bit forward and backward"
+    ids = torch.tensor([[3, 4, 5, 6]], device=model.device)
+    model.get_input_embeddings().weight.requires_grad_(True)
+    model(input_ids=ids, labels=ids).loss.backward()
+    stage = "optimizer paged_adamw_8bit (bitsandbytes PagedAdamW8bit) step"
+    params = [torch.nn.Parameter(torch.randn(8, 64, device=model.device)),      # 32-bit update path
+              torch.nn.Parameter(torch.randn(128, 64, device=model.device))]    # 8-bit update path
+    optimizer = bnb.optim.PagedAdamW8bit(params, lr=1e-3)
+    sum((p ** 2).sum() for p in params).backward()
+    optimizer.step()
+    result["ok"] = True
+except BaseException as error:
+    result["stage"] = stage
+    result["error"] = f"{stage}: {type(error).__name__}: {error}".strip()
+    result["traceback"] = traceback.format_exc()[-4000:]
+with open(sys.argv[1], "w") as handle:
+    json.dump(result, handle)
+'''
+
+# Prints every installed distribution as JSON (run inside a set's environment).
+VERSIONS_SCRIPT = (
+    "import json, importlib.metadata as m; "
+    "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions() if d.metadata['Name']}))"
+)
+
+
+# ------------------------------------------------------------------ JUnit XML -> per-suite outcomes
+def _suite_of(classname: str, name: str) -> str:
+    """'suites.test_bleu' / 'suites.test_bleu.TestX' -> 'test_bleu.py' (collection errors: name)."""
+    dotted = classname or name
+    parts = [p for p in re.split(r"[./]", dotted.replace("::", ".")) if p and p != "py"]
+    modules = [p for p in parts if p.startswith("test_") or p.endswith("_test")]
+    return f"{modules[-1] if modules else (parts[-1] if parts else dotted)}.py"
+
+
+def junit_outcomes(path: Path | str) -> dict[str, Any]:
+    """Per-suite outcome and counts, failures and skips, from pytest's JUnit XML."""
+    root = ET.parse(path).getroot()
+    counts: dict[str, Counter] = {}
+    failures, skips = [], []
+    for case in root.iter("testcase"):
+        suite = _suite_of(case.get("classname", ""), case.get("name", ""))
+        nodeid = ".".join(p for p in (case.get("classname"), case.get("name")) if p)
+        tally = counts.setdefault(suite, Counter())
+        children = {child.tag: child for child in case}
+        if "failure" in children or "error" in children:
+            kind = "failure" if "failure" in children else "error"
+            tally["failed" if kind == "failure" else "error"] += 1
+            element = children[kind]
+            message = (element.get("message") or (element.text or "")).strip()
+            failures.append({"nodeid": nodeid, "suite": suite, "kind": kind, "message": _first_lines(message, 6)})
+        elif "skipped" in children:
+            tally["skipped"] += 1
+            skips.append({"nodeid": nodeid, "suite": suite, "message": _first_lines(children["skipped"].get("message") or "", 3)})
+        else:
+            tally["passed"] += 1
+    suites = {}
+    for suite, tally in sorted(counts.items()):
+        if tally["failed"] or tally["error"]:
+            suites[suite] = "failed"
+        elif tally["passed"]:
+            suites[suite] = "passed"
+        else:
+            suites[suite] = "skipped"
+    return {
+        "suites": suites,
+        "suite_counts": {s: {k: t[k] for k in ("passed", "failed", "error", "skipped")} for s, t in sorted(counts.items())},
+        "failures": failures,
+        "skips": skips,
+    }
+
+
+def _first_lines(text: str, count: int) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return "\n".join(lines[:count])[:1500]
+
+
+# ------------------------------------------------------------------ the run's metrics
+def latest_run(cache_dir: Path | str) -> Path | None:
+    """The newest complete run directory under `<cache_dir>/runs` (sessions never share one)."""
+    runs = Path(cache_dir) / "runs"
+    complete = []
+    for manifest in runs.glob("*/run.json"):
+        try:
+            if json.loads(manifest.read_text(encoding="utf-8")).get("status") == "complete":
+                complete.append(manifest.parent)
+        except (OSError, ValueError):
+            continue
+    return max(complete, key=lambda d: (d / "run.json").stat().st_mtime) if complete else None
+
+
+def metrics_of_run(run_dir: Path | str) -> dict[str, Any]:
+    """`harness.baselines.run_metrics` of a finished run directory (its run.json and template.json)."""
+    from harness import baselines
+
+    run_dir = Path(run_dir)
+    manifest = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    template_path = run_dir / "template.json"
+    template = json.loads(template_path.read_text(encoding="utf-8")) if template_path.is_file() else None
+    return baselines.run_metrics(manifest, template)
+
+
+# ------------------------------------------------------------------ one set's result
+def tracked_versions(installed: dict[str, str]) -> dict[str, str | None]:
+    """The tracked packages (harness.env.TRACKED_PACKAGES) from a name -> version listing."""
+    from packaging.utils import canonicalize_name
+
+    from harness.env import TRACKED_PACKAGES
+
+    by_name = {canonicalize_name(name): version for name, version in installed.items()}
+    return {name: by_name.get(canonicalize_name(name)) for name in TRACKED_PACKAGES}
+
+
+def classify(*, install_error: str | None, probe: dict | None, exit_code: int | None,
+             outcomes: dict | None, session_error: str | None = None) -> tuple[str, str]:
+    """(status, reason) of one set from what its session saw."""
+    if session_error:
+        return "failed", f"the matrix session itself failed: {session_error}"
+    if install_error:
+        return "cannot-run", f"install failed: {install_error}"
+    probe_failed = probe is not None and not probe.get("ok")
+    probe_reason = (f"device probe failed on {probe.get('device', 'this device')}: {probe.get('error')}"
+                    if probe_failed else None)
+    outcomes = outcomes or {"suites": {}, "suite_counts": {}, "failures": [], "skips": []}
+    totals = Counter()
+    for tally in outcomes["suite_counts"].values():
+        totals.update(tally)
+    summary = ", ".join(f"{totals[k]} {k}" for k in ("passed", "failed", "error", "skipped") if totals[k])
+    failures = outcomes["failures"]
+    detail = "; ".join(f"{f['nodeid']}: {f['message'].splitlines()[0] if f['message'] else f['kind']}"
+                       for f in failures[:3]) + (f"; and {len(failures) - 3} more" if len(failures) > 3 else "")
+    if exit_code == 0 and totals["passed"] and not failures:
+        reason = f"pytest: {summary}"
+        if probe_failed:
+            reason += f" (although the {probe_reason})"
+        return "passed", reason
+    if probe_failed:
+        return "cannot-run", probe_reason + (f" (pytest exit {exit_code}: {summary or 'no results'})"
+                                               if exit_code is not None else "")
+    if exit_code == 0 and not totals["passed"]:
+        common = Counter(s["message"].splitlines()[0] for s in outcomes["skips"] if s["message"]).most_common(1)
+        return "cannot-run", "every check was skipped" + (f": {common[0][0]}" if common else "")
+    if exit_code is None:
+        return "failed", "pytest did not run"
+    meaning = {1: "checks failed", 2: "interrupted or collection errors", 3: "internal error",
+               4: "usage error", 5: "no tests collected"}.get(exit_code, "unexpected exit")
+    return "failed", f"pytest exit {exit_code} ({meaning}; {summary or 'no results'})" + (f": {detail}" if detail else "")
+
+
+def build_result(*, version_set: VersionSet, profile: str, install_error: str | None = None,
+                 installed: dict[str, str] | None = None, probe: dict | None = None,
+                 exit_code: int | None = None, junit: Path | str | None = None,
+                 cache_dir: Path | str | None = None, duration_s: float | None = None,
+                 session_error: str | None = None, extra: dict | None = None) -> dict[str, Any]:
+    """The result JSON of one set (see the module docstring)."""
+    outcomes = None
+    notes = []
+    if junit is not None and Path(junit).is_file():
+        try:
+            outcomes = junit_outcomes(junit)
+        except ET.ParseError as error:
+            notes.append(f"JUnit XML {junit} unreadable: {error}")
+    status, reason = classify(install_error=install_error, probe=probe, exit_code=exit_code, outcomes=outcomes,
+                              session_error=session_error)
+    metrics, run_dir = {}, None
+    if cache_dir is not None:
+        run_dir = latest_run(cache_dir)
+        if run_dir is not None:
+            try:
+                metrics = metrics_of_run(run_dir)
+            except (KeyError, ValueError, TypeError, OSError) as error:
+                notes.append(f"metrics unreadable from {run_dir}/run.json: {type(error).__name__}: {error}")
+    result = {
+        "schema": RESULT_SCHEMA,
+        "version_set": version_set.name,
+        "description": version_set.description,
+        "status": status,
+        "reason": reason,
+        "profile": profile,
+        "requested": list(version_set.pins),
+        "packages": tracked_versions(installed) if installed else {},
+        "installed": dict(sorted(installed.items())) if installed else {},
+        "probe": {k: v for k, v in (probe or {}).items() if k != "traceback"} or None,
+        "pytest_exit": exit_code,
+        "suites": (outcomes or {}).get("suites", {}),
+        "suite_counts": (outcomes or {}).get("suite_counts", {}),
+        "failures": (outcomes or {}).get("failures", []),
+        "metrics": metrics,
+        "run_dir": str(run_dir) if run_dir else None,
+        "junit": str(junit) if junit else None,
+        "duration_s": round(duration_s, 1) if duration_s is not None else None,
+        "notes": notes,
+    }
+    result.update(extra or {})
+    return result
+
+
+def write_result(path: Path | str, result: dict) -> Path:
+    from harness import artifacts
+
+    path = Path(path)
+    artifacts.write_json(path, result)
+    return path
+
+
+# ------------------------------------------------------------------ collect
+class ResultError(ValueError):
+    """A result JSON that cannot be read; the message names the file and the field."""
+
+
+def load_results(results_dir: Path | str) -> list[dict]:
+    """Every `*.json` result under `results_dir` (recursively: CI artifacts unpack into folders)."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise ResultError(f"{results_dir}: no such directory of matrix results")
+    results = []
+    for path in sorted(results_dir.rglob("*.json")):
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as error:
+            raise ResultError(f"{path}: not valid JSON: {error}") from None
+        if not isinstance(raw, dict) or raw.get("schema") != RESULT_SCHEMA or "version_set" not in raw:
+            continue  # not a matrix result (e.g. some other JSON artifact next to it)
+        for key, kind in (("version_set", str), ("status", str), ("reason", str)):
+            if not isinstance(raw.get(key), kind):
+                raise ResultError(f"{path}: {key}: expected {kind.__name__}, got {raw.get(key)!r}")
+        if raw["status"] not in STATUSES:
+            raise ResultError(f"{path}: status: {raw['status']!r} is not one of {', '.join(STATUSES)}")
+        raw.setdefault("_path", str(path))
+        results.append(raw)
+    return results
+
+
+def report_rows(results: Iterable[dict], order: Iterable[str] | None = None) -> list[dict]:
+    """Rows for `harness.report.render_matrix_report`, in versions.toml order when given."""
+    rows = [{
+        "version_set": r["version_set"],
+        "status": r["status"],
+        "reason": r["reason"],
+        "packages": dict(r.get("packages") or {}),
+        "suites": dict(r.get("suites") or {}),
+        "metrics": dict(r.get("metrics") or {}),
+    } for r in results]
+    rank = {name: i for i, name in enumerate(order or [])}
+    return sorted(rows, key=lambda row: (rank.get(row["version_set"], len(rank)), row["version_set"]))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
+        return f"{value:,}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+_SUITE_CELL = {"passed": "passed", "failed": "**FAILED**", "skipped": "skipped"}
+_STATUS_CELL = {"passed": "passed", "failed": "**FAILED**", "cannot-run": "*cannot-run*"}
+
+
+def markdown(rows: list[dict], metrics: Iterable[str] = KEY_METRICS, title: str | None = "Version matrix") -> str:
+    """Version set x suite outcomes, key metrics, and each set's reason, as Markdown."""
+    suites = sorted({suite for row in rows for suite in row["suites"]})
+    metrics = [m for m in metrics if any(m in row["metrics"] for row in rows)]
+    lines = [f"## {title}", ""] if title else []
+    header = ["version set", "status", *TABLE_PACKAGES, *suites]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["version_set"], _STATUS_CELL.get(row["status"], row["status"])]
+        cells += [_cell(row["packages"].get(p)) for p in TABLE_PACKAGES]
+        cells += [_SUITE_CELL.get(row["suites"].get(s), _cell(row["suites"].get(s))) for s in suites]
+        lines.append("| " + " | ".join(cells) + " |")
+    if metrics:
+        lines += ["", "| version set | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 1)]
+        for row in rows:
+            lines.append("| " + " | ".join([row["version_set"], *(_cell(row["metrics"].get(m)) for m in metrics)]) + " |")
+    lines += ["", "Reasons:", ""]
+    for row in rows:
+        lines.append(f"- **{row['version_set']}** ({row['status']}): {_cell(row['reason'])}")
+    return "\n".join(lines) + "\n"
+
+
+def render_html(rows: list[dict], path: Path | str):
+    """The HTML matrix report (written by harness.report, imported only when asked for)."""
+    try:
+        from harness.report import render_matrix_report
+    except ImportError as error:
+        raise RuntimeError(f"the HTML matrix report needs harness.report.render_matrix_report: {error}") from error
+    return render_matrix_report(rows, Path(path))
+
+
+def exit_status(rows: list[dict], allow_cannot_run: bool = False) -> int:
+    """0 when every set passed (or could not run, if allowed), else 1."""
+    bad = {"failed"} | (set() if allow_cannot_run else {"cannot-run"})
+    return 1 if any(row["status"] in bad for row in rows) else 0

@@ -1,0 +1,292 @@
+"""The version matrix: versions.toml, what a session installs, result JSONs, the table, the CLI."""
+
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness import cli, matrix
+from harness.matrix import VersionSetError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------ versions.toml
+def test_the_repos_version_sets_parse_with_the_recipes_pins():
+    sets = matrix.load_version_sets(ROOT / "versions.toml")
+    assert list(sets)[:4] == ["seed-2024", "seed-2025-10", "current", "latest"]
+    assert sets["seed-2024"].pinned() == {
+        "huggingface-hub": "0.26.2", "safetensors": "0.4.5", "datasets": "3.1.0", "accelerate": "1.1.1",
+        "bitsandbytes": "0.45.2", "transformers": "4.46.2", "peft": "0.13.2", "trl": "0.12.1"}
+    assert sets["seed-2025-10"].pinned()["trl"] == "0.23.1"
+    assert sets["current"].pinned()["transformers"] == "5.23.0"
+    assert set(sets["latest"].pinned().values()) == {None}
+
+
+def write(tmp_path, text) -> Path:
+    path = tmp_path / "versions.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[sets.a\npins = []", "not valid TOML"),
+    ("title = 'x'", "expected one or more [sets.NAME] tables"),
+    ("[sets.a]\npins=['trl']\n[other]\nx=1", "unknown top-level key"),
+    ("[sets]\na = 3", "set 'a': expected a table"),
+    ("[sets.a]\ndescription = 'x'", "set 'a': `pins` must be a non-empty list"),
+    ("[sets.a]\npins = []", "set 'a': `pins` must be a non-empty list"),
+    ("[sets.a]\npins = 'trl==1'", "set 'a': `pins` must be a non-empty list"),
+    ("[sets.a]\npins = [3]", "set 'a': pins[0]: expected a string"),
+    ("[sets.good]\npins=['trl']\n[sets.bad]\npins = ['trl==0.12.1', 'peft=0.13']", "set 'bad': pins[1] 'peft=0.13' is not a pip requirement"),
+    ("[sets.a]\npins = ['trl==1', 'TRL==2']", "set 'a': 'TRL' is pinned twice"),
+    ("[sets.a]\npins = ['trl']\nextra = 1", "set 'a': unknown key(s) ['extra']"),
+    ("[sets.a]\npins = ['trl']\ndescription = 1", "set 'a': `description` must be a string"),
+    ("[sets.'a b']\npins = ['trl']", "set 'a b': a set name may hold only"),
+    ("[sets.a]\npins = ['trl @ https://example.com/trl.whl']", "URL requirements are not supported"),
+])
+def test_a_malformed_file_or_set_is_an_error_naming_the_file_and_the_set(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(VersionSetError) as error:
+        matrix.load_version_sets(path)
+    assert str(error.value).startswith(f"{path}: ")
+    assert message in str(error.value)
+
+
+def test_a_missing_file_is_an_error_naming_it(tmp_path):
+    with pytest.raises(VersionSetError, match="no such file"):
+        matrix.load_version_sets(tmp_path / "versions.toml")
+
+
+names = st.from_regex(r"[a-z][a-z0-9]{0,8}(-[a-z0-9]{1,4})?", fullmatch=True)
+versions = st.tuples(st.integers(0, 30), st.integers(0, 30), st.integers(0, 30)).map(lambda t: ".".join(map(str, t)))
+
+
+@given(st.dictionaries(names, st.dictionaries(names, st.none() | versions, min_size=1, max_size=6), min_size=1, max_size=5))
+def test_any_well_formed_file_round_trips(tmp_path_factory, sets):
+    lines = []
+    for set_name, pins in sets.items():
+        pin_strings = [name if version is None else f"{name}=={version}" for name, version in pins.items()]
+        lines += [f"[sets.{set_name}]", f"pins = {json.dumps(pin_strings)}", ""]
+    path = tmp_path_factory.mktemp("v") / "versions.toml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    parsed = matrix.load_version_sets(path)
+    assert list(parsed) == list(sets)
+    for set_name, pins in sets.items():
+        assert parsed[set_name].pinned() == pins
+
+
+# ------------------------------------------------------------------ what a session installs
+def test_install_requirements_put_the_sets_pins_over_the_projects_ranges():
+    version_set = matrix.VersionSet("old", ("transformers==4.46.2", "trl==0.12.1"))
+    deps = ["torch>=2.4", "transformers>=4.46", "trl>=0.12", "sacrebleu>=2.4", "pytest>=8"]
+    assert matrix.install_requirements(version_set, "/wheels/torch.whl", deps) == [
+        "/wheels/torch.whl", "transformers==4.46.2", "trl==0.12.1", "sacrebleu>=2.4", "pytest>=8"]
+
+
+def test_a_set_that_pins_torch_gets_its_own_torch():
+    version_set = matrix.VersionSet("t", ("torch==2.4.1", "trl==0.12.1"))
+    assert matrix.install_requirements(version_set, "torch", ["torch>=2.4", "pytest>=8"]) == [
+        "torch==2.4.1", "trl==0.12.1", "pytest>=8"]
+
+
+def test_the_projects_dependencies_are_read_from_pyproject():
+    deps = matrix.project_dependencies(ROOT / "pyproject.toml")
+    assert any(dep.startswith("trl") for dep in deps) and any(dep.startswith("torch") for dep in deps)
+
+
+# ------------------------------------------------------------------ JUnit -> outcomes -> status
+JUNIT = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" errors="1" failures="1" skipped="2" tests="6">
+<testcase classname="suites.test_bleu" name="test_gain" time="0.1"><skipped type="pytest.skip" message="tiny is a random-weight model: skipped">x</skipped></testcase>
+<testcase classname="suites.test_labels" name="test_eos_kept" time="0.1"><failure message="AssertionError: EOS label masked&#10;assert -100 == 32000">trace</failure></testcase>
+<testcase classname="suites.test_labels" name="test_pad_is_not_eos" time="0.1"/>
+<testcase classname="suites.test_memory.TestFootprint" name="test_loaded[tiny]" time="0.1"/>
+<testcase classname="suites.test_training" name="test_loss_falls" time="0.1"><error message="failed on setup with &quot;TypeError: SFTConfig.__init__() got an unexpected keyword argument&quot;">trace</error></testcase>
+<testcase classname="suites.test_stopping" name="test_stops" time="0.1"><skipped message="tiny is a random-weight model: skipped">x</skipped></testcase>
+</testsuite></testsuites>
+"""
+
+
+def test_junit_outcomes_per_suite(tmp_path):
+    path = tmp_path / "junit.xml"
+    path.write_text(JUNIT, encoding="utf-8")
+    outcomes = matrix.junit_outcomes(path)
+    assert outcomes["suites"] == {"test_bleu.py": "skipped", "test_labels.py": "failed", "test_memory.py": "passed",
+                                  "test_stopping.py": "skipped", "test_training.py": "failed"}
+    assert outcomes["suite_counts"]["test_labels.py"] == {"passed": 1, "failed": 1, "error": 0, "skipped": 0}
+    assert outcomes["suite_counts"]["test_training.py"]["error"] == 1
+    assert outcomes["failures"][0]["nodeid"] == "suites.test_labels.test_eos_kept"
+    assert outcomes["failures"][0]["message"].startswith("AssertionError: EOS label masked")
+
+
+def test_a_collection_error_is_attributed_to_its_suite(tmp_path):
+    path = tmp_path / "junit.xml"
+    path.write_text('<testsuites><testsuite><testcase classname="" name="suites.test_labels">'
+                    '<error message="collection failure">ImportError</error></testcase></testsuite></testsuites>')
+    assert matrix.junit_outcomes(path)["suites"] == {"test_labels.py": "failed"}
+
+
+def outcomes_from(tmp_path, xml=JUNIT):
+    path = tmp_path / "junit.xml"
+    path.write_text(xml, encoding="utf-8")
+    return matrix.junit_outcomes(path)
+
+
+def test_classify(tmp_path):
+    failing = outcomes_from(tmp_path)
+    status, reason = matrix.classify(install_error="ERROR: No matching distribution found for bitsandbytes==0.45.2",
+                                     probe=None, exit_code=None, outcomes=None)
+    assert (status, reason) == ("cannot-run", "install failed: ERROR: No matching distribution found for bitsandbytes==0.45.2")
+    status, reason = matrix.classify(install_error=None, probe={"ok": True}, exit_code=1, outcomes=failing)
+    assert status == "failed"
+    assert "pytest exit 1 (checks failed; 2 passed, 1 failed, 1 error, 2 skipped)" in reason
+    assert "suites.test_labels.test_eos_kept: AssertionError: EOS label masked" in reason
+    status, reason = matrix.classify(install_error=None, probe={"ok": False, "device": "cpu",
+                                                                "error": "ImportError: 4-bit needs CUDA"},
+                                     exit_code=1, outcomes=failing)
+    assert status == "cannot-run" and reason.startswith("device probe failed on cpu: ImportError: 4-bit needs CUDA")
+    skipped = outcomes_from(tmp_path, '<testsuites><testsuite><testcase classname="suites.test_bleu" name="t">'
+                                      '<skipped message="needs a CUDA GPU"/></testcase></testsuite></testsuites>')
+    assert matrix.classify(install_error=None, probe={"ok": True}, exit_code=0, outcomes=skipped) == (
+        "cannot-run", "every check was skipped: needs a CUDA GPU")
+    passing = outcomes_from(tmp_path, '<testsuites><testsuite><testcase classname="suites.test_bleu" name="t"/>'
+                                      '</testsuite></testsuites>')
+    assert matrix.classify(install_error=None, probe={"ok": True}, exit_code=0, outcomes=passing) == ("passed", "pytest: 1 passed")
+    assert matrix.classify(install_error=None, probe={"ok": True}, exit_code=4, outcomes=None)[1].startswith(
+        "pytest exit 4 (usage error")
+
+
+def fake_manifest():
+    from tests.test_baselines import ENV_A, manifest
+
+    return manifest(ENV_A, bleu=12.5) | {"status": "complete"}
+
+
+def test_build_result_reads_the_runs_metrics(tmp_path):
+    run_dir = tmp_path / "cache" / "runs" / "tiny-abc"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps(fake_manifest()))
+    (run_dir / "template.json").write_text(json.dumps({"rendered": "<|user|>\nhi<|end|>\n"}))
+    (tmp_path / "junit.xml").write_text(JUNIT)
+    result = matrix.build_result(version_set=matrix.VersionSet("current", ("trl==1.16.0",)), profile="tiny",
+                                 installed={"trl": "1.16.0", "Transformers": "5.23.0", "numpy": "2.4.6"},
+                                 probe={"ok": True, "traceback": "long"}, exit_code=1,
+                                 junit=tmp_path / "junit.xml", cache_dir=tmp_path / "cache", duration_s=12.34)
+    assert result["status"] == "failed"
+    assert result["packages"]["trl"] == "1.16.0" and result["packages"]["transformers"] == "5.23.0"
+    assert result["packages"]["peft"] is None and result["installed"]["numpy"] == "2.4.6"
+    assert result["metrics"]["bleu"] == 12.5 and result["metrics"]["global_step"] == 40
+    assert result["metrics"]["template_rendered"].startswith("<|user|>")
+    assert result["probe"] == {"ok": True} and result["run_dir"] == str(run_dir)
+    assert result["suites"]["test_memory.py"] == "passed"
+
+
+def test_an_incomplete_run_is_not_read(tmp_path):
+    run_dir = tmp_path / "runs" / "tiny-abc"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"status": "partial"}))
+    assert matrix.latest_run(tmp_path) is None
+
+
+# ------------------------------------------------------------------ the table
+def fake_results(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    common = {"schema": 1, "profile": "tiny"}
+    results = [
+        common | {"version_set": "current", "status": "passed", "reason": "pytest: 30 passed, 10 skipped",
+                  "packages": {"transformers": "5.23.0", "trl": "1.16.0", "peft": "0.21.2"},
+                  "suites": {"test_bleu.py": "skipped", "test_labels.py": "passed"},
+                  "metrics": {"global_step": 93, "loss_first": 9.41, "train_loss": 6.123456}},
+        common | {"version_set": "seed-2025-10", "status": "failed",
+                  "reason": "pytest exit 1 (checks failed; 1 failed): suites.test_labels.test_eos_kept: EOS masked",
+                  "packages": {"transformers": "4.56.1", "trl": "0.23.1"},
+                  "suites": {"test_bleu.py": "skipped", "test_labels.py": "failed"}, "metrics": {"global_step": 88}},
+        common | {"version_set": "seed-2024", "status": "cannot-run",
+                  "reason": "device probe failed on cpu: 4-bit NF4 load: RuntimeError: CUDA is required",
+                  "packages": {"transformers": "4.46.2", "trl": "0.12.1"}, "suites": {}, "metrics": {}},
+    ]
+    for result in results:
+        (directory / f"{result['version_set']}.json").write_text(json.dumps(result))
+    (directory / "unrelated.json").write_text(json.dumps({"something": "else"}))
+    return directory
+
+
+def test_markdown_table_of_fake_results_shows_a_cannot_run_set_and_its_reason(tmp_path):
+    results = matrix.load_results(fake_results(tmp_path / "results"))
+    rows = matrix.report_rows(results, order=["seed-2024", "seed-2025-10", "current", "latest"])
+    assert [row["version_set"] for row in rows] == ["seed-2024", "seed-2025-10", "current"]
+    assert rows[0] == {"version_set": "seed-2024", "status": "cannot-run",
+                       "reason": "device probe failed on cpu: 4-bit NF4 load: RuntimeError: CUDA is required",
+                       "packages": {"transformers": "4.46.2", "trl": "0.12.1"}, "suites": {}, "metrics": {}}
+    table = matrix.markdown(rows)
+    lines = table.splitlines()
+    assert "| version set | status | transformers | peft | trl | bitsandbytes | datasets | accelerate | test_bleu.py | test_labels.py |" in lines
+    assert "| seed-2024 | *cannot-run* | 4.46.2 | — | 0.12.1 | — | — | — | — | — |" in lines
+    assert "| seed-2025-10 | **FAILED** | 4.56.1 | — | 0.23.1 | — | — | — | skipped | **FAILED** |" in lines
+    assert "| current | passed | 5.23.0 | 0.21.2 | 1.16.0 | — | — | — | skipped | passed |" in lines
+    assert "| version set | global_step | loss_first | train_loss |" in lines
+    assert "| current | 93 | 9.41 | 6.123 |" in lines
+    assert "- **seed-2024** (cannot-run): device probe failed on cpu: 4-bit NF4 load: RuntimeError: CUDA is required" in lines
+    assert matrix.exit_status(rows) == 1
+    assert matrix.exit_status([r for r in rows if r["status"] != "failed"], allow_cannot_run=True) == 0
+
+
+def test_a_result_with_a_bad_status_is_an_error_naming_the_file(tmp_path):
+    (tmp_path / "x.json").write_text(json.dumps({"schema": 1, "version_set": "x", "status": "ok", "reason": ""}))
+    with pytest.raises(matrix.ResultError, match=r"x\.json: status: 'ok' is not one of"):
+        matrix.load_results(tmp_path)
+
+
+def test_html_goes_through_the_report_modules_renderer(tmp_path, monkeypatch):
+    seen = {}
+    fake = types.ModuleType("harness.report")
+    fake.render_matrix_report = lambda rows, path: seen.update(rows=rows, path=path) or path
+    monkeypatch.setitem(sys.modules, "harness.report", fake)
+    rows = matrix.report_rows(matrix.load_results(fake_results(tmp_path / "r")))
+    assert matrix.render_html(rows, tmp_path / "m.html") == tmp_path / "m.html"
+    assert seen["rows"] == rows and {"version_set", "status", "reason", "packages", "suites", "metrics"} == set(rows[0])
+
+
+def test_cli_matrix_prints_the_table_and_exits_1_on_a_failed_set(tmp_path, monkeypatch, capsys):
+    fake = types.ModuleType("harness.report")
+    fake.render_matrix_report = lambda rows, path: path.write_text(f"{len(rows)} rows") or path
+    monkeypatch.setitem(sys.modules, "harness.report", fake)
+    results = fake_results(tmp_path / "results")
+    code = cli.main(["matrix", str(results), "--html", str(tmp_path / "m.html"), "--versions", str(ROOT / "versions.toml")])
+    out = capsys.readouterr()
+    assert code == 1
+    assert out.out.startswith("## Version matrix (profile tiny)")
+    assert "- **seed-2024** (cannot-run): device probe failed" in out.out
+    assert (tmp_path / "m.html").read_text() == "3 rows"
+    (results / "seed-2025-10.json").unlink()
+    assert cli.main(["matrix", str(results), "--allow-cannot-run"]) == 0
+    assert cli.main(["matrix", str(results)]) == 1
+
+
+def test_cli_matrix_on_an_empty_directory_says_so(tmp_path, capsys):
+    assert cli.main(["matrix", str(tmp_path)]) == 2
+    assert "no matrix result JSON found" in capsys.readouterr().err
+
+
+def test_the_device_probe_passes_with_this_environments_libraries(tmp_path):
+    pytest.importorskip("bitsandbytes")
+    out = tmp_path / "probe.json"
+    subprocess.run([sys.executable, "-c", matrix.PROBE_SCRIPT, str(out)], check=True, timeout=300)
+    probe = json.loads(out.read_text())
+    assert probe["ok"], probe.get("traceback")
+    assert probe["layers"] == ["Linear4bit"]
+
+
+def test_nox_lists_one_session_per_version_set():
+    listing = subprocess.run([sys.executable, "-m", "nox", "-l", "--json"], cwd=ROOT, capture_output=True, text=True)
+    if listing.returncode != 0 and "No module named nox" in listing.stderr:
+        pytest.skip("nox is not installed")
+    sessions = {s["session"] for s in json.loads(listing.stdout)}
+    expected = {f"suites(set='{name}')" for name in matrix.load_version_sets(ROOT / "versions.toml")}
+    assert expected <= sessions and "matrix_table" in sessions
