@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# GPU machine, call A (carry .gpu and .gguf1; run from the repo root): unpack the libraries the image
+# lacks into /tmp/site and the code snapshot into /tmp/src, park the first part of the SmolLM2 GGUF,
+# and report what the image has.
+#   .gpu/site.tgz: transformers, peft, trl, bitsandbytes (CUDA 13 libraries only), datasets, tokenizers,
+#                  gguf, dill, multiprocess, sacrebleu: unpacked wheels of the 'current' version set
+#   .gpu/src.tgz:  the project as it is to run (scripts/gpu/snapshot.sh makes it)
+set -euo pipefail
+mkdir -p /tmp/site /tmp/src && tar xzf .gpu/site.tgz -C /tmp/site && tar xzf .gpu/src.tgz -C /tmp/src
+cp .gguf1/part_aa /tmp/part_aa
+python3 -m pip list 2>/dev/null | grep -i -E "^(torch|accelerate|huggingface.hub|pyarrow|fsspec|pandas|safetensors|numpy|jinja2|matplotlib|hypothesis|pytest|pytest-xdist) " || true
+nproc; free -g | head -2
+source /tmp/src/scripts/gpu/env.sh
+python3 -m harness doctor
