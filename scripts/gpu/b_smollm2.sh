@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU machine, call B (carry .gguf2; run from the repo root): join and check the GGUF, run the smollm2
-# suites cold, record their baseline, and bring back the run directory, baseline, JUnit XML, report, log.
+# suites cold, record their baseline, and bring back the run directory, baseline, JUnit XML, report,
+# log; then collect what the background phi3-shape run of call A left (phi3-shape.tgz).
 set -uo pipefail
 root=$PWD
 source /tmp/src/scripts/gpu/env.sh
@@ -12,3 +13,5 @@ python3 -m pytest suites --profile smollm2 --update-baselines -p no:cacheprovide
 echo "pytest suites --profile smollm2 (cold, GGUF conversion included): $(( $(date +%s) - start )) s" | tee -a "$OUT/smollm2.log"
 cp baselines/smollm2.json "$OUT/"
 tar czf "$OUT/runs-smollm2.tgz" -C /tmp/yh/runs --exclude trainer $(cd /tmp/yh/runs && ls -d smollm2-*)
+for _ in $(seq 60); do [ -f /tmp/out-phi3/done ] && break; sleep 2; done
+tar czf "$OUT/phi3-shape.tgz" -C /tmp/out-phi3 .
