@@ -83,7 +83,7 @@ def _phi3_shape(options: ModelOptions) -> Checkpoint:
 PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny",
-        description="Phi-3 architecture, 4 layers x 256 wide, random weights; CPU, about two minutes",
+        description="Phi-3 architecture, 6 layers x 256 wide, random weights; CPU, about two minutes",
         build_checkpoint=_tiny,
         special_tokens=phi3_models.PHI3_SPECIAL_TOKENS,
         # Measured on 2 CPU cores (docs/tiny.md): a step costs what its tokens cost against the
@@ -158,4 +158,21 @@ def why_not_runnable(profile: Profile, options: ModelOptions) -> str | None:
             smollm2_models.locate_gguf(options.smollm2_gguf)
     except ModelUnavailable as error:
         return str(error)
+    if profile.name == "phi3" and not phi3_models.phi3_cached(options.phi3_path):
+        return _why_phi3_cannot_be_fetched()
+    return None
+
+
+def _why_phi3_cannot_be_fetched() -> str | None:
+    """None when the hub could serve Phi-3's weights, else why not (without downloading them)."""
+    import os
+
+    from harness.data import hub_unreachable
+
+    where = f"{phi3_models.HUB_MODEL_ID} is not in the local HF cache and "
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return where + "HF_HUB_OFFLINE=1; pass --phi3-path DIR or set YODA_HARNESS_PHI3_PATH"
+    unreachable = hub_unreachable()
+    if unreachable:
+        return where + f"the hub is unreachable ({unreachable}); pass --phi3-path DIR or set YODA_HARNESS_PHI3_PATH"
     return None

