@@ -53,7 +53,12 @@ def prepare_tokenizer(tokenizer):
 def add_adapters(quantized_model, config: RecipeConfig):
     """Step 2: `prepare_model_for_kbit_training`, then LoRA."""
     from peft import get_peft_model, prepare_model_for_kbit_training
+    from transformers import set_seed
 
+    # LoRA's A matrices come from torch's global generator. Seeded here, a run does not depend on
+    # what the process did before (a cold run builds its checkpoint with its own seed, a warm one
+    # does not), so cold and cached-checkpoint runs of one config train the same adapters.
+    set_seed(config.training.seed)
     prepared = prepare_model_for_kbit_training(quantized_model)
     return get_peft_model(prepared, config.lora.to_peft())
 

@@ -48,6 +48,23 @@ def test_load_gives_a_4bit_model_and_the_checked_tokenizer(options):
     assert trainable == sum(p.numel() for n, p in peft_model.named_parameters() if "lora_" in n)
 
 
+def test_adapters_do_not_depend_on_what_the_process_drew_before(options):
+    # A cold run builds its checkpoint (seeding torch) before LoRA; a warm one does not.
+    import torch
+
+    profile = profiles.PROFILES["tiny"]
+    config = profile.recipe_config()
+    checkpoint = profile.build_checkpoint(options)
+
+    def first_lora_a(draws_before: int):
+        torch.rand(draws_before)
+        model, _ = recipe.load_quantized_model(checkpoint, config)
+        peft_model = recipe.add_adapters(model, config)
+        return next(p for n, p in peft_model.named_parameters() if "lora_A" in n).detach().clone()
+
+    assert torch.equal(first_lora_a(0), first_lora_a(1000))
+
+
 def test_a_run_records_every_phase(first_run):
     runs, run = first_run
     manifest = run.manifest
