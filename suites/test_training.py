@@ -69,10 +69,16 @@ def test_adapter_dtype_matches_the_baseline(manifest, baseline_entry):
 def test_reloaded_adapter_generates_what_the_trained_model_did(run_artifacts, require_threshold):
     reloaded = run_artifacts("generations_tuned.jsonl")
     in_memory = run_artifacts("generations_tuned_in_memory.jsonl")
-    same = sum(a["token_ids"] == b["token_ids"] for a, b in zip(reloaded, in_memory))
-    agreement = same / len(reloaded)
+    base = run_artifacts("generations_base.jsonl")
+    agreement = _share_identical(reloaded, in_memory)
+    # What a reload that lost the adapter would score: the base model's agreement.
+    without_adapter = _share_identical(base, in_memory)
     floor = require_threshold("min_reload_agreement")
-    assert agreement >= floor, (
-        f"base + reloaded adapter matches the in-memory model on {agreement:.0%} of prompts (floor {floor:.0%}): "
-        "the saved adapter is not the trained one"
+    assert agreement >= floor and agreement > without_adapter, (
+        f"base + reloaded adapter matches the in-memory model on {agreement:.0%} of prompts (floor {floor:.0%}; "
+        f"the base model alone matches {without_adapter:.0%}): the saved adapter is not the trained one"
     )
+
+
+def _share_identical(generations: list[dict], reference: list[dict]) -> float:
+    return sum(a["token_ids"] == b["token_ids"] for a, b in zip(generations, reference)) / len(reference)
