@@ -97,8 +97,12 @@ def cmd_report(args) -> int:
     directory = Path(args.run_dir)
     manifest = artifacts.read_json(directory / artifacts.MANIFEST)
     finished = Run(directory, manifest, reused=True)
-    comparison = baselines.compare(Path(args.baselines_dir) / f"{finished.profile}.json", finished.profile,
-                                   manifest["environment"])
+    try:
+        comparison = baselines.compare(Path(args.baselines_dir) / f"{finished.profile}.json", finished.profile,
+                                       manifest["environment"])
+    except baselines.BaselineError as error:
+        print(f"report without baseline deltas: {error}", file=sys.stderr)
+        comparison = None
     print(render_run_report(finished, Path(args.output), outcomes=None, comparison=comparison))
     return 0
 

@@ -247,21 +247,30 @@ def pytest_sessionfinish(session, exitstatus):
         return
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     write = (lambda line: reporter.write_line(line)) if reporter else print
+    report_path = config.getoption("--report")
+    # Compared before any update: a report set against the entry this run just wrote says nothing.
+    comparison = _comparison_for_report(config, finished, write) if report_path else None
     if config.getoption("--update-baselines"):
         path = baselines_dir(config) / f"{finished.profile}.json"
         lines = baseline_store.update(path, finished.profile, finished.manifest, finished.artifact("template.json"))
         write(f"yoda-harness: updated {path}:")
         for line in lines:
             write(f"  {line}")
-    report_path = config.getoption("--report")
     if report_path:
         from harness.report import render_run_report
 
-        comparison = baseline_store.compare(baselines_dir(config) / f"{finished.profile}.json", finished.profile,
-                                            finished.manifest["environment"])
         written = render_run_report(finished, Path(report_path), outcomes=config.stash[OUTCOMES_KEY],
                                     comparison=comparison)
         write(f"yoda-harness: report written to {written}")
+
+
+def _comparison_for_report(config, finished, write):
+    try:
+        return baseline_store.compare(baselines_dir(config) / f"{finished.profile}.json", finished.profile,
+                                      finished.manifest["environment"])
+    except baseline_store.BaselineError as error:  # the checks already failed on it; still report
+        write(f"yoda-harness: report without baseline deltas: {error}")
+        return None
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
