@@ -16,7 +16,7 @@ def test_non_empty_outputs_stop_on_eos(manifest, require_threshold):
     )
 
 
-def test_no_role_marker_or_next_turn_leaks(manifest, run_artifacts):
+def test_no_role_marker_or_next_turn_leaks(manifest, run_artifacts, require_threshold):
     tokens = manifest["tokens"]
     end_of_turn = tokens["end_of_turn"]
     leaks = []
@@ -27,7 +27,12 @@ def test_no_role_marker_or_next_turn_leaks(manifest, run_artifacts):
         answer, _, after = body.partition(end_of_turn) if end_of_turn and end_of_turn != tokens["eos"] else (body, "", "")
         if any(marker in answer for marker in tokens["role_markers"]) or after.strip():
             leaks.append(row["raw"][:100])
-    assert not leaks, f"{len(leaks)} outputs leak a role marker or a next turn, e.g. {leaks[0]!r}"
+    ceiling = require_threshold("max_leak_rate")
+    rows = len(run_artifacts("generations_tuned.jsonl"))
+    assert len(leaks) <= ceiling * rows, (
+        f"{len(leaks)} of {rows} outputs leak a role marker or a next turn (ceiling {ceiling:.0%}), "
+        f"e.g. {leaks[0]!r}: the end-of-turn marker is not followed by EOS — the template's EOS is not learned"
+    )
 
 
 def test_output_length_within_the_band(manifest, require_threshold):
