@@ -46,16 +46,19 @@ def test_packed_rows_are_exactly_max_length(manifest, run_artifacts):
     max_length = training["max_length"]
     lengths = sorted({len(ids) for ids in batch["input_ids"]})
     padded = sum(row.count(0) for row in batch["attention_mask"]) if "attention_mask" in batch else 0
-    if len(lengths) == 1 and padded == 0:
-        # Rows of one length without padding are wrapped packing; only the length can be wrong.
+    rows = len(batch["input_ids"])
+    if len(lengths) == 1 and padded == 0 and rows == manifest["training"]["train_batch_size"]:
+        # A full batch of rows of one length without padding is wrapped packing; only the length can
+        # be wrong. (Padding-free 'bfd' flattens the whole batch into one row of no fixed length.)
         assert lengths == [max_length], (
             f"wrapped rows are {lengths[0]} tokens long, not the recipe's max_length {max_length}: the max_length "
             "setting did not reach SFTConfig (a renamed argument, as max_seq_length -> max_length in trl 0.20?)"
         )
         return
     assert False, (
-        f"collated rows have lengths {lengths} with {padded} padded positions; 'wrapped' packing gives rows of "
-        f"exactly {max_length}: the packing strategy changed (trl's default is 'bfd')"
+        f"{rows} collated rows (batch size {manifest['training']['train_batch_size']}) of lengths {lengths} with "
+        f"{padded} padded positions; 'wrapped' packing gives a full batch of rows of exactly {max_length}: "
+        "the packing strategy changed (trl's default is 'bfd')"
     )
 
 

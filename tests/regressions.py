@@ -150,3 +150,14 @@ def pytest_configure(config):
     name = os.environ.get("YODA_HARNESS_INJECT")
     if name:
         INJECTIONS[name]()
+    _find_failures_without_shrinking()
+
+
+def _find_failures_without_shrinking():
+    """A property test that an injection breaks fails on its first bad example; shrinking it to
+    a minimal one re-runs the trainer's preparation hundreds of times (minutes on tiny) and tells
+    these tests nothing more. Nothing is stored either: each case starts clean."""
+    from hypothesis import Phase, settings
+
+    settings.register_profile("injected-regressions", phases=[Phase.explicit, Phase.generate], database=None)
+    settings.load_profile("injected-regressions")
