@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # GPU machine, call B (carry .gguf2; run from the repo root): join and check the GGUF, run the smollm2
-# suites cold, record their baseline, and bring back the run directory, baseline, JUnit XML, report,
-# log; then collect what the background phi3-shape run of call A left (phi3-shape.tgz).
+# suites cold (GGUF conversion included), record their baseline, time batched generation against one
+# prompt at a time, and bring back the run directory, baseline, JUnit XML, report and logs; then start
+# the overhead benchmark in its own process session (it outlives this call; e_collect.sh waits for it).
 set -uo pipefail
 root=$PWD
 source /tmp/src/scripts/gpu/env.sh
-[ -f "$YODA_HARNESS_SMOLLM2_GGUF" ] || cat /tmp/part_aa "$root/.gguf2/part_ab" "$root/.gguf2/part_ac" > "$YODA_HARNESS_SMOLLM2_GGUF"
+[ -f "$YODA_HARNESS_SMOLLM2_GGUF" ] || cat /tmp/part_* "$root"/.gguf2/part_* > "$YODA_HARNESS_SMOLLM2_GGUF"
 echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $YODA_HARNESS_SMOLLM2_GGUF" | sha256sum -c - || exit 4
 start=$(date +%s)
-python3 -m pytest suites --profile smollm2 --update-baselines -p no:cacheprovider -rs \
+python3 -m pytest suites --profile smollm2 --update-baselines -p no:cacheprovider -rs --durations=25 \
   --junitxml="$OUT/smollm2.xml" --report "$OUT/smollm2.html" 2>&1 | tee "$OUT/smollm2.log"
 echo "pytest suites --profile smollm2 (cold, GGUF conversion included): $(( $(date +%s) - start )) s" | tee -a "$OUT/smollm2.log"
 cp baselines/smollm2.json "$OUT/"
-tar czf "$OUT/runs-smollm2.tgz" -C /tmp/yh/runs --exclude trainer $(cd /tmp/yh/runs && ls -d smollm2-*)
-for _ in $(seq 60); do [ -f /tmp/out-phi3/done ] && break; sleep 2; done
-tar czf "$OUT/phi3-shape.tgz" -C /tmp/out-phi3 .
+run=$(cd /tmp/yh/runs && ls -d smollm2-* | head -1)
+python3 benchmarks/phases.py "/tmp/yh/runs/$run" 2>&1 | tee "$OUT/bench.txt"
+python3 benchmarks/generation.py "/tmp/yh/runs/$run" --batch-sizes 32,128 2>&1 | grep -v -i warn | tee -a "$OUT/bench.txt"
+tar czf "$OUT/runs-smollm2.tgz" -C /tmp/yh/runs --exclude trainer "$run"
+mkdir -p /tmp/out-overhead
+OUT=/tmp/out-overhead setsid nohup bash /tmp/src/scripts/gpu/d_overhead.sh > /tmp/out-overhead/nohup.txt 2>&1 < /dev/null &
+echo "overhead benchmark started in the background"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU machine, started by call A: phi3-shape suites cold + baseline, into $OUT; touches $OUT/done.
+# GPU machine, run by e_collect.sh: phi3-shape suites cold + baseline, into $OUT; touches $OUT/done.
 set -uo pipefail
 source /tmp/src/scripts/gpu/env.sh
 start=$(date +%s)
