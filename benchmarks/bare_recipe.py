@@ -4,6 +4,10 @@ Steps and settings are the recipe's (../shared/RECIPE.md), generation one prompt
 the recipe's own `generate` helper does. Prints a JSON line of phase wall times.
 
     python benchmarks/bare_recipe.py CHECKPOINT_DIR DATA.jsonl [--targets q_proj,k_proj,...] [--epochs N]
+        [--lr LR] [--batch-size N] [--seed N]
+
+The options carry a profile's overrides of the recipe (benchmarks/overhead.py passes them), so
+both sides of the overhead benchmark train the same steps.
 """
 
 import argparse
@@ -35,6 +39,8 @@ def main():
     parser.add_argument("--targets", default="o_proj,qkv_proj,gate_up_proj,down_proj")
     parser.add_argument("--epochs", type=float, default=10)
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", default="/tmp/bare-recipe-adapter")
     args = parser.parse_args()
     times, start = {}, time.perf_counter()
@@ -69,9 +75,9 @@ def main():
     sft_config = SFTConfig(
         output_dir="/tmp/bare-recipe", gradient_checkpointing=True,
         gradient_checkpointing_kwargs={"use_reentrant": False}, gradient_accumulation_steps=1,
-        per_device_train_batch_size=16, auto_find_batch_size=True, max_length=64, packing=True,
+        per_device_train_batch_size=args.batch_size, auto_find_batch_size=True, max_length=64, packing=True,
         packing_strategy="wrapped", num_train_epochs=args.epochs, learning_rate=args.lr, optim="paged_adamw_8bit",
-        logging_steps=10, logging_dir="/tmp/bare-recipe/logs", report_to="none", save_strategy="no",
+        logging_steps=10, report_to="none", save_strategy="no", seed=args.seed,
         bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False),
     )
     trainer = SFTTrainer(model=model, processing_class=tokenizer, args=sft_config, train_dataset=dataset)
