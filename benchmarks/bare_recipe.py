@@ -4,7 +4,7 @@ Steps and settings are the recipe's (../shared/RECIPE.md), generation one prompt
 the recipe's own `generate` helper does. Prints a JSON line of phase wall times.
 
     python benchmarks/bare_recipe.py CHECKPOINT_DIR DATA.jsonl [--targets q_proj,k_proj,...] [--epochs N]
-        [--lr LR] [--batch-size N] [--seed N]
+        [--lr LR] [--batch-size N] [--seed N] [--eval-limit N]
 
 The options carry a profile's overrides of the recipe (benchmarks/overhead.py passes them), so
 both sides of the overhead benchmark train the same steps.
@@ -41,6 +41,7 @@ def main():
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--eval-limit", type=int, default=None, help="generate for the first N evaluation sentences only")
     parser.add_argument("--output", default="/tmp/bare-recipe-adapter")
     args = parser.parse_args()
     times, start = {}, time.perf_counter()
@@ -67,7 +68,7 @@ def main():
     held_out = [int.from_bytes(hashlib.sha256(" ".join(r["sentence"].split()).casefold().encode()).digest()[:8], "big")
                 / 2**64 < 0.1 for r in rows]
     train_rows = [r for r, h in zip(rows, held_out) if not h]
-    eval_rows = [r for r, h in zip(rows, held_out) if h]
+    eval_rows = [r for r, h in zip(rows, held_out) if h][:args.eval_limit]
     dataset = Dataset.from_list([{"messages": [{"role": "user", "content": r["sentence"]},
                                                {"role": "assistant", "content": r["translation_extra"]}]}
                                  for r in train_rows])
