@@ -46,8 +46,8 @@ def test_packed_rows_are_exactly_max_length(manifest, run_artifacts):
     max_length = training["max_length"]
     lengths = sorted({len(ids) for ids in batch["input_ids"]})
     padded = sum(row.count(0) for row in batch["attention_mask"]) if "attention_mask" in batch else 0
-    rows = len(batch["input_ids"])
-    if len(lengths) == 1 and padded == 0 and rows == manifest["training"]["train_batch_size"]:
+    rows, batch_size = len(batch["input_ids"]), manifest["training"]["train_batch_size"]
+    if len(lengths) == 1 and padded == 0 and rows == batch_size:
         # A full batch of rows of one length without padding is wrapped packing; only the length can
         # be wrong. (Padding-free 'bfd' flattens the whole batch into one row of no fixed length.)
         assert lengths == [max_length], (
@@ -56,7 +56,7 @@ def test_packed_rows_are_exactly_max_length(manifest, run_artifacts):
         )
         return
     assert False, (
-        f"{rows} collated rows (batch size {manifest['training']['train_batch_size']}) of lengths {lengths} with "
+        f"{rows} collated rows (batch size {batch_size}) of lengths {lengths} with "
         f"{padded} padded positions; 'wrapped' packing gives a full batch of rows of exactly {max_length}: "
         "the packing strategy changed (trl's default is 'bfd')"
     )
