@@ -67,7 +67,7 @@ def pytest_configure(config):
         raise pytest.UsageError(f"--override: {error}") from None
 
 
-def parse_overrides(pairs: list[str]) -> dict:
+def parse_overrides(pairs: list[str], option: str = "--override") -> dict:
     """`["training.learning_rate=1e-3"]` -> `{"training.learning_rate": 0.001}` (JSON values, else text)."""
     import json
 
@@ -75,7 +75,7 @@ def parse_overrides(pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep:
-            raise pytest.UsageError(f"--override {pair!r}: expected KEY=VALUE")
+            raise pytest.UsageError(f"{option} {pair!r}: expected KEY=VALUE")
         try:
             overrides[key] = json.loads(raw)
         except ValueError:

@@ -4,10 +4,13 @@ The bare recipe is a plain script with no harness around it, so a library change
 (transformers 5 removed `SFTConfig`'s `logging_dir`, which it passed) is found here, not on a GPU.
 """
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from harness import profiles
 from harness.data import bundled_path
@@ -28,3 +31,32 @@ def test_bare_recipe_trains_saves_and_generates(shared_models_dir, tmp_path):
     assert set(summary["phases"]) == {"load", "lora", "data", "train", "save", "generate"}
     assert summary["steps"] > 0 and summary["eval_rows"] == 3
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_train_steps_times_the_recipe_and_a_variant(shared_models_dir, capsys):
+    train_steps = _benchmark_module("train_steps")
+    train_steps.main(["--profile", "tiny", "--epochs", "0.1", "--variant", "lora.lora_dropout=0.0",
+                      "--models-dir", str(shared_models_dir)])
+    printed = capsys.readouterr().out
+    rows = [line for line in printed.splitlines() if line.startswith("| the recipe |")
+            or line.startswith("| lora.lora_dropout=0.0 |")]
+    assert len(rows) == 2, printed
+    steps = [int(row.split("|")[2]) for row in rows]
+    assert steps[0] == steps[1] > train_steps.WARMUP_STEPS + train_steps.PROFILED_STEPS
+    assert "aten operator calls" in printed and "| aten::mm |" in printed
+
+
+def test_train_steps_rejects_a_bad_variant_before_training(shared_models_dir):
+    train_steps = _benchmark_module("train_steps")
+    with pytest.raises(SystemExit, match="--variant 'lora.r': expected KEY=VALUE"):
+        train_steps.main(["--profile", "tiny", "--variant", "lora.r"])
+    with pytest.raises(SystemExit, match="--variant lora.rank=4: unknown recipe config option 'lora.rank'"):
+        train_steps.main(["--profile", "tiny", "--variant", "lora.rank=4", "--models-dir", str(shared_models_dir)])
+
+
+def _benchmark_module(name: str):
+    """A script of benchmarks/ imported as a module (the folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
