@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU machine, run by e_collect.sh: phi3-shape suites cold + baseline, into $OUT; touches $OUT/done.
+# GPU machine, run by d_background.sh: phi3-shape suites cold + baseline, into $OUT.
 set -uo pipefail
 source /tmp/src/scripts/gpu/env.sh
 start=$(date +%s)
@@ -8,4 +8,3 @@ python3 -m pytest suites --profile phi3-shape --update-baselines -p no:cacheprov
 echo "pytest suites --profile phi3-shape (cold, checkpoint build included): $(( $(date +%s) - start )) s" | tee -a "$OUT/phi3-shape.log"
 cp baselines/phi3-shape.json "$OUT/"
 tar czf "$OUT/runs-phi3-shape.tgz" -C /tmp/yh/runs --exclude trainer --exclude adapter $(cd /tmp/yh/runs && ls -d phi3-shape-*)
-touch "$OUT/done"
