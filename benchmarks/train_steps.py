@@ -5,11 +5,11 @@
 Training is most of a recipe run (80 % of the smollm2 suites on a GPU), so this benchmark times the
 trainer the harness builds (recipe.load_quantized_model ... recipe.build_trainer) for a short run
 per variant: the recipe as the profile has it, then each `--variant` (a dotted config override, as
-`--override` takes it; the defaults are the recipe's own choices that cost most). It prints seconds
-per optimizer step (the first steps, which warm caches and allocators, are left out) and, for the
-recipe as is, a torch.profiler summary of a few steps: operator calls and CUDA kernels per step,
-the GPU's busy share of the wall time, and the operators that take the most CPU time. The variants
-are measurements, not suggestions: the harness tests the recipe as written.
+`--override` takes it; the defaults: four of the recipe's settings that could cost time). It prints
+seconds per optimizer step (the first steps, which warm caches and allocators, are left out) and,
+for the recipe as is, a torch.profiler summary of a few steps: operator calls and CUDA kernels per
+step, the GPU's busy share of the wall time, and the operators that take the most CPU time. The
+variants are measurements, not suggestions: the harness tests the recipe as written.
 """
 
 import argparse
