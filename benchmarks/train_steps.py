@@ -114,7 +114,11 @@ def time_variant(profile, options, overrides: dict, epochs: float, profile_steps
     del trainer, peft_model, model
     gc.collect()
     _empty_cuda_cache()
-    measured = times[WARMUP_STEPS + (PROFILED_STEPS if profile_steps else 0):] or times
+    skipped = WARMUP_STEPS + (PROFILED_STEPS if profile_steps else 0)
+    if len(times) <= skipped:  # the figures would be warm-up steps, or missing: not a measurement
+        raise SystemExit(f"--epochs {epochs:g} gave {len(times)} steps; this benchmark leaves out the first "
+                         f"{skipped}: train longer")
+    measured = times[skipped:]
     return {"steps": len(times), "median_s_per_step": statistics.median(measured), "profile": summary}
 
 

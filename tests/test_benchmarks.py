@@ -54,6 +54,13 @@ def test_train_steps_rejects_a_bad_variant_before_training(shared_models_dir):
         train_steps.main(["--profile", "tiny", "--variant", "lora.rank=4", "--models-dir", str(shared_models_dir)])
 
 
+def test_train_steps_refuses_a_run_too_short_to_measure(shared_models_dir):
+    train_steps = _benchmark_module("train_steps")
+    with pytest.raises(SystemExit, match="--epochs 0.01 gave 2 steps; this benchmark leaves out the first 10"):
+        train_steps.main(["--profile", "tiny", "--epochs", "0.01", "--variant", "lora.lora_dropout=0.0",
+                          "--models-dir", str(shared_models_dir)])
+
+
 def _benchmark_module(name: str):
     """A script of benchmarks/ imported as a module (the folder is not a package)."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
