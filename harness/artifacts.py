@@ -50,13 +50,12 @@ def read_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def cache_key(profile: str, config: dict, env: dict, model_identity: str, data_identity: str) -> str:
-    """Same key = same recipe inputs, so the finished run can be reused."""
-    from harness import __version__
-
+def cache_key(profile: str, config: dict, env: dict, model_identity: str, data_identity: str,
+              harness_source: str) -> str:
+    """Same key = same recipe inputs (the harness's own source included), so the finished run can be reused."""
     canonical = json.dumps(
         {"profile": profile, "config": config, "env": env, "model": model_identity, "data": data_identity,
-         "harness": __version__},
+         "harness": harness_source},
         sort_keys=True,
     )
     return f"{profile}-{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"

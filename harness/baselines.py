@@ -16,6 +16,7 @@ hand-mangled baseline never passes silently.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass
@@ -231,9 +232,11 @@ def compare(path: Path, profile: str, environment: dict) -> Comparison:
 
 
 # ------------------------------------------------------------------ update
-def entry_from_run(manifest: dict, template: dict | None) -> dict:
+def entry_from_run(manifest: dict, template: dict | None, provenance: dict | None = None) -> dict:
     environment = manifest["environment"]
     return {
+        # Which harness recorded it (commit, dirty tree), and whether invariants failed and it was forced.
+        "provenance": provenance or {},
         "version_set": env.version_set_id(environment),
         "device": env.device_kind(environment),
         "recorded": manifest["created"],
@@ -249,10 +252,27 @@ def entry_from_run(manifest: dict, template: dict | None) -> dict:
     }
 
 
-def update(path: Path, profile: str, manifest: dict, template: dict | None) -> list[str]:
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """One writer of a baseline file at a time (processes of one machine), without a lock file beside it."""
+    import fcntl
+    import hashlib
+    import tempfile
+
+    name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"yoda-harness-baseline-{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def update(path: Path, profile: str, manifest: dict, template: dict | None,
+           provenance: dict | None = None) -> list[str]:
     """Record the run as the entry for its version set and device; return the old → new lines."""
     baseline = load(path, profile)
-    new_entry = entry_from_run(manifest, template)
+    new_entry = entry_from_run(manifest, template, provenance)
     old_entry = next((e for e in baseline["entries"]
                       if e["version_set"] == new_entry["version_set"] and e["device"] == new_entry["device"]), None)
     # Keep tolerances someone tuned on the entry being replaced.

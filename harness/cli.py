@@ -81,7 +81,7 @@ def cmd_doctor(args) -> int:
     print(f"device    {device['kind']} {device['name']} (CUDA {device['cuda'] or '-'}, bf16 "
           f"{torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)})")
     options = _model_options(args)
-    print(f"auto      -> {profiles.auto_choice(options)}")
+    print(f"auto      {profiles.choose_auto(options).describe()}")
     for name, profile in profiles.PROFILES.items():
         reason = profiles.why_not_runnable(profile, options)
         print(f"profile   {name:<11} {'can run here' if reason is None else 'cannot run: ' + reason}")
@@ -119,9 +119,27 @@ def cmd_baselines(args) -> int:
                       f"transformers {entry['packages'].get('transformers')} trl {entry['packages'].get('trl')}")
         return 0
     directory = Path(args.run_dir)
+    if directory.name.startswith(".") or not (directory / artifacts.MANIFEST).is_file():
+        print(f"error: {directory}: not a finished run directory (no {artifacts.MANIFEST}, or a staging "
+              "directory of a run that never finished)", file=sys.stderr)
+        return 2
     manifest = artifacts.read_json(directory / artifacts.MANIFEST)
+    if manifest.get("status") != artifacts.COMPLETE:
+        print(f"error: {directory}: the run is not complete (status {manifest.get('status')!r}): only a "
+              "finished run can become a baseline", file=sys.stderr)
+        return 2
     path = Path(args.baselines_dir) / f"{manifest['profile']}.json"
-    for line in baselines.update(path, manifest["profile"], manifest, artifacts.read_json(directory / "template.json")):
+    # Recorded from a directory: no check ran in this command, and the entry says so.
+    provenance = {"harness": env.harness_revision(), "forced": False, "failed_invariants": [],
+                  "checks": "not run by `harness baselines update`"}
+    try:
+        with baselines.file_lock(path):
+            lines = baselines.update(path, manifest["profile"], manifest,
+                                     artifacts.read_json(directory / "template.json"), provenance=provenance)
+    except baselines.BaselineError as error:
+        print(f"error: {directory}: {error}", file=sys.stderr)
+        return 2
+    for line in lines:
         print(line)
     print(f"updated {path}")
     return 0

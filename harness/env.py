@@ -7,9 +7,12 @@ import json
 import platform
 from importlib import metadata
 
+# Every library that shapes a run's result: jinja2 renders each chat template, gguf reads the
+# SmolLM2 weights, numpy sits under datasets and sacrebleu.
 TRACKED_PACKAGES = (
     "torch", "transformers", "peft", "trl", "bitsandbytes", "datasets",
     "accelerate", "sacrebleu", "tokenizers", "huggingface-hub", "safetensors",
+    "jinja2", "gguf", "numpy",
 )
 
 
@@ -59,3 +62,40 @@ def changed_packages(old: dict, new: dict) -> list[str]:
         if old.get(name) != new.get(name):
             changes.append(f"{name} {old.get(name) or 'absent'} → {new.get(name) or 'absent'}")
     return changes
+
+
+def harness_source_digest(root=None) -> str:
+    """sha256 of the harness package's own files: a change to what the harness does is a new run."""
+    from pathlib import Path
+
+    root = Path(root or Path(__file__).resolve().parent)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                       and p.suffix not in (".pyc", ".pyo")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def harness_revision() -> dict:
+    """Which harness made a run or a baseline: source digest, and the git commit when in a checkout."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent
+    revision = {"source": harness_source_digest(), "commit": None, "dirty": None}
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10)
+        if commit.returncode == 0:
+            status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "."],
+                                    capture_output=True, text=True, timeout=10)
+            revision.update(commit=commit.stdout.strip(), dirty=bool(status.stdout.strip()))
+    except (OSError, subprocess.SubprocessError):
+        pass  # not a checkout (an installed package): the source digest still says which code ran
+    return revision
+
+
+def describe_revision(revision: dict) -> str:
+    if revision.get("commit"):
+        return f"{revision['commit'][:10]}{' (dirty)' if revision.get('dirty') else ''}"
+    return f"source {revision['source']}"

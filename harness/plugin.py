@@ -2,10 +2,21 @@
 
 Registered as the `pytest11` entry point `harness.plugin`, so any repo that installs
 yoda-harness gets `--profile`, `--fresh`, `--update-baselines`, `--report` and the fixtures.
+
+A green must mean that what was asked for was checked:
+- a profile named explicitly (`--profile`, `$YODA_HARNESS_PROFILE`) that cannot run here is a
+  usage error (exit 4) naming the reason, never a session of skips;
+- `auto` chooses among the profiles that can run here and says why the stronger ones cannot;
+- wrong inputs (special tokens, checksums, data) fail the checks that need the run, with the
+  message; only a check that cannot apply (a GPU figure on a CPU) skips, with its reason;
+- a session in which no harness check ran to a verdict exits 1 with a message;
+- `--update-baselines` records only a run whose invariant checks held (`--force-baselines`
+  overrides, and the entry says so), once per session (the xdist controller), under a lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -13,11 +24,17 @@ import pytest
 
 from harness import baselines as baseline_store
 from harness import profiles as profile_registry
-from harness.models import ModelUnavailable
+from harness.data import DataError
+from harness.models import ModelInputError, ModelUnavailable
 
 RUN_KEY = pytest.StashKey["object"]()
 OUTCOMES_KEY = pytest.StashKey[dict]()
 SESSION_KEY = pytest.StashKey[str]()
+PROFILE_KEY = pytest.StashKey["object"]()
+PLUGIN_NAME = "yoda-harness-session"
+
+# The property each harness check's report carries (JUnit XML too): what kind of check it is.
+CHECK_KIND = "yoda_check"
 
 
 def default_cache_dir() -> Path:
@@ -26,11 +43,16 @@ def default_cache_dir() -> Path:
 
 def pytest_addoption(parser):
     group = parser.getgroup("yoda-harness", "yoda-harness: the QLoRA Yoda recipe under test")
-    group.addoption("--profile", default=os.environ.get("YODA_HARNESS_PROFILE", "auto"),
-                    help="model profile: auto (default), tiny, smollm2, phi3, phi3-shape [$YODA_HARNESS_PROFILE]")
+    group.addoption("--profile", default=None,
+                    help="model profile: auto (default), tiny, smollm2, phi3, phi3-shape [$YODA_HARNESS_PROFILE]; "
+                         "one named explicitly that cannot run here is a usage error")
     group.addoption("--fresh", action="store_true", help="run the recipe again even if a finished run is cached")
     group.addoption("--update-baselines", action="store_true",
-                    help="record this run's metrics as the baseline entry for the current library versions")
+                    help="record this run's metrics as the baseline entry for the current library versions "
+                         "(refused when an invariant check failed)")
+    group.addoption("--force-baselines", action="store_true",
+                    help="with --update-baselines: record even though invariant checks failed; the entry "
+                         "names the failed checks")
     group.addoption("--report", metavar="PATH", help="write the HTML report of this run to PATH")
     group.addoption("--cache-dir", metavar="DIR", default=None,
                     help="where runs and converted models are cached [$YODA_HARNESS_CACHE, ~/.cache/yoda-harness]")
@@ -45,26 +67,42 @@ def pytest_addoption(parser):
                          "(JSON values; repeatable). Baselines are per config, so use with care")
 
 
+def requested_profile(config) -> tuple[str, str | None]:
+    """(profile name, where it was named explicitly: the option or the variable; None for auto by default)."""
+    option = config.getoption("--profile")
+    if option:
+        return option, "--profile"
+    variable = os.environ.get("YODA_HARNESS_PROFILE")
+    if variable:
+        return variable, "$YODA_HARNESS_PROFILE"
+    return "auto", None
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped with the reason on a CPU")
     config.addinivalue_line("markers", "slow: runs the recipe or other long work")
     config.addinivalue_line("markers", "quality: needs a model that learned the task (BLEU, stopping); "
                             "skipped with the reason on profiles that cannot")
     config.addinivalue_line("markers", "learning: reads the training loss; skipped on random-weight structural runs")
+    config.addinivalue_line("markers", "comparison: compares the run with its baseline entry (a failure is CHANGED); "
+                            "every other harness check is an invariant (a failure is BROKEN)")
     config.stash[OUTCOMES_KEY] = {}
     if config.getoption("--report") and config.getoption("numprocesses", None):
         # Each pytest-xdist worker writes the report from the run it holds and only its own checks.
         raise pytest.UsageError("--report needs every check's outcome in one process: run it without -n")
-    name = config.getoption("--profile")
+    if config.getoption("--force-baselines") and not config.getoption("--update-baselines"):
+        raise pytest.UsageError("--force-baselines only means something with --update-baselines")
+    name, named_by = requested_profile(config)
     if name != "auto" and name not in profile_registry.PROFILES:
         raise pytest.UsageError(
-            f"--profile {name!r}: unknown profile; choose one of: auto, {', '.join(profile_registry.PROFILES)}"
+            f"{named_by} {name!r}: unknown profile; choose one of: auto, {', '.join(profile_registry.PROFILES)}"
         )
     try:
         profile_registry.PROFILES.get(name, profile_registry.PROFILES["tiny"]).recipe_config().with_overrides(
             parse_overrides(config.getoption("--override")))
     except ValueError as error:
         raise pytest.UsageError(f"--override: {error}") from None
+    config.pluginmanager.register(HarnessSession(config), PLUGIN_NAME)
 
 
 def parse_overrides(pairs: list[str], option: str = "--override") -> dict:
@@ -115,53 +153,112 @@ def baselines_dir(config) -> Path:
     return Path(config.getoption("--baselines-dir") or Path(config.rootpath) / "baselines")
 
 
-def pytest_report_header(config):
-    name = config.getoption("--profile")
-    try:
-        resolved = profile_registry.resolve(name, model_options(config)).name
-    except Exception as error:  # the header must never break a run
-        resolved = f"unresolved ({error})"
-    return [f"yoda-harness: profile {name} -> {resolved}; cache {runs_dir(config)}"]
+def recipe_config(config, profile):
+    return profile.recipe_config().with_overrides(parse_overrides(config.getoption("--override")))
+
+
+def session_profile(config) -> profile_registry.Profile:
+    """The profile this session runs: resolved once, refused as a usage error if it cannot run here."""
+    if PROFILE_KEY in config.stash:
+        return config.stash[PROFILE_KEY]
+    options = model_options(config)
+    name, named_by = requested_profile(config)
+    if name == "auto":
+        try:
+            choice = profile_registry.choose_auto(options)
+        except profile_registry.UnknownProfile as error:
+            raise pytest.UsageError(f"yoda-harness: --profile auto: {error}") from None
+        _announce(config, choice.describe())
+        profile = profile_registry.PROFILES[choice.name]
+    else:
+        profile = profile_registry.PROFILES[name]
+        reason = profile_registry.why_not_runnable(profile, options)
+        if reason:
+            raise pytest.UsageError(
+                f"yoda-harness: {named_by} {name}: cannot run here: {reason}. "
+                "Choose a profile that can (`python -m harness doctor` lists them), or leave the profile to auto"
+            )
+    config.stash[PROFILE_KEY] = profile
+    return profile
+
+
+def _announce(config, line: str) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"yoda-harness: {line}")
+
+
+def _uses_the_run(item) -> bool:
+    return "harness_profile" in getattr(item, "fixturenames", ())
+
+
+def check_kind(item) -> str:
+    return "comparison" if item.get_closest_marker("comparison") else "invariant"
 
 
 def pytest_collection_modifyitems(config, items):
     import torch
 
-    if torch.cuda.is_available():
+    if not torch.cuda.is_available():
+        skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU; none is visible on this machine")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip_gpu)
+    if any(_uses_the_run(item) for item in items):
+        session_profile(config)  # a profile that cannot run here stops the session now, as a usage error
+
+
+def pytest_collection_finish(session):
+    """Say, before any check runs, whether this session reuses a finished run or runs the recipe."""
+    config = session.config
+    if PROFILE_KEY not in config.stash or getattr(config, "workerinput", None) is not None:
         return
-    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU; none is visible on this machine")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip_gpu)
+    from harness import recipe
+
+    profile = config.stash[PROFILE_KEY]
+    if config.getoption("--fresh"):
+        _announce(config, f"profile {profile.name}: running the recipe (--fresh)")
+        return
+    inputs = recipe.run_inputs(profile, model_options(config), recipe_config(config, profile))
+    _announce(config, f"profile {profile.name}: {recipe.describe_cached(runs_dir(config), inputs.key)}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if _uses_the_run(item):
+        # Carried to the xdist controller and into JUnit XML: what the session's verdict counts.
+        if (CHECK_KIND, check_kind(item)) not in report.user_properties:
+            report.user_properties.append((CHECK_KIND, check_kind(item)))
+    return report
 
 
 # ------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="session")
 def harness_profile(pytestconfig):
-    """The resolved profile (skips everything that needs it, with the reason, when it cannot run here)."""
-    options = model_options(pytestconfig)
-    profile = profile_registry.resolve(pytestconfig.getoption("--profile"), options)
-    reason = profile_registry.why_not_runnable(profile, options)
-    if reason:
-        pytest.skip(reason)
-    return profile
+    """The resolved profile: one that can run here (anything else stopped the session at collection)."""
+    return session_profile(pytestconfig)
 
 
 @pytest.fixture(scope="session")
 def recipe_run(pytestconfig, harness_profile):
-    """The finished recipe run of this session's profile (reused from the cache when inputs match)."""
+    """The finished recipe run of this session's profile (reused from the cache when inputs match).
+
+    Wrong inputs (special tokens, a checksum, a data row) fail every check that needs the run with
+    the input's own message: they are never a skip.
+    """
     from harness import recipe
 
     cached = pytestconfig.stash.get(RUN_KEY, None)
     if cached is not None:
         return cached
     try:
-        config = harness_profile.recipe_config().with_overrides(parse_overrides(pytestconfig.getoption("--override")))
         finished = recipe.run(harness_profile, model_options(pytestconfig), runs_dir(pytestconfig),
-                              fresh=pytestconfig.getoption("--fresh"), config=config,
+                              fresh=pytestconfig.getoption("--fresh"),
+                              config=recipe_config(pytestconfig, harness_profile),
                               session=session_token(pytestconfig))
-    except ModelUnavailable as error:
-        pytest.skip(str(error))
+    except (ModelInputError, ModelUnavailable, DataError) as error:
+        pytest.fail(f"the recipe could not run on profile {harness_profile.name}: {error}", pytrace=False)
     pytestconfig.stash[RUN_KEY] = finished
     return finished
 
@@ -172,12 +269,14 @@ def manifest(recipe_run) -> dict:
 
 
 @pytest.fixture(scope="session")
-def live(pytestconfig, recipe_run, harness_profile):
-    """Live model, tokenizer and trainer: the run's own, or rebuilt from its saved adapter."""
+def live(pytestconfig, recipe_run, harness_profile, tmp_path_factory):
+    """Live model, tokenizer and trainer rebuilt from the run's saved adapter, the same for a cold and
+    a reused run; the trainer works in a temporary directory, never in the published run."""
     from harness import recipe
 
     if recipe_run.live is None:
-        recipe_run.live = recipe.rebuild_live(recipe_run, harness_profile, model_options(pytestconfig))
+        recipe_run.live = recipe.rebuild_live(recipe_run, harness_profile, model_options(pytestconfig),
+                                              tmp_path_factory.mktemp("live-trainer"))
     return recipe_run.live
 
 
@@ -223,67 +322,133 @@ def _profile_skips(request):
         pytest.skip(profile.skips[marker])
 
 
-# ------------------------------------------------------------------ outcomes, baselines, report
-def pytest_runtest_logreport(report):
-    if report.when == "call" or report.outcome == "skipped" or (report.when == "setup" and report.failed):
-        outcomes = _session_config.stash[OUTCOMES_KEY] if _session_config else {}
-        suite = report.nodeid.split("::")[0].rsplit("/", 1)[-1]
-        outcomes.setdefault(suite, []).append((report.nodeid, report.outcome))
+# ------------------------------------------------------------------ the session's verdict
+class HarnessSession:
+    """What this session's harness checks came to; records baselines and the report at the end.
 
+    Works from reports alone (their `yoda_check` property), so under pytest-xdist the controller,
+    which runs no check, sees every worker's outcomes and is the one process that writes.
+    """
 
-_session_config = None
+    def __init__(self, config):
+        self.config = config
+        self.verdicts: dict[str, str] = {}  # node id -> passed | failed | skipped
+        self.kinds: dict[str, str] = {}
+        self._published = None
 
+    def pytest_runtest_logreport(self, report):
+        kind = dict(report.user_properties).get(CHECK_KIND)
+        if report.when == "call" or report.outcome == "skipped" or (report.when != "call" and report.failed):
+            suite = report.nodeid.split("::")[0].rsplit("/", 1)[-1]
+            self.config.stash[OUTCOMES_KEY].setdefault(suite, []).append((report.nodeid, report.outcome))
+        if kind is None:
+            return
+        self.kinds[report.nodeid] = kind
+        if report.failed:
+            self.verdicts[report.nodeid] = "failed"
+        elif report.outcome == "skipped":
+            self.verdicts.setdefault(report.nodeid, "skipped")
+        elif report.when == "call":
+            self.verdicts.setdefault(report.nodeid, "passed")
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session):
-    global _session_config
-    _session_config = session.config
+    @property
+    def is_worker(self) -> bool:
+        return getattr(self.config, "workerinput", None) is not None
 
+    def failed(self, kind: str) -> list[str]:
+        return [node for node, verdict in self.verdicts.items() if verdict == "failed" and self.kinds[node] == kind]
 
-def pytest_sessionfinish(session, exitstatus):
-    config = session.config
-    finished = config.stash.get(RUN_KEY, None)
-    if finished is None:
-        return
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    write = (lambda line: reporter.write_line(line)) if reporter else print
-    report_path = config.getoption("--report")
-    # Compared before any update: a report set against the entry this run just wrote says nothing.
-    comparison = _comparison_for_report(config, finished, write) if report_path else None
-    if config.getoption("--update-baselines"):
-        path = baselines_dir(config) / f"{finished.profile}.json"
-        lines = baseline_store.update(path, finished.profile, finished.manifest, finished.artifact("template.json"))
-        write(f"yoda-harness: updated {path}:")
+    def checked_anything(self) -> bool:
+        return any(verdict in ("passed", "failed") for verdict in self.verdicts.values())
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session, exitstatus):
+        if self.is_worker or not self.verdicts:
+            return
+        if not self.checked_anything() and session.exitstatus == pytest.ExitCode.OK:
+            _announce(self.config, f"no harness check ran to a verdict ({len(self.verdicts)} skipped): "
+                                   "nothing was checked, so this session fails (exit 1)")
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        finished = self._finished_run()
+        if finished is None:
+            return
+        report_path = self.config.getoption("--report")
+        # Compared before any update: a report set against the entry this run just wrote says nothing.
+        comparison = _comparison_for_report(self.config, finished) if report_path else None
+        if self.config.getoption("--update-baselines"):
+            self._update_baselines(finished)
+        if report_path:
+            from harness.report import render_run_report
+
+            written = render_run_report(finished, Path(report_path), outcomes=self.config.stash[OUTCOMES_KEY],
+                                        comparison=comparison)
+            _announce(self.config, f"report written to {written}")
+
+    def _finished_run(self):
+        """This session's run: the one the fixtures made here, or (xdist controller) the published one."""
+        finished = self.config.stash.get(RUN_KEY, None)
+        if finished is not None or not self.config.getoption("numprocesses", None):
+            return finished
+        if self._published is None:
+            self._published = _published_run(self.config) or False
+        return self._published or None
+
+    def _update_baselines(self, finished) -> None:
+        broken = self.failed("invariant")
+        forced = self.config.getoption("--force-baselines")
+        if not self.checked_anything():
+            _announce(self.config, "--update-baselines refused: no check ran to a verdict")
+            return
+        if broken and not forced:
+            _announce(self.config, f"--update-baselines refused: {len(broken)} invariant check(s) failed (BROKEN): "
+                                   + ", ".join(broken[:5]) + ("..." if len(broken) > 5 else "")
+                                   + ". Fix them; or, if this is intended, add --force-baselines (the entry records it)")
+            return
+        from harness import env
+
+        provenance = {"harness": env.harness_revision(), "forced": bool(broken and forced),
+                      "failed_invariants": broken}
+        path = baselines_dir(self.config) / f"{finished.profile}.json"
+        with baseline_store.file_lock(path):
+            lines = baseline_store.update(path, finished.profile, finished.manifest,
+                                          finished.artifact("template.json"), provenance=provenance)
+        _announce(self.config, f"updated {path}:")
         for line in lines:
-            write(f"  {line}")
-    if report_path:
-        from harness.report import render_run_report
+            _announce(self.config, f"  {line}")
 
-        written = render_run_report(finished, Path(report_path), outcomes=config.stash[OUTCOMES_KEY],
-                                    comparison=comparison)
-        write(f"yoda-harness: report written to {written}")
+    def pytest_terminal_summary(self, terminalreporter, exitstatus, config):
+        finished = None if self.is_worker else self._finished_run()
+        if finished is None:
+            return
+        try:
+            comparison = baseline_store.compare(baselines_dir(config) / f"{finished.profile}.json", finished.profile,
+                                                finished.manifest["environment"])
+        except baseline_store.BaselineError as error:
+            terminalreporter.write_line(f"yoda-harness: {error}", red=True)
+            return
+        state = "reused" if finished.reused else "new"
+        terminalreporter.write_sep("-", "yoda-harness")
+        terminalreporter.write_line(f"run {finished.directory} ({state}), profile {finished.profile}")
+        terminalreporter.write_line(comparison.context())
 
 
-def _comparison_for_report(config, finished, write):
+def _published_run(config):
+    """The published run of this session's inputs (what the xdist workers made or reused), if any."""
+    from harness import artifacts, recipe
+
+    with contextlib.suppress(pytest.UsageError):
+        profile = session_profile(config)
+        inputs = recipe.run_inputs(profile, model_options(config), recipe_config(config, profile))
+        directory = artifacts.finished_run(runs_dir(config), inputs.key)
+        if directory is not None:
+            return recipe.Run(directory, artifacts.read_json(directory / artifacts.MANIFEST), reused=True)
+    return None
+
+
+def _comparison_for_report(config, finished):
     try:
         return baseline_store.compare(baselines_dir(config) / f"{finished.profile}.json", finished.profile,
                                       finished.manifest["environment"])
     except baseline_store.BaselineError as error:  # the checks already failed on it; still report
-        write(f"yoda-harness: report without baseline deltas: {error}")
+        _announce(config, f"report without baseline deltas: {error}")
         return None
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    finished = config.stash.get(RUN_KEY, None)
-    if finished is None:
-        return
-    try:
-        comparison = baseline_store.compare(baselines_dir(config) / f"{finished.profile}.json", finished.profile,
-                                            finished.manifest["environment"])
-    except baseline_store.BaselineError as error:
-        terminalreporter.write_line(f"yoda-harness: {error}", red=True)
-        return
-    state = "reused" if finished.reused else "new"
-    terminalreporter.write_sep("-", "yoda-harness")
-    terminalreporter.write_line(f"run {finished.directory} ({state}), profile {finished.profile}")
-    terminalreporter.write_line(comparison.context())

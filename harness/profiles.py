@@ -1,7 +1,9 @@
 """Profiles: which model a run uses, how the recipe config is adjusted for it, and where it can run.
 
 `auto` picks the strongest profile this machine can run: the real Phi-3 when its weights and
-a GPU are here, SmolLM2 on a GPU, else the CPU-sized `tiny`.
+a GPU are here, SmolLM2 when a GPU and its GGUF are here, else the CPU-sized `tiny`; it says
+which it chose and why each stronger one could not run. A profile named explicitly that cannot
+run here is the caller's error (the plugin makes it a usage error), never a session of skips.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class Profile:
             return f"gguf-sha256:{smollm2_models.GGUF_SHA256}"
         if self.name == "phi3-shape":
             return "phi3-shape-random-seed0"
-        return str(options.phi3_path or phi3_models.HUB_MODEL_ID)
+        return phi3_models.phi3_identity(options.phi3_path, options.models_dir)
 
 
 def _tiny(options: ModelOptions) -> Checkpoint:
@@ -152,16 +154,41 @@ def resolve(name: str, options: ModelOptions) -> Profile:
     return PROFILES[name]
 
 
+# Strongest first: what `auto` tries.
+AUTO_ORDER = ("phi3", "smollm2", "tiny")
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    name: str
+    passed_over: dict[str, str]  # stronger profile -> why it cannot run here
+
+    def describe(self) -> str:
+        why = "; ".join(f"not {name}: {reason}" for name, reason in self.passed_over.items())
+        return f"auto -> {self.name}" + (f" ({why})" if why else "")
+
+
 def auto_choice(options: ModelOptions) -> str:
-    if gpu_available() and phi3_models.phi3_cached(options.phi3_path):
-        return "phi3"
-    if gpu_available():
-        return "smollm2"
-    return "tiny"
+    return choose_auto(options).name
 
 
-def why_not_runnable(profile: Profile, options: ModelOptions) -> str | None:
-    """None when the profile can run here, else the reason (used by `doctor` and for skips)."""
+def choose_auto(options: ModelOptions) -> AutoChoice:
+    """The strongest profile that can run here, and why each stronger one cannot."""
+    passed_over = {}
+    for name in AUTO_ORDER:
+        reason = why_not_runnable(PROFILES[name], options, reachability=False)
+        if reason is None:
+            return AutoChoice(name, passed_over)
+        passed_over[name] = reason
+    raise UnknownProfile("no profile can run here: " + "; ".join(f"{n}: {r}" for n, r in passed_over.items()))
+
+
+def why_not_runnable(profile: Profile, options: ModelOptions, reachability: bool = True) -> str | None:
+    """None when the profile can run here, else the reason (used by `doctor`, `auto` and the plugin).
+
+    `reachability=False` counts only weights already on this machine (what `auto` may choose:
+    it never picks a profile that would first download 7 GB).
+    """
     if profile.requires_gpu and not gpu_available():
         return f"profile {profile.name!r} needs a CUDA GPU and none is visible"
     try:
@@ -170,6 +197,8 @@ def why_not_runnable(profile: Profile, options: ModelOptions) -> str | None:
     except ModelUnavailable as error:
         return str(error)
     if profile.name == "phi3" and not phi3_models.phi3_cached(options.phi3_path):
+        if not reachability:
+            return f"{phi3_models.HUB_MODEL_ID} is not on this machine (HF cache or --phi3-path)"
         return _why_phi3_cannot_be_fetched()
     return None
 

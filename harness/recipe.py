@@ -22,7 +22,7 @@ from typing import Any
 from harness import artifacts, data, env, metrics
 from harness.config import RecipeConfig
 from harness.generate import generate_batched
-from harness.models import Checkpoint, check_special_tokens
+from harness.models import CONVERSION_RECORD, Checkpoint, check_special_tokens, tokens_as_read
 from harness.profiles import ModelOptions, Profile
 
 log = logging.getLogger("harness.recipe")
@@ -32,12 +32,24 @@ TEMPLATE_EXAMPLE = {"sentence": "The Force is strong in you!", "translation_extr
 
 
 # ------------------------------------------------------------------ phases
-def load_quantized_model(checkpoint: Checkpoint, config: RecipeConfig):
-    """Step 1: the base model in 4-bit NF4 with double quantization, and its tokenizer."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_tokenizer(checkpoint: Checkpoint):
+    """The checkpoint's tokenizer, checked against the model family's special-token facts.
+
+    Wrong special tokens are an error (`ModelInputError`) naming the token and the library that
+    read it: a run on the wrong EOS would measure nothing.
+    """
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(checkpoint.path)
     check_special_tokens(tokenizer, checkpoint.special_tokens, str(checkpoint.path))
+    return tokenizer
+
+
+def load_quantized_model(checkpoint: Checkpoint, config: RecipeConfig):
+    """Step 1: the base model in 4-bit NF4 with double quantization, and its tokenizer."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(checkpoint)
     quantized_model = AutoModelForCausalLM.from_pretrained(
         checkpoint.path, quantization_config=config.quantization.to_bnb(), device_map=_device_map()
     )
@@ -170,11 +182,39 @@ class Run:
         return self.artifact(f"generations_{which}.jsonl")
 
 
-def data_identity(config: RecipeConfig) -> str:
-    source = config.data.source
-    if source in ("bundled", "hub"):
-        return f"{source}:{artifacts.file_sha256(data.bundled_path())[:16]}"
-    return f"path:{artifacts.file_sha256(Path(source))[:16]}"
+@dataclass(frozen=True)
+class RunInputs:
+    """Everything a run's result depends on, and the cache key made of it."""
+
+    key: str
+    environment: dict
+    data_identity: str
+    harness_source: str
+
+
+def run_inputs(profile: Profile, options: ModelOptions, config: RecipeConfig, processes: int = 1) -> RunInputs:
+    """The inputs of a run of `profile` with `config`, computed without running anything.
+
+    The data is keyed by what is actually loaded (the hub's rows when the hub answers, else the
+    bundled copy), the model by its content or revision, the harness by its own source.
+    """
+    # The number of processes is part of the inputs: 2 processes halve the optimizer steps.
+    environment = dict(env.fingerprint(), processes=processes)
+    identity = load_data(config).content_digest()
+    source = env.harness_source_digest()
+    key = artifacts.cache_key(profile.name, config.to_dict(), environment, profile.identity(options),
+                              identity, source)
+    return RunInputs(key, environment, identity, source)
+
+
+def describe_cached(runs_dir: Path, key: str) -> str:
+    """What a session is about to do: reuse which finished run, or run the recipe."""
+    existing = artifacts.finished_run(runs_dir, key)
+    if existing is None:
+        return f"running the recipe (no finished run {key} in {runs_dir})"
+    manifest = artifacts.read_json(existing / artifacts.MANIFEST)
+    revision = env.describe_revision(manifest.get("harness") or {"source": "?"})
+    return f"reusing run {existing} from {manifest.get('created', '?')} (harness {revision})"
 
 
 def run(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = False,
@@ -192,10 +232,8 @@ def run(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = F
     """
     config = config or profile.recipe_config()
     state = _process_state()
-    # The number of processes is part of the inputs: 2 processes halve the optimizer steps.
-    environment = dict(env.fingerprint(), processes=state.num_processes)
-    key = artifacts.cache_key(profile.name, config.to_dict(), environment, profile.identity(options),
-                              data_identity(config))
+    inputs = run_inputs(profile, options, config, state.num_processes)
+    key, environment = inputs.key, inputs.environment
     # Only rank 0 takes the lock: a rank blocked on it would never reach the Trainer's collectives.
     lock = artifacts.run_lock(runs_dir, key) if state.is_main_process else contextlib.nullcontext()
     with lock:
@@ -210,6 +248,8 @@ def run(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = F
             if not state.is_main_process:
                 return None
             manifest["session"] = session
+            manifest["harness"] = dict(env.harness_revision(), source=inputs.harness_source)
+            manifest["data"]["content_digest"] = inputs.data_identity
             artifacts.write_json(staging / artifacts.MANIFEST, manifest)
             final = artifacts.publish(staging, runs_dir, key)
         except BaseException:
@@ -218,7 +258,8 @@ def run(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = F
             if state.is_main_process:
                 shutil.rmtree(staging, ignore_errors=True)
             raise
-    return Run(final, manifest, reused=False, live=live)
+    del live  # cold and warm sessions get the same live objects: rebuilt from the published run
+    return Run(final, manifest, reused=False)
 
 
 def _reuse_or_stage(state, runs_dir: Path, key: str, fresh: bool,
@@ -303,6 +344,9 @@ def _execute(profile: Profile, options: ModelOptions, config: RecipeConfig, envi
     with phase("load"):
         quantized_model, tokenizer = load_quantized_model(checkpoint, config)
         tokenizer_as_shipped = {"pad": tokenizer.pad_token, "eos": tokenizer.eos_token}
+        # What the library read: from the source file when the harness converted it (and had to
+        # correct tokens), else from this load. Checked against the family's facts by the suites.
+        as_read = _conversion_tokens(checkpoint) or tokens_as_read(tokenizer, checkpoint.special_tokens)
         prepare_tokenizer(tokenizer)
         record["quantized_linear_modules"] = _linear4bit_modules(quantized_model)
         record["unquantized_modules"] = _unquantized_named(quantized_model)
@@ -371,6 +415,9 @@ def _execute(profile: Profile, options: ModelOptions, config: RecipeConfig, envi
         "phase_seconds": phase.seconds,
         "data": split.summary(),
         "tokens": {
+            "as_read": as_read,
+            "corrections": checkpoint.corrections(),
+            "facts": _facts_record(checkpoint.special_tokens),
             "as_shipped": tokenizer_as_shipped,
             "pad": tokenizer.pad_token, "pad_id": tokenizer.pad_token_id,
             "eos": tokenizer.eos_token, "eos_id": tokenizer.eos_token_id,
@@ -412,8 +459,12 @@ def _execute(profile: Profile, options: ModelOptions, config: RecipeConfig, envi
     return manifest, live
 
 
-def rebuild_live(run_: Run, profile: Profile, options: ModelOptions) -> LiveObjects:
-    """Live objects for a reused run: base + saved adapter reloaded, trainer rebuilt (not trained)."""
+def rebuild_live(run_: Run, profile: Profile, options: ModelOptions, work_dir: Path) -> LiveObjects:
+    """Live objects for a finished run: base + saved adapter reloaded, trainer rebuilt (not trained).
+
+    Cold and reused sessions alike get these, so their live checks see the same objects; whatever
+    the trainer writes goes to `work_dir`, never into the published run directory.
+    """
     from transformers import AutoTokenizer
 
     config = RecipeConfig.from_plain(run_.manifest["config"])
@@ -421,12 +472,21 @@ def rebuild_live(run_: Run, profile: Profile, options: ModelOptions) -> LiveObje
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(run_.directory / "adapter"))
     peft_model = reload_tuned_model(checkpoint, run_.directory / "adapter", config, trainable=True)
     split = load_data(config)
-    trainer = build_trainer(peft_model, tokenizer, to_training_dataset(split.train, config), config,
-                            run_.directory / "trainer-rebuilt")
+    trainer = build_trainer(peft_model, tokenizer, to_training_dataset(split.train, config), config, work_dir)
     return LiveObjects(checkpoint, tokenizer, peft_model, trainer, split)
 
 
 # ------------------------------------------------------------------ helpers
+def _conversion_tokens(checkpoint: Checkpoint) -> dict | None:
+    record = checkpoint.path / CONVERSION_RECORD
+    return artifacts.read_json(record).get("tokens_as_read") if record.is_file() else None
+
+
+def _facts_record(facts) -> dict:
+    return {"eos": facts.eos, "bos": facts.bos, "unk": facts.unk, "pad_as_shipped": facts.pad_as_shipped,
+            "ids": dict(facts.ids)}
+
+
 def _score(eval_rows: list[dict], base, tuned, config: RecipeConfig) -> dict:
     refs_extra = [row["translation_extra"] for row in eval_rows]
     refs_plain = [row["translation"] for row in eval_rows]

@@ -134,7 +134,23 @@ def lora_rank_ignored():
     peft.LoraConfig = HalfRank
 
 
+def tokenizer_eos_changed():
+    """A tokenizer release that reads another EOS from the same files (`<|end|>` for `<|endoftext|>`)."""
+    from transformers import PreTrainedTokenizerBase
+
+    from_pretrained = PreTrainedTokenizerBase.from_pretrained.__func__
+
+    def misread(cls, *args, **kwargs):
+        tokenizer = from_pretrained(cls, *args, **kwargs)
+        if tokenizer.eos_token == "<|endoftext|>":
+            tokenizer.eos_token = "<|end|>"
+        return tokenizer
+
+    PreTrainedTokenizerBase.from_pretrained = classmethod(misread)
+
+
 INJECTIONS = {
+    "tokenizer-eos-changed": tokenizer_eos_changed,
     "untemplated": untemplated_instruction_data,
     "eos-masked": eos_masked_in_labels,
     "packing-bfd": packing_strategy_changed,

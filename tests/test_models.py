@@ -3,7 +3,7 @@
 import pytest
 
 from harness import profiles
-from harness.models import ModelUnavailable, check_special_tokens
+from harness.models import ModelInputError, ModelUnavailable, check_special_tokens
 from harness.models import smollm2
 from harness.models.phi3 import PHI3_ADDED_TOKENS, PHI3_CHAT_TEMPLATE, PHI3_SPECIAL_TOKENS
 from harness.models.tiny import build_phi3_style_tokenizer
@@ -45,7 +45,8 @@ def test_tiny_tokenizer_round_trips_unseen_text(tokenizer):
 def test_wrong_special_tokens_are_reported(tokenizer):
     tokenizer = build_phi3_style_tokenizer(["a small corpus for a quick tokenizer"])
     tokenizer.eos_token = "<|end|>"
-    with pytest.raises(ModelUnavailable, match="eos_token is '<\\|end\\|>', expected '<\\|endoftext\\|>'"):
+    # An input error naming the token, what was expected, and the library that read it: never "unavailable".
+    with pytest.raises(ModelInputError, match="as read by transformers .*eos_token is '<\\|end\\|>', expected '<\\|endoftext\\|>'"):
         check_special_tokens(tokenizer, PHI3_SPECIAL_TOKENS, "somewhere")
 
 
@@ -75,7 +76,7 @@ def test_installed_wheel_is_found_without_importing_its_llm_dependency(monkeypat
 def test_wrong_sha256_is_refused_before_conversion(tmp_path):
     fake = tmp_path / smollm2.GGUF_NAME
     fake.write_bytes(b"GGUF" + b"\0" * 64)
-    with pytest.raises(ModelUnavailable, match="sha256 .* is not the expected b179c952"):
+    with pytest.raises(ModelInputError, match="sha256 .* is not the expected b179c952"):
         smollm2.convert_gguf(fake, tmp_path / "converted")
     assert not (tmp_path / "converted").exists()
 

@@ -37,16 +37,6 @@ def test_gpu_checks_skip_with_the_reason_on_a_cpu(pytester, monkeypatch):
     result.stdout.fnmatch_lines(["*needs a CUDA GPU; none is visible on this machine*"])
 
 
-def test_gpu_profile_skips_every_check_with_the_reason(pytester, monkeypatch):
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    pytester.makepyfile("def test_uses_run(manifest): raise AssertionError('ran')")
-    result = pytester.runpytest_inprocess("--profile", "phi3-shape", "-rs")
-    result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*profile 'phi3-shape' needs a CUDA GPU and none is visible*"])
-
-
 def test_corrupt_baseline_fails_loudly(pytester, tmp_path):
     (tmp_path / "tiny.json").write_text('{"schema": 1, "profile": "tiny", "thresholds": {}, "entries": [{}]}')
     pytester.makepyfile(

@@ -155,15 +155,15 @@ def test_xdist_workers_train_once_and_share_the_run(first_spread):
 def test_xdist_fresh_trains_once_per_session(first_spread, spread_cache, shared_models_dir, small_overrides):
     """`--fresh` in every worker: the earlier session's run is replaced, by one training, not two.
 
-    Only checks that use the live objects run, so each worker must either train or rebuild them
-    from the saved adapter: one does each.
+    Only checks that use the live objects run, so each worker rebuilds them from the saved
+    adapter, the one that trained too (cold and reused sessions check the same objects).
     """
     fresh = spread_suites(spread_cache, shared_models_dir, small_overrides, "session-two", "--fresh",
                           only_live=True)
     assert fresh["errors"] == [], fresh["errors"]
     assert len(fresh["trained"]) == 1, f"trained by {fresh['trained']}\n{fresh['output'][-3000:]}"
     assert fresh["checked"] == {"gw0", "gw1"}, f"workers that ran checks: {fresh['checked']}"
-    assert sorted(fresh["trained"] + fresh["rebuilt"]) == ["gw0", "gw1"], "one worker trains, the other rebuilds"
+    assert sorted(fresh["rebuilt"]) == ["gw0", "gw1"], "every worker checks live objects rebuilt from the run"
     assert [m["session"] for m in fresh["manifests"]] == ["session-two"], "the earlier session's run was reused"
 
 

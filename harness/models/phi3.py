@@ -120,3 +120,41 @@ def build_phi3_shape(directory: Path, tokenizer_builder) -> Checkpoint:
     del model
     partial.rename(directory)
     return Checkpoint(directory, "phi3-shape (random weights)", PHI3_SPECIAL_TOKENS)
+
+
+def phi3_identity(path_option: str | None, models_dir: Path) -> str:
+    """What makes the real Phi-3's weights what they are: the hub snapshot's commit, or, for a local
+    directory, the sha256 of its weight files (a local copy and the hub model never share a key)."""
+    path = path_option or os.environ.get("YODA_HARNESS_PHI3_PATH")
+    if not path:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            config = try_to_load_from_cache(HUB_MODEL_ID, "config.json")
+        except Exception:
+            config = None
+        if isinstance(config, str) and Path(config).parent.parent.name == "snapshots":
+            return f"hub:{HUB_MODEL_ID}@{Path(config).parent.name}"
+        return f"hub:{HUB_MODEL_ID}@unresolved"  # not on this machine: cannot run, key unused
+    return f"local:{_weights_digest(Path(path), models_dir)}"
+
+
+def _weights_digest(directory: Path, models_dir: Path) -> str:
+    """sha256 over the directory's weight files; cached by (path, size, mtime) since it reads gigabytes."""
+    import hashlib
+    import json
+
+    from harness.artifacts import file_sha256
+
+    weights = sorted(p for p in directory.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
+    stamp = json.dumps([[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in weights])
+    cache = models_dir / "phi3-weight-digests.json"
+    known = json.loads(cache.read_text()) if cache.is_file() else {}
+    if stamp not in known:
+        digest = hashlib.sha256()
+        for weight in weights:
+            digest.update(f"{weight.name}:{file_sha256(weight)}\n".encode())
+        known[stamp] = digest.hexdigest()[:16]
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(known))
+    return known[stamp]

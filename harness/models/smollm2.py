@@ -8,12 +8,14 @@ loads in 4 bits. The converted checkpoint is cached by the GGUF's sha256.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import importlib.util
 from pathlib import Path
 
-from harness.models import Checkpoint, ModelUnavailable, SpecialTokens, apply_special_tokens, check_special_tokens
+from harness.models import (CONVERSION_RECORD, Checkpoint, ModelInputError, ModelUnavailable, SpecialTokens,
+                            apply_special_tokens, check_special_tokens, tokens_as_read)
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -21,7 +23,8 @@ GGUF_ENV = "YODA_HARNESS_SMOLLM2_GGUF"
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 # SmolLM2's own facts. transformers 5.17 reads the GGUF with eos = <|im_start|> and no pad;
-# 5.23 reads eos = pad = <|im_end|>: neither is trusted, these are set and then checked.
+# 5.23 reads eos = pad = <|im_end|>: neither is trusted. What the library read is recorded with
+# the converted checkpoint, these are set, and every run reports (and fails) what was corrected.
 SMOLLM2_SPECIAL_TOKENS = SpecialTokens(
     eos="<|im_end|>",
     bos="<|im_start|>",
@@ -65,19 +68,20 @@ def sha256_of(path: Path) -> str:
 def verify_gguf(path: Path) -> None:
     actual = sha256_of(path)
     if actual != GGUF_SHA256:
-        raise ModelUnavailable(f"{path}: sha256 {actual} is not the expected {GGUF_SHA256} (corrupt or wrong file)")
+        raise ModelInputError(f"{path}: sha256 {actual} is not the expected {GGUF_SHA256} (corrupt or wrong file)")
 
 
 def convert_gguf(gguf: Path, directory: Path) -> Checkpoint:
     """Dequantize the GGUF into a normal fp32 checkpoint (once; cached in `directory`)."""
     if (directory / "config.json").exists():
-        return Checkpoint(directory, "SmolLM2-135M-Instruct", SMOLLM2_SPECIAL_TOKENS)
+        return _checkpoint(directory)
     verify_gguf(gguf)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    apply_special_tokens(tokenizer, SMOLLM2_SPECIAL_TOKENS)
+    as_read = tokens_as_read(tokenizer, SMOLLM2_SPECIAL_TOKENS)
+    corrections = apply_special_tokens(tokenizer, SMOLLM2_SPECIAL_TOKENS)
     check_special_tokens(tokenizer, SMOLLM2_SPECIAL_TOKENS, str(gguf))
     gguf_model = _load_dequantized(gguf)
     config = gguf_model.config
@@ -101,7 +105,13 @@ def convert_gguf(gguf: Path, directory: Path) -> Checkpoint:
     plain.save_pretrained(partial)
     tokenizer.padding_side = "left"
     tokenizer.save_pretrained(partial)
+    record = {"source": str(gguf), "sha256": GGUF_SHA256, "tokens_as_read": as_read, "corrections": corrections}
+    (partial / CONVERSION_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
     partial.rename(directory)
+    return _checkpoint(directory)
+
+
+def _checkpoint(directory: Path) -> Checkpoint:
     return Checkpoint(directory, "SmolLM2-135M-Instruct", SMOLLM2_SPECIAL_TOKENS)
 
 

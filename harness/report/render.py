@@ -609,6 +609,8 @@ def template_context(template: dict | None, tokens: dict) -> dict | None:
         "chat_template": template.get("chat_template"),
         "tokens": {
             "as_shipped": tokens.get("as_shipped") or {},
+            "as_read": tokens.get("as_read") or {},
+            "corrections": tokens.get("corrections") or [],
             "pad": tokens.get("pad"), "pad_id": tokens.get("pad_id"),
             "eos": tokens.get("eos"), "eos_id": tokens.get("eos_id"),
             "end_of_turn": tokens.get("end_of_turn"), "role_markers": tokens.get("role_markers") or [],
