@@ -28,6 +28,8 @@ from harness.data import DataError
 from harness.models import ModelInputError, ModelUnavailable
 
 RUN_KEY = pytest.StashKey["object"]()
+PREPARED_RUN_KEY = pytest.StashKey["object"]()
+PREPARED_KEY = pytest.StashKey["object"]()  # this session's prepared stage in memory (recipe.Prepared)
 OUTCOMES_KEY = pytest.StashKey[dict]()
 SESSION_KEY = pytest.StashKey[str]()
 PROFILE_KEY = pytest.StashKey["object"]()
@@ -84,6 +86,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "quality: needs a model that learned the task (BLEU, stopping); "
                             "skipped with the reason on profiles that cannot")
     config.addinivalue_line("markers", "learning: reads the training loss; skipped on random-weight structural runs")
+    config.addinivalue_line("markers", "structural: needs only the prepared stage (everything before the first "
+                            "optimizer step); `-m structural` trains nothing, and these run first otherwise")
     config.addinivalue_line("markers", "comparison: compares the run with its baseline entry (a failure is CHANGED); "
                             "every other harness check is an invariant (a failure is BROKEN)")
     config.stash[OUTCOMES_KEY] = {}
@@ -103,6 +107,26 @@ def pytest_configure(config):
     except ValueError as error:
         raise pytest.UsageError(f"--override: {error}") from None
     config.pluginmanager.register(HarnessSession(config), PLUGIN_NAME)
+    _route_progress(config)
+
+
+def _route_progress(config) -> None:
+    """Phase and training lines through the terminal reporter, with capture suspended, so they show
+    while a session fixture runs the recipe; `-q -q` or YODA_HARNESS_QUIET=1 silences them."""
+    from harness import progress
+
+    def write(line: str) -> None:
+        if config.get_verbosity() <= -2:
+            return
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:  # an xdist worker: nothing of its own is shown
+            return
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            reporter.write_line(line)
+
+    progress.set_sink(write)
+    config.add_cleanup(lambda: progress.set_sink(None))
 
 
 def parse_overrides(pairs: list[str], option: str = "--override") -> dict:
@@ -206,6 +230,9 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip_gpu)
     if any(_uses_the_run(item) for item in items):
         session_profile(config)  # a profile that cannot run here stops the session now, as a usage error
+    # Structural checks first (stable otherwise): with -x / --maxfail a BROKEN structural invariant
+    # stops the session before anything trains.
+    items.sort(key=lambda item: item.get_closest_marker("structural") is None)
 
 
 def pytest_collection_finish(session):
@@ -240,13 +267,36 @@ def harness_profile(pytestconfig):
     return session_profile(pytestconfig)
 
 
+def _stage_failed(profile, stage: str, error: BaseException):
+    """Wrong inputs (special tokens, a checksum, a data row) fail every check that needs the stage
+    with the input's own message: never a skip."""
+    pytest.fail(f"the recipe's {stage} stage could not run on profile {profile.name}: {error}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def prepared_run(pytestconfig, harness_profile):
+    """The prepared stage (everything before the first optimizer step): reused, or made in seconds."""
+    from harness import recipe
+
+    if PREPARED_RUN_KEY in pytestconfig.stash:
+        return pytestconfig.stash[PREPARED_RUN_KEY]
+    try:
+        stage, prepared = recipe.prepare(harness_profile, model_options(pytestconfig), runs_dir(pytestconfig),
+                                         fresh=pytestconfig.getoption("--fresh"),
+                                         config=recipe_config(pytestconfig, harness_profile),
+                                         session=session_token(pytestconfig))
+    except (ModelInputError, ModelUnavailable, DataError) as error:
+        _stage_failed(harness_profile, "prepared", error)
+    pytestconfig.stash[PREPARED_RUN_KEY] = stage
+    if prepared is not None:
+        pytestconfig.stash[PREPARED_KEY] = prepared
+    return stage
+
+
 @pytest.fixture(scope="session")
 def recipe_run(pytestconfig, harness_profile):
-    """The finished recipe run of this session's profile (reused from the cache when inputs match).
-
-    Wrong inputs (special tokens, a checksum, a data row) fail every check that needs the run with
-    the input's own message: they are never a skip.
-    """
+    """The finished (trained) run of this session's profile (reused from the cache when inputs match);
+    it continues from this session's prepared stage when there is one in memory."""
     from harness import recipe
 
     cached = pytestconfig.stash.get(RUN_KEY, None)
@@ -256,35 +306,50 @@ def recipe_run(pytestconfig, harness_profile):
         finished = recipe.run(harness_profile, model_options(pytestconfig), runs_dir(pytestconfig),
                               fresh=pytestconfig.getoption("--fresh"),
                               config=recipe_config(pytestconfig, harness_profile),
-                              session=session_token(pytestconfig))
+                              session=session_token(pytestconfig),
+                              prepared=pytestconfig.stash.get(PREPARED_KEY, None))
     except (ModelInputError, ModelUnavailable, DataError) as error:
-        pytest.fail(f"the recipe could not run on profile {harness_profile.name}: {error}", pytrace=False)
+        _stage_failed(harness_profile, "trained", error)
     pytestconfig.stash[RUN_KEY] = finished
     return finished
 
 
-@pytest.fixture(scope="session")
-def manifest(recipe_run) -> dict:
-    return recipe_run.manifest
+def _stage_run(request):
+    """The run a check reads: the prepared stage for a `structural` check, else the trained run."""
+    name = "prepared_run" if request.node.get_closest_marker("structural") else "recipe_run"
+    return request.getfixturevalue(name)
+
+
+@pytest.fixture
+def manifest(request, harness_profile) -> dict:
+    """The run's manifest (`run.json`) at the stage the check needs."""
+    return _stage_run(request).manifest
+
+
+@pytest.fixture
+def run_artifacts(request, harness_profile):
+    """Read one artifact file of the run, at the stage the check needs, by name."""
+    return _stage_run(request).artifact
 
 
 @pytest.fixture(scope="session")
-def live(pytestconfig, recipe_run, harness_profile, tmp_path_factory):
-    """Live model, tokenizer and trainer rebuilt from the run's saved adapter, the same for a cold and
-    a reused run; the trainer works in a temporary directory, never in the published run."""
+def live(pytestconfig, prepared_run, harness_profile):
+    """Live tokenizer, model and trainer of the prepared stage: this session's own if it prepared one,
+    else prepared again in a temporary directory; the same objects for a cold and a reused run, and
+    never written into a published run."""
     from harness import recipe
 
-    if recipe_run.live is None:
-        recipe_run.live = recipe.rebuild_live(recipe_run, harness_profile, model_options(pytestconfig),
-                                              tmp_path_factory.mktemp("live-trainer"))
-    return recipe_run.live
+    prepared = pytestconfig.stash.get(PREPARED_KEY, None)
+    if prepared is not None:
+        return prepared.live
+    return recipe.prepare_live(harness_profile, model_options(pytestconfig), recipe_config(pytestconfig, harness_profile))
 
 
 @pytest.fixture(scope="session")
-def baseline(pytestconfig, recipe_run) -> baseline_store.Comparison:
+def baseline(pytestconfig, prepared_run) -> baseline_store.Comparison:
     """The baseline entry this run is compared with, and the libraries that changed since."""
-    path = baselines_dir(pytestconfig) / f"{recipe_run.profile}.json"
-    return baseline_store.compare(path, recipe_run.profile, recipe_run.manifest["environment"])
+    path = baselines_dir(pytestconfig) / f"{prepared_run.profile}.json"
+    return baseline_store.compare(path, prepared_run.profile, prepared_run.manifest["environment"])
 
 
 @pytest.fixture(scope="session")
@@ -371,6 +436,10 @@ class HarnessSession:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         finished = self._finished_run()
         if finished is None:
+            for option in ("--report", "--update-baselines"):
+                if self.config.getoption(option):
+                    _announce(self.config, f"{option}: nothing done: this session has no trained run "
+                                           "(only the prepared stage ran, as with -m structural, or training failed)")
             return
         report_path = self.config.getoption("--report")
         # Compared before any update: a report set against the entry this run just wrote says nothing.
@@ -387,6 +456,10 @@ class HarnessSession:
     def _finished_run(self):
         """This session's run: the one the fixtures made here, or (xdist controller) the published one."""
         finished = self.config.stash.get(RUN_KEY, None)
+        if finished is None and PREPARED_RUN_KEY in self.config.stash:
+            # The prepared stage was read from a finished trained run: that run is this session's.
+            stage = self.config.stash[PREPARED_RUN_KEY]
+            finished = stage if stage.manifest.get("stage", "trained") == "trained" else None
         if finished is not None or not self.config.getoption("numprocesses", None):
             return finished
         if self._published is None:

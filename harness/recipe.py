@@ -1,7 +1,7 @@
-"""The recipe, phase by phase, as plain functions — and `run(profile) -> Run`.
+"""The recipe, phase by phase, as plain functions — and its two stages, `prepare` and `run`.
 
-    load_quantized_model -> add_adapters -> load_data -> build_trainer -> train
-    -> save_adapter -> reload_tuned_model -> generate -> score
+    prepared: load_quantized_model -> add_adapters -> load_data -> build_trainer (+ first batch)
+    trained:  train -> save_adapter -> reload_tuned_model -> generate -> score
 
 Each phase is what the reference recipe does (../shared/RECIPE.md), with the settings taken
 from `RecipeConfig`; `run` records what every phase produced in a run directory that the
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import artifacts, data, env, metrics
+from harness import artifacts, data, env, metrics, progress
 from harness.config import RecipeConfig
 from harness.generate import generate_batched
 from harness.models import CONVERSION_RECORD, Checkpoint, check_special_tokens, tokens_as_read
@@ -95,6 +95,7 @@ def build_trainer(peft_model, tokenizer, train_dataset, config: RecipeConfig, ou
     for adaptation in adaptations:
         log.warning("SFTConfig: %s", adaptation)
     trainer = SFTTrainer(model=peft_model, processing_class=tokenizer, args=sft_config, train_dataset=train_dataset)
+    trainer.add_callback(progress.training_callback())
     trainer.harness_adaptations = adaptations
     return trainer
 
@@ -161,7 +162,6 @@ class Run:
     directory: Path
     manifest: dict
     reused: bool = False
-    live: LiveObjects | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -180,6 +180,13 @@ class Run:
 
     def generations(self, which: str = "tuned") -> list[dict]:
         return self.artifact(f"generations_{which}.jsonl")
+
+
+# A run has two stages, each cached and published on its own: *prepared* (steps 1-5 up to the
+# first optimizer step: what the structural checks read, in seconds) and *trained* (train, save,
+# reload, generate, score). The prepared stage of run KEY is published as KEY-prepared; the
+# trained run KEY holds every prepared record too, so a run directory stays whole.
+PREPARED = "-prepared"
 
 
 @dataclass(frozen=True)
@@ -208,20 +215,61 @@ def run_inputs(profile: Profile, options: ModelOptions, config: RecipeConfig, pr
 
 
 def describe_cached(runs_dir: Path, key: str) -> str:
-    """What a session is about to do: reuse which finished run, or run the recipe."""
-    existing = artifacts.finished_run(runs_dir, key)
-    if existing is None:
-        return f"running the recipe (no finished run {key} in {runs_dir})"
-    manifest = artifacts.read_json(existing / artifacts.MANIFEST)
-    revision = env.describe_revision(manifest.get("harness") or {"source": "?"})
-    return f"reusing run {existing} from {manifest.get('created', '?')} (harness {revision})"
+    """What a session is about to do: reuse which finished run (or prepared stage), or run the recipe."""
+    for stage_key, what in ((key, "run"), (key + PREPARED, "prepared stage")):
+        existing = artifacts.finished_run(runs_dir, stage_key)
+        if existing is not None:
+            manifest = artifacts.read_json(existing / artifacts.MANIFEST)
+            revision = env.describe_revision(manifest.get("harness") or {"source": "?"})
+            return f"reusing {what} {existing} from {manifest.get('created', '?')} (harness {revision})"
+    return f"running the recipe (no finished run {key} in {runs_dir})"
+
+
+# ------------------------------------------------------------------ stages
+
+
+@dataclass
+class Prepared:
+    """The prepared stage in memory: its records, and the live objects training continues from."""
+
+    manifest: dict
+    files: dict[str, Any]  # artifact name -> payload
+    live: LiveObjects
+    quantized_model: Any
+    lora_b_before: float
+    phase: "_Phases"
+    consumed: bool = False  # trained since: its live objects are no longer the prepared ones
+
+
+def prepare(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = False,
+            config: RecipeConfig | None = None, session: str | None = None) -> tuple[Run, Prepared | None]:
+    """The prepared stage for these inputs: everything the recipe builds before its first optimizer step.
+
+    Reused from `runs_dir` (its own directory, or a finished trained run, which holds every prepared
+    record too), or made and published now; a new one is also returned in memory, so that training in
+    the same session continues from it instead of loading the model again.
+    """
+    config = config or profile.recipe_config()
+    inputs = run_inputs(profile, options, config)
+    with artifacts.run_lock(runs_dir, inputs.key + PREPARED):
+        for key in (inputs.key, inputs.key + PREPARED):
+            existing = _reusable_run(runs_dir, key, fresh, session)
+            if existing is not None:
+                _progress(f"reusing the prepared records of {existing}")
+                return Run(existing, artifacts.read_json(existing / artifacts.MANIFEST), reused=True), None
+        prepared = _prepare(profile, options, config, inputs, _process_state())
+        prepared.manifest["session"] = session
+        directory = _publish(runs_dir, inputs.key + PREPARED, prepared.manifest, prepared.files)
+    return Run(directory, prepared.manifest), prepared
 
 
 def run(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = False,
-        config: RecipeConfig | None = None, session: str | None = None) -> Run | None:
-    """The finished run for these inputs: reused from `runs_dir`, or made now.
+        config: RecipeConfig | None = None, session: str | None = None,
+        prepared: Prepared | None = None) -> Run | None:
+    """The finished (trained) run for these inputs: reused from `runs_dir`, or made now.
 
-    `session` identifies the caller's session (the pytest plugin passes one token shared by all
+    `prepared` is this session's prepared stage in memory, if it made one: training continues from
+    it. `session` identifies the caller's session (the pytest plugin passes one token shared by all
     its xdist workers) and is recorded in the run: with `fresh`, a run this session already made
     is reused, not made again.
 
@@ -233,7 +281,7 @@ def run(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = F
     config = config or profile.recipe_config()
     state = _process_state()
     inputs = run_inputs(profile, options, config, state.num_processes)
-    key, environment = inputs.key, inputs.environment
+    key = inputs.key
     # Only rank 0 takes the lock: a rank blocked on it would never reach the Trainer's collectives.
     lock = artifacts.run_lock(runs_dir, key) if state.is_main_process else contextlib.nullcontext()
     with lock:
@@ -244,22 +292,43 @@ def run(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = F
                 return None
             return Run(existing, artifacts.read_json(existing / artifacts.MANIFEST), reused=True)
         try:
-            manifest, live = _execute(profile, options, config, environment, key, staging, state)
+            if prepared is None or prepared.consumed or prepared.manifest["key"] != key:
+                prepared = _prepare(profile, options, config, inputs, state)
+            prepared.consumed = True
+            manifest = _train_and_score(prepared, config, staging, state)
             if not state.is_main_process:
                 return None
             manifest["session"] = session
-            manifest["harness"] = dict(env.harness_revision(), source=inputs.harness_source)
-            manifest["data"]["content_digest"] = inputs.data_identity
-            artifacts.write_json(staging / artifacts.MANIFEST, manifest)
-            final = artifacts.publish(staging, runs_dir, key)
+            final = _publish(runs_dir, key, manifest, prepared.files, staging)
         except BaseException:
             import shutil
 
-            if state.is_main_process:
+            if state.is_main_process and staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
             raise
-    del live  # cold and warm sessions get the same live objects: rebuilt from the published run
     return Run(final, manifest, reused=False)
+
+
+def _publish(runs_dir: Path, key: str, manifest: dict, files: dict[str, Any], staging: Path | None = None) -> Path:
+    """Write a stage's records (manifest last) into its staging directory and rename it into place."""
+    staging = staging or artifacts.staging_dir(runs_dir, key)
+    try:
+        for name, payload in files.items():
+            writer = artifacts.write_jsonl if name.endswith(".jsonl") else artifacts.write_json
+            writer(staging / name, payload)
+        artifacts.write_json(staging / artifacts.MANIFEST, manifest)
+        return artifacts.publish(staging, runs_dir, key)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def prepare_live(profile: Profile, options: ModelOptions, config: RecipeConfig) -> LiveObjects:
+    """Live objects of the prepared stage (tokenizer, model with fresh adapters, trainer built, not trained),
+    made in a temporary directory: what the live checks use when the session holds none."""
+    return _prepare(profile, options, config, run_inputs(profile, options, config), _process_state()).live
 
 
 def _reuse_or_stage(state, runs_dir: Path, key: str, fresh: bool,
@@ -331,9 +400,9 @@ class _Phases:
         _progress(f"{name} done in {self.seconds[name]:.1f}s")
 
 
-def _execute(profile: Profile, options: ModelOptions, config: RecipeConfig, environment: dict, key: str,
-             out: Path, state) -> tuple[dict | None, LiveObjects | None]:
-    import torch
+def _prepare(profile: Profile, options: ModelOptions, config: RecipeConfig, inputs: RunInputs, state) -> Prepared:
+    """Recipe steps 1-5 up to the first optimizer step, and every record the structural checks read."""
+    import tempfile
 
     phase = _Phases()
     record: dict[str, Any] = {}
@@ -363,7 +432,9 @@ def _execute(profile: Profile, options: ModelOptions, config: RecipeConfig, envi
                                data.format_rows(split.train, "conversational", config.data.source_column,
                                                 config.data.target_column))
     with phase("trainer"):
-        trainer = build_trainer(peft_model, tokenizer, train_dataset, config, out / "trainer")
+        # The trainer writes nothing with save_strategy "no"; whatever it might goes to a temporary
+        # directory, never into a run directory.
+        trainer = build_trainer(peft_model, tokenizer, train_dataset, config, Path(tempfile.mkdtemp(prefix="yoda-trainer-")))
         requires_grad_after = _requires_grad(trainer.model)
         batch = first_collated_batch(trainer)
         packed_rows = len(trainer.train_dataset)
@@ -371,49 +442,21 @@ def _execute(profile: Profile, options: ModelOptions, config: RecipeConfig, envi
             completion_batch = _completion_only_batch(trainer, split, config)
         except (AttributeError, TypeError) as error:  # private trl API that older releases lack
             completion_batch = {"unsupported": f"this trl cannot prepare completion-only data here: {error}"}
-    lora_b_before = _lora_b_abs_sum(peft_model)
-    with phase("train"):
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        train_metrics = train(trainer)
-        peak_gpu = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
-    lora_b_after = _lora_b_abs_sum(peft_model)
-    if not state.is_main_process:
-        return None, None  # its share of training is done; rank 0 saves, generates and scores
-    adapter_dir = out / "adapter"
-    with phase("save"):
-        adapter_files = save_adapter(trainer, adapter_dir)
-    sentences = [row[config.data.source_column] for row in split.eval]
-    with phase("generate"):
-        tuned_in_memory = generate(peft_model, tokenizer, sentences, config)
-        with peft_model.disable_adapter():
-            base = generate(peft_model, tokenizer, sentences, config)
-    with phase("reload"):
-        reloaded = reload_tuned_model(checkpoint, adapter_dir, config)
-        tuned = generate(reloaded, tokenizer, sentences, config)
-        del reloaded
-    with phase("score"):
-        scores = _score(split.eval, base, tuned, config)
         prediction = metrics.predict_structure(quantized_model.config, config.lora.r, config.lora.target_modules)
-    generations = {"base": base, "tuned": tuned, "tuned_in_memory": tuned_in_memory}
-    for which, rows in generations.items():
-        artifacts.write_jsonl(out / f"generations_{which}.jsonl",
-                              [dict(g.as_dict(), **_reference(split.eval[i], config)) for i, g in enumerate(rows)])
-    artifacts.write_json(out / "collated_batch.json", _batch_record(batch, tokenizer))
-    artifacts.write_json(out / "completion_only_batch.json", completion_batch)
-    artifacts.write_json(out / "template.json", _template_record(tokenizer, config))
     manifest = {
         "status": artifacts.COMPLETE,
-        "key": key,
+        "stage": "prepared",
+        "key": inputs.key,
         "profile": profile.name,
         "profile_kind": profile.kind,
         "model": checkpoint.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "config": config.to_dict(),
-        "environment": environment,
-        "version_set": env.version_set_id(environment),
+        "environment": inputs.environment,
+        "version_set": env.version_set_id(inputs.environment),
+        "harness": dict(env.harness_revision(), source=inputs.harness_source),
         "phase_seconds": phase.seconds,
-        "data": split.summary(),
+        "data": dict(split.summary(), content_digest=inputs.data_identity),
         "tokens": {
             "as_read": as_read,
             "corrections": checkpoint.corrections(),
@@ -439,41 +482,68 @@ def _execute(profile: Profile, options: ModelOptions, config: RecipeConfig, envi
         },
         "training": {
             "sft_config_adaptations": trainer.harness_adaptations,
-            "global_step": trainer.state.global_step,
             "train_batch_size": trainer._train_batch_size,
             "packed_rows": packed_rows,
             "templated_tokens": templated_tokens,
             "train_examples": len(split.train),
-            "loss_history": [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e],
-            "train_loss": train_metrics.get("train_loss"),
-            "train_runtime": train_metrics.get("train_runtime"),
-            "lora_b_abs_sum_before": lora_b_before,
-            "lora_b_abs_sum_after": lora_b_after,
-            "peak_gpu_allocated_bytes": peak_gpu,
-            "peak_rss_bytes": _peak_rss(),
         },
-        "adapter": _adapter_record(adapter_dir, adapter_files),
-        "metrics": scores,
     }
+    files = {"collated_batch.json": _batch_record(batch, tokenizer),
+             "completion_only_batch.json": completion_batch,
+             "template.json": _template_record(tokenizer, config)}
     live = LiveObjects(checkpoint=checkpoint, tokenizer=tokenizer, peft_model=peft_model, trainer=trainer, split=split)
-    return manifest, live
+    return Prepared(manifest, files, live, quantized_model, _lora_b_abs_sum(peft_model), phase)
 
 
-def rebuild_live(run_: Run, profile: Profile, options: ModelOptions, work_dir: Path) -> LiveObjects:
-    """Live objects for a finished run: base + saved adapter reloaded, trainer rebuilt (not trained).
+def _train_and_score(prepared: Prepared, config: RecipeConfig, out: Path | None, state) -> dict | None:
+    """Recipe steps 5-7 from the prepared stage: train, save, reload, generate, score; the full manifest."""
+    import copy
 
-    Cold and reused sessions alike get these, so their live checks see the same objects; whatever
-    the trainer writes goes to `work_dir`, never into the published run directory.
-    """
-    from transformers import AutoTokenizer
+    import torch
 
-    config = RecipeConfig.from_plain(run_.manifest["config"])
-    checkpoint = profile.build_checkpoint(options)
-    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(run_.directory / "adapter"))
-    peft_model = reload_tuned_model(checkpoint, run_.directory / "adapter", config, trainable=True)
-    split = load_data(config)
-    trainer = build_trainer(peft_model, tokenizer, to_training_dataset(split.train, config), config, work_dir)
-    return LiveObjects(checkpoint, tokenizer, peft_model, trainer, split)
+    phase, live = prepared.phase, prepared.live
+    trainer, peft_model, tokenizer, split = live.trainer, live.peft_model, live.tokenizer, live.split
+    with phase("train"):
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        train_metrics = train(trainer)
+        peak_gpu = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
+    lora_b_after = _lora_b_abs_sum(peft_model)
+    if not state.is_main_process:
+        return None  # its share of training is done; rank 0 saves, generates and scores
+    adapter_dir = out / "adapter"
+    with phase("save"):
+        adapter_files = save_adapter(trainer, adapter_dir)
+    sentences = [row[config.data.source_column] for row in split.eval]
+    with phase("generate"):
+        tuned_in_memory = generate(peft_model, tokenizer, sentences, config)
+        with peft_model.disable_adapter():
+            base = generate(peft_model, tokenizer, sentences, config)
+    with phase("reload"):
+        reloaded = reload_tuned_model(live.checkpoint, adapter_dir, config)
+        tuned = generate(reloaded, tokenizer, sentences, config)
+        del reloaded
+    with phase("score"):
+        scores = _score(split.eval, base, tuned, config)
+    generations = {"base": base, "tuned": tuned, "tuned_in_memory": tuned_in_memory}
+    for which, rows in generations.items():
+        prepared.files[f"generations_{which}.jsonl"] = [dict(g.as_dict(), **_reference(split.eval[i], config))
+                                                        for i, g in enumerate(rows)]
+    manifest = copy.deepcopy(prepared.manifest)
+    manifest.update(stage="trained", created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    phase_seconds=phase.seconds, adapter=_adapter_record(adapter_dir, adapter_files),
+                    metrics=scores)
+    manifest["training"].update({
+        "global_step": trainer.state.global_step,
+        "loss_history": [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e],
+        "train_loss": train_metrics.get("train_loss"),
+        "train_runtime": train_metrics.get("train_runtime"),
+        "lora_b_abs_sum_before": prepared.lora_b_before,
+        "lora_b_abs_sum_after": lora_b_after,
+        "peak_gpu_allocated_bytes": peak_gpu,
+        "peak_rss_bytes": _peak_rss(),
+    })
+    return manifest
 
 
 # ------------------------------------------------------------------ helpers
@@ -625,5 +695,4 @@ def _autocast_dtype(config: RecipeConfig):
 
 
 def _progress(message: str) -> None:
-    if os.environ.get("YODA_HARNESS_QUIET") != "1":
-        print(f"[harness] {message}", file=sys.stderr, flush=True)
+    progress.say(message)

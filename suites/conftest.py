@@ -1,7 +1,2 @@
-import pytest
-
-
-@pytest.fixture(scope="session")
-def run_artifacts(recipe_run):
-    """Read one artifact file of the finished run by name."""
-    return recipe_run.artifact
+# The fixtures (harness_profile, prepared_run, recipe_run, manifest, run_artifacts, live, baseline,
+# thresholds, ...) come from the yoda-harness pytest plugin (harness/plugin.py).

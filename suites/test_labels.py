@@ -11,6 +11,7 @@ def _rows(batch):
     return list(zip(batch["input_ids"], batch["labels"]))
 
 
+@pytest.mark.structural
 def test_every_eos_keeps_its_label(manifest, run_artifacts):
     eos = manifest["tokens"]["eos_id"]
     batch = run_artifacts("collated_batch.json")
@@ -24,6 +25,7 @@ def test_every_eos_keeps_its_label(manifest, run_artifacts):
     )
 
 
+@pytest.mark.structural
 def test_pad_token_is_not_eos(manifest):
     tokens = manifest["tokens"]
     assert tokens["pad_id"] != tokens["eos_id"], (
@@ -31,6 +33,7 @@ def test_pad_token_is_not_eos(manifest):
     )
 
 
+@pytest.mark.structural
 def test_labels_equal_inputs_where_not_masked(run_artifacts):
     batch = run_artifacts("collated_batch.json")
     for row, (ids, labels) in enumerate(_rows(batch)):
@@ -38,6 +41,7 @@ def test_labels_equal_inputs_where_not_masked(run_artifacts):
         assert not wrong, f"row {row}: labels differ from input_ids at positions {wrong[:5]}"
 
 
+@pytest.mark.structural
 def test_packed_rows_are_exactly_max_length(manifest, run_artifacts):
     training = manifest["config"]["training"]
     if not training["packing"] or training["packing_strategy"] != "wrapped":
@@ -76,6 +80,7 @@ def test_optimizer_steps_match_the_packing(manifest):
     )
 
 
+@pytest.mark.structural
 def test_completion_only_masks_the_prompt(run_artifacts):
     batch = run_artifacts("completion_only_batch.json")
     if "unsupported" in batch:
@@ -97,6 +102,7 @@ conversation_text = st.text(
 ).map(lambda s: " ".join(s.split())).filter(bool)
 
 
+@pytest.mark.structural
 @pytest.mark.slow
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(conversation_text, conversation_text), min_size=1, max_size=6))

@@ -6,6 +6,7 @@ MB = 1_000_000
 PHI3_REFERENCE_MB = {"footprint_loaded_bytes": 2206.34, "footprint_adapted_bytes": 2651.07}
 
 
+@pytest.mark.structural
 def test_every_linear_layer_but_the_head_is_4bit(manifest):
     structure = manifest["structure"]
     quantized = set(structure["quantized_linear_modules"])
@@ -21,6 +22,7 @@ def test_every_linear_layer_but_the_head_is_4bit(manifest):
         )
 
 
+@pytest.mark.structural
 def test_embeddings_and_head_stay_unquantized(manifest):
     classes = manifest["structure"]["unquantized_modules"]
     for role, class_name in classes.items():
@@ -29,6 +31,7 @@ def test_embeddings_and_head_stay_unquantized(manifest):
         )
 
 
+@pytest.mark.structural
 @pytest.mark.parametrize("figure", ["footprint_loaded_bytes", "footprint_adapted_bytes"])
 def test_footprint_matches_the_prediction(manifest, figure):
     structure = manifest["structure"]
@@ -41,6 +44,7 @@ def test_footprint_matches_the_prediction(manifest, figure):
     )
 
 
+@pytest.mark.structural
 def test_phi3_reproduces_the_recipe_figures(manifest, harness_profile):
     if harness_profile.name not in ("phi3", "phi3-shape"):
         pytest.skip(f"the recipe's published footprints are for Phi-3; profile is {harness_profile.name!r}")

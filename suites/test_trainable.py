@@ -5,6 +5,7 @@ import pytest
 PHI3_TRAINABLE, PHI3_TOTAL = 12_582_912, 3_833_662_464
 
 
+@pytest.mark.structural
 def test_trainable_count_is_the_lora_sum(manifest):
     structure = manifest["structure"]
     expected = structure["predicted"]["trainable_parameters"]
@@ -15,6 +16,7 @@ def test_trainable_count_is_the_lora_sum(manifest):
     )
 
 
+@pytest.mark.structural
 def test_total_count_is_the_architecture_plus_adapters(manifest):
     structure = manifest["structure"]
     assert structure["total_parameters"] == structure["predicted"]["total_parameters"], (
@@ -23,6 +25,7 @@ def test_total_count_is_the_architecture_plus_adapters(manifest):
     )
 
 
+@pytest.mark.structural
 def test_phi3_trainable_ratio(manifest, harness_profile):
     if harness_profile.name not in ("phi3", "phi3-shape"):
         pytest.skip(f"the recipe's 12.58M / 3833.66M is for Phi-3; profile is {harness_profile.name!r}")
@@ -30,6 +33,7 @@ def test_phi3_trainable_ratio(manifest, harness_profile):
     assert (structure["trainable_parameters"], structure["total_parameters"]) == (PHI3_TRAINABLE, PHI3_TOTAL)
 
 
+@pytest.mark.structural
 @pytest.mark.parametrize("moment", ["requires_grad_before_trainer", "requires_grad_after_trainer"])
 def test_only_lora_weights_require_grad(manifest, moment):
     names = manifest["structure"][moment]

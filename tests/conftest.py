@@ -1,7 +1,10 @@
+import json
 import os
 from pathlib import Path
 
 import pytest
+
+from harness.data import load_rows
 
 os.environ.setdefault("YODA_HARNESS_QUIET", "1")
 
@@ -10,3 +13,13 @@ os.environ.setdefault("YODA_HARNESS_QUIET", "1")
 def shared_models_dir(tmp_path_factory) -> Path:
     """Built model checkpoints shared by every test of the session (they depend only on code + data)."""
     return Path(os.environ.get("YODA_HARNESS_MODELS_DIR") or tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def small_overrides(tmp_path_factory) -> list[str]:
+    """The tiny profile's recipe on 48 rows, one epoch, short generations (as test_recipe.py's)."""
+    rows, _ = load_rows("bundled")
+    path = tmp_path_factory.mktemp("data") / "small.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows[:48]))
+    return ["--override", f"data.source={path}", "--override", "training.num_train_epochs=1",
+            "--override", "generation.max_new_tokens=8"]

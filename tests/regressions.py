@@ -149,8 +149,19 @@ def tokenizer_eos_changed():
     PreTrainedTokenizerBase.from_pretrained = classmethod(misread)
 
 
+def generate_crashes():
+    """A generate() that refuses what the harness passes (as transformers 4.56 did with token_type_ids)."""
+    from transformers import GenerationMixin
+
+    def refuse(self, *args, **kwargs):
+        raise ValueError("The following `model_kwargs` are not used by the model: ['token_type_ids'] (injected)")
+
+    GenerationMixin.generate = refuse
+
+
 INJECTIONS = {
     "tokenizer-eos-changed": tokenizer_eos_changed,
+    "generate-crashes": generate_crashes,
     "untemplated": untemplated_instruction_data,
     "eos-masked": eos_masked_in_labels,
     "packing-bfd": packing_strategy_changed,

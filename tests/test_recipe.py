@@ -68,8 +68,7 @@ def test_adapters_do_not_depend_on_what_the_process_drew_before(options):
 def test_a_run_records_every_phase(first_run):
     runs, run = first_run
     manifest = run.manifest
-    # A cold run hands out no live objects: cold and reused sessions rebuild the same ones from the run.
-    assert manifest["status"] == "complete" and not run.reused and run.live is None
+    assert manifest["status"] == "complete" and manifest["stage"] == "trained" and not run.reused
     assert set(manifest["phase_seconds"]) == {"checkpoint", "load", "lora", "data", "trainer", "train", "save",
                                               "generate", "reload", "score"}
     assert manifest["structure"]["footprint_loaded_bytes"] == manifest["structure"]["predicted"]["footprint_loaded_bytes"]
@@ -126,23 +125,20 @@ def test_run_directory_without_complete_manifest_is_ignored(tmp_path):
     assert artifacts.finished_run(tmp_path, "tiny-x") is None
 
 
-def test_live_objects_can_be_rebuilt_from_a_reused_run(first_run, options, tmp_path):
-    runs, run = first_run
-    reused = recipe.Run(run.directory, run.manifest, reused=True)
-    live = recipe.rebuild_live(reused, profiles.PROFILES["tiny"], options, tmp_path / "live")
+def test_live_objects_can_be_prepared_for_a_reused_run(first_run, options, small_config):
+    live = recipe.prepare_live(profiles.PROFILES["tiny"], options, small_config)
     assert live.tokenizer.pad_token == "<unk>"
     batch = recipe.prepare_and_collate(live.trainer, [{"messages": [{"role": "user", "content": "Hi there."},
                                                                     {"role": "assistant", "content": "There, hi."}]}])
     assert batch["input_ids"].shape[0] == 1
 
 
-def test_live_objects_never_write_into_the_published_run(first_run, options, tmp_path):
+def test_live_objects_never_write_into_the_published_run(first_run, options, small_config):
     from tests.planted import tree_digest
 
     runs, run = first_run
     before = tree_digest(run.directory)
-    live = recipe.rebuild_live(recipe.Run(run.directory, run.manifest, reused=True), profiles.PROFILES["tiny"],
-                               options, tmp_path / "live")
+    live = recipe.prepare_live(profiles.PROFILES["tiny"], options, small_config)
     recipe.prepare_and_collate(live.trainer, [{"messages": [{"role": "user", "content": "Hi."},
                                                             {"role": "assistant", "content": "Hi, hmm."}]}])
     assert tree_digest(run.directory) == before

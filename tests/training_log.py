@@ -1,10 +1,9 @@
 """A `-p` plugin for tests of a spread-out `pytest suites` run: logs training, rebuilds and checks.
 
 Appends to $YODA_HARNESS_TRAIN_LOG `train <worker>` each time `recipe.train` runs, `rebuild
-<worker>` each time `recipe.rebuild_live` does, and `check <worker> <node id>` for each check, so
+<worker>` each time `recipe.prepare_live` does, and `check <worker> <node id>` for each check, so
 `tests/test_scaling.py` can assert that pytest-xdist workers trained once between them and that
-every worker ran checks. With $YODA_HARNESS_ONLY_LIVE=1 only the checks that use the `live`
-fixture are collected: then every worker needs the live objects, and must train or rebuild them.
+every worker ran checks.
 """
 
 from __future__ import annotations
@@ -33,12 +32,7 @@ def pytest_configure(config):
     from harness import recipe
 
     recipe.train = _logged(recipe.train, "train")
-    recipe.rebuild_live = _logged(recipe.rebuild_live, "rebuild")
-
-
-def pytest_collection_modifyitems(config, items):
-    if os.environ.get("YODA_HARNESS_ONLY_LIVE") == "1":
-        items[:] = [item for item in items if "live" in getattr(item, "fixturenames", ())]
+    recipe.prepare_live = _logged(recipe.prepare_live, "rebuild")
 
 
 def pytest_runtest_call(item):
