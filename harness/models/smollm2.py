@@ -2,7 +2,7 @@
 
 `transformers` 5.x refuses to combine a GGUF file with a `quantization_config`, so the GGUF is
 dequantized once, copied into a plain checkpoint, and that checkpoint is what recipe step 1
-loads in 4 bits. The converted checkpoint is cached by the GGUF's sha256.
+loads in 4 bits. The converted checkpoint is cached by the GGUF's sha256 and `conversion_key()`.
 """
 
 from __future__ import annotations
@@ -69,30 +69,23 @@ def verify_gguf(path: Path) -> None:
 
 
 def convert_gguf(gguf: Path, directory: Path) -> Checkpoint:
-    """Dequantize the GGUF into a normal fp32 checkpoint (once; cached in `directory`)."""
+    """Dequantize the GGUF into a plain bf16 checkpoint (once; cached in `directory`)."""
     if (directory / "config.json").exists():
         return Checkpoint(directory, "SmolLM2-135M-Instruct", SMOLLM2_SPECIAL_TOKENS)
     verify_gguf(gguf)
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     apply_special_tokens(tokenizer, SMOLLM2_SPECIAL_TOKENS)
     check_special_tokens(tokenizer, SMOLLM2_SPECIAL_TOKENS, str(gguf))
-    gguf_model = _load_dequantized(gguf)
-    config = gguf_model.config
-    config.quantization_config = None
-    if hasattr(config, "__dict__"):
-        config.__dict__.pop("quantization_config", None)
+    plain = _load_dequantized(gguf)
+    config = plain.config
     config.eos_token_id = SMOLLM2_SPECIAL_TOKENS.ids["<|im_end|>"]
     config.bos_token_id = SMOLLM2_SPECIAL_TOKENS.ids["<|im_start|>"]
     config.pad_token_id = SMOLLM2_SPECIAL_TOKENS.ids["<|im_end|>"]
     # Saved in bf16, the dtype SmolLM2-135M-Instruct ships in on the hub, so memory figures
     # match the published model's (the Q4_1 values round to bf16 within 0.4 %).
     config.dtype = "bfloat16"
-    plain = AutoModelForCausalLM.from_config(config)
-    plain.load_state_dict(gguf_model.state_dict())
-    plain = plain.to(torch.bfloat16)
     plain.generation_config.eos_token_id = config.eos_token_id
     plain.generation_config.bos_token_id = config.bos_token_id
     plain.generation_config.pad_token_id = config.pad_token_id
@@ -105,14 +98,132 @@ def convert_gguf(gguf: Path, directory: Path) -> Checkpoint:
     return Checkpoint(directory, "SmolLM2-135M-Instruct", SMOLLM2_SPECIAL_TOKENS)
 
 
+# What the converter writes changes with this number: part of the converted checkpoint's cache key
+# (with the GGUF's sha256 and the libraries that read it, `conversion_key`). 1 was transformers'
+# own GGUF loader; 2 reads the file once with the gguf package (docs/benchmarks.md: 40 s -> under 10 s).
+CONVERTER_VERSION = 2
+
+# GGUF metadata key -> LlamaConfig field: the keys transformers' GGUF loader maps for a llama file
+# (transformers.integrations.ggml.GGUF_CONFIG_MAPPING["llama"] and its tokenizer ids), spelled out
+# because the sha256 pins the one file this converter reads.
+LLAMA_CONFIG_KEYS = {
+    "general.architecture": "model_type",
+    "general.name": "_model_name_or_path",
+    "llama.context_length": "max_position_embeddings",
+    "llama.block_count": "num_hidden_layers",
+    "llama.feed_forward_length": "intermediate_size",
+    "llama.embedding_length": "hidden_size",
+    "llama.rope.dimension_count": "head_dim",
+    "llama.rope.freq_base": "rope_theta",
+    "llama.attention.head_count": "num_attention_heads",
+    "llama.attention.head_count_kv": "num_key_value_heads",
+    "llama.attention.layer_norm_rms_epsilon": "rms_norm_eps",
+    "llama.vocab_size": "vocab_size",
+    "tokenizer.ggml.bos_token_id": "bos_token_id",
+    "tokenizer.ggml.eos_token_id": "eos_token_id",
+    "tokenizer.ggml.unknown_token_id": "unk_token_id",
+    "tokenizer.ggml.padding_token_id": "pad_token_id",
+}
+
+
+def conversion_key() -> str:
+    """What the converted checkpoint depends on besides the GGUF: this converter and its libraries."""
+    from importlib.metadata import version
+
+    return f"c{CONVERTER_VERSION}-transformers{version('transformers')}-gguf{version('gguf')}"
+
+
 def _load_dequantized(gguf: Path):
-    from transformers import AutoModelForCausalLM
+    """SmolLM2 as a bf16 LlamaForCausalLM, from one read of the GGUF.
 
+    transformers' own loader (`from_pretrained(gguf_file=...)`) parses the file three times (config,
+    weights, and once more for the tokenizer) and rebuilds gguf's tensor-name map once per module,
+    397 times: 40 s on 2 CPU cores. This reads it once and dequantizes with the same gguf function,
+    so the weights are bit for bit the ones transformers makes (tests/test_gguf.py compares them).
+    """
+    import torch
+    from gguf import GGUFReader
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    reader = GGUFReader(gguf)
+    config = AutoConfig.for_model(**_llama_config_dict(reader, gguf))
+    # Every weight comes from the file: random initialization would only cost 3 s.
+    with _no_init_weights():
+        model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(_llama_state_dict(reader, config, list(model.state_dict()), gguf), assign=True)
+    model.tie_weights()  # the head shares the embedding again (assign gave each its own Parameter)
+    return model.to(torch.bfloat16)  # the rotary buffers, as the old `.to(torch.bfloat16)` did
+
+
+def _llama_config_dict(reader, gguf: Path) -> dict:
+    """The config transformers' GGUF loader reads from this file's metadata."""
+    fields = reader.fields
+    if fields["general.architecture"].contents() != "llama":
+        raise ModelUnavailable(f"{gguf}: architecture {fields['general.architecture'].contents()!r}, expected 'llama'")
+    missing = sorted(key for key in LLAMA_CONFIG_KEYS if key not in fields)
+    if missing:
+        raise ModelUnavailable(f"{gguf}: GGUF metadata lacks {', '.join(missing)}")
+    config = {name: fields[key].contents() for key, name in LLAMA_CONFIG_KEYS.items()}
+    # No separate output matrix in the file: the head is the embedding, as transformers concludes.
+    config["tie_word_embeddings"] = all(tensor.name != "output.weight" for tensor in reader.tensors)
+    return config
+
+
+def _llama_state_dict(reader, config, parameter_names: list[str], gguf: Path) -> dict:
+    """`parameter_names` -> dequantized bf16 tensors, found through gguf's llama tensor-name map.
+
+    Dequantized to float32 by gguf, then rounded to bf16 by torch: the same two steps, in the same
+    order, as transformers' loader followed by `.to(torch.bfloat16)`.
+    """
+    import gguf as gguf_package
+    import numpy as np
+    import torch
+    from gguf.quants import dequantize
+
+    tensors = {tensor.name: tensor for tensor in reader.tensors}
+    name_map = gguf_package.get_tensor_name_map(gguf_package.MODEL_ARCH.LLAMA, config.num_hidden_layers)
+    dequantized = {}
+    state_dict = {}
+    for name in parameter_names:
+        stem, _, suffix = name.rpartition(".")
+        gguf_name = f"{name_map.get_name(stem)}.{suffix}"
+        if gguf_name == "output.weight" and config.tie_word_embeddings:
+            gguf_name = "token_embd.weight"
+        if gguf_name not in tensors:
+            raise ModelUnavailable(f"{gguf}: no tensor {gguf_name} for the model's {name}")
+        if gguf_name not in dequantized:
+            tensor = tensors[gguf_name]
+            weights = _unpermute_attention(dequantize(tensor.data, tensor.tensor_type), gguf_name, config)
+            if not weights.flags.writeable:  # an F32 tensor is a view of the read-only memory map
+                weights = weights.copy()
+            dequantized[gguf_name] = torch.from_numpy(weights).to(torch.bfloat16)
+        state_dict[name] = dequantized[gguf_name]
+    unused = sorted(set(tensors) - set(dequantized))
+    if unused:
+        raise ModelUnavailable(f"{gguf}: tensors the model has no place for: {', '.join(unused[:5])}")
+    return state_dict
+
+
+def _unpermute_attention(weights, gguf_name: str, config):
+    """Undo llama.cpp's q/k row permutation, as transformers' LlamaTensorProcessor does.
+
+    llama.cpp's convert script interleaves each head's rows for its rotary embedding
+    (convert_hf_to_gguf.py, LlamaModel.permute); transformers puts them back.
+    """
+    if ".attn_q." in gguf_name:
+        heads = config.num_attention_heads
+    elif ".attn_k." in gguf_name:
+        heads = config.num_key_value_heads
+    else:
+        return weights
+    half_head = weights.shape[0] // heads // 2
+    return weights.reshape(heads, half_head, 2, *weights.shape[1:]).swapaxes(2, 1).reshape(weights.shape)
+
+
+def _no_init_weights():
+    """transformers' context that skips random initialization (moved to `initialization` in 5.0)."""
     try:
-        from transformers import GgufConfig
-
-        return AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True)
-        )
+        from transformers.initialization import no_init_weights
     except ImportError:
-        return AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        from transformers.modeling_utils import no_init_weights
+    return no_init_weights()
