@@ -82,6 +82,34 @@ def test_missing_gguf_metadata_is_named_with_the_file():
         smollm2._llama_config_dict(reader, Path("model.gguf"))
 
 
+def _converted_directory(tmp_path, monkeypatch) -> Path:
+    """The directory the smollm2 profile converts into (the conversion itself stubbed out)."""
+    gguf = tmp_path / smollm2.GGUF_NAME
+    gguf.write_bytes(b"GGUF")
+    directories = []
+    monkeypatch.setattr(smollm2, "convert_gguf", lambda path, directory: directories.append(directory))
+    profiles.PROFILES["smollm2"].build_checkpoint(
+        profiles.ModelOptions(models_dir=tmp_path / "models", smollm2_gguf=str(gguf)))
+    return directories[0]
+
+
+def test_converted_checkpoint_is_keyed_by_sha256_converter_and_library_versions(tmp_path, monkeypatch):
+    from importlib.metadata import version
+
+    name = _converted_directory(tmp_path, monkeypatch).name
+    assert name == (f"smollm2-{smollm2.GGUF_SHA256[:12]}-c{smollm2.CONVERTER_VERSION}"
+                    f"-transformers{version('transformers')}-gguf{version('gguf')}")
+
+    installed = dict(transformers=version("transformers"), gguf=version("gguf"))
+    for library in installed:
+        other = {**installed, library: "0.0.1"}
+        monkeypatch.setattr("importlib.metadata.version", other.__getitem__)
+        assert _converted_directory(tmp_path, monkeypatch).name != name, library
+    monkeypatch.setattr("importlib.metadata.version", installed.__getitem__)
+    monkeypatch.setattr(smollm2, "CONVERTER_VERSION", smollm2.CONVERTER_VERSION + 1)
+    assert _converted_directory(tmp_path, monkeypatch).name != name
+
+
 def test_profile_refuses_a_gguf_with_the_wrong_sha256(tmp_path):
     fake = tmp_path / smollm2.GGUF_NAME
     fake.write_bytes(b"GGUF" + b"\0" * 64)
