@@ -75,11 +75,35 @@ def test_q_and_k_rows_are_unpermuted_exactly_as_transformers_does():
 
 
 def test_missing_gguf_metadata_is_named_with_the_file():
-    fields = {key: SimpleNamespace(contents=lambda: "llama") for key in smollm2.LLAMA_CONFIG_KEYS}
-    del fields["llama.attention.head_count_kv"]
-    reader = SimpleNamespace(fields=fields, tensors=[])
+    metadata = {key: "llama" for key in smollm2.LLAMA_CONFIG_KEYS}
+    del metadata["llama.attention.head_count_kv"]
     with pytest.raises(ModelUnavailable, match=r"^model\.gguf: GGUF metadata lacks llama\.attention\.head_count_kv$"):
-        smollm2._llama_config_dict(reader, Path("model.gguf"))
+        smollm2._llama_config_dict(metadata, {}, Path("model.gguf"))
+
+
+def test_header_reader_reads_what_gguf_reader_reads(monkeypatch):
+    from gguf import GGUFReader
+
+    monkeypatch.delenv(smollm2.GGUF_ENV, raising=False)
+    gguf = _installed_gguf()
+    metadata, tensors = smollm2.read_gguf(gguf)
+    reader = GGUFReader(gguf)
+    scalars = {key: field.contents() for key, field in reader.fields.items()
+               if not key.startswith("GGUF.") and field.types[0].name != "ARRAY"}
+    assert {key: metadata[key] for key in scalars} == scalars
+    assert metadata["tokenizer.ggml.tokens"] == 49_152  # string arrays are counted, not decoded
+    assert list(tensors) == [tensor.name for tensor in reader.tensors]
+    for tensor in reader.tensors:
+        ggml_type, rows = tensors[tensor.name]
+        assert ggml_type == tensor.tensor_type, tensor.name
+        assert np.array_equal(rows.view(tensor.data.dtype), tensor.data), tensor.name  # shape and bytes
+
+
+def test_a_file_that_is_not_gguf_is_named(tmp_path):
+    fake = tmp_path / "weights.gguf"
+    fake.write_bytes(b"PK\3\4" + b"\0" * 64)
+    with pytest.raises(ModelUnavailable, match=f"{fake}: not a little-endian GGUF v2/v3 file"):
+        smollm2.read_gguf(fake)
 
 
 def _converted_directory(tmp_path, monkeypatch) -> Path:

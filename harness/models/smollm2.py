@@ -98,9 +98,9 @@ def convert_gguf(gguf: Path, directory: Path) -> Checkpoint:
     return Checkpoint(directory, "SmolLM2-135M-Instruct", SMOLLM2_SPECIAL_TOKENS)
 
 
-# What the converter writes changes with this number: part of the converted checkpoint's cache key
-# (with the GGUF's sha256 and the libraries that read it, `conversion_key`). 1 was transformers'
-# own GGUF loader; 2 reads the file once with the gguf package (docs/benchmarks.md: 40 s -> under 10 s).
+# Raised whenever what the converter writes may change: part of the converted checkpoint's cache
+# key, with the GGUF's sha256 and the libraries that read it (`conversion_key`). 1 was transformers'
+# GGUF loader; 2 reads the header once itself and dequantizes with gguf (the same checkpoint, faster).
 CONVERTER_VERSION = 2
 
 # GGUF metadata key -> LlamaConfig field: the keys transformers' GGUF loader maps for a llama file
@@ -136,51 +136,48 @@ def conversion_key() -> str:
 def _load_dequantized(gguf: Path):
     """SmolLM2 as a bf16 LlamaForCausalLM, from one read of the GGUF.
 
-    transformers' own loader (`from_pretrained(gguf_file=...)`) parses the file three times (config,
-    weights, and once more for the tokenizer) and rebuilds gguf's tensor-name map once per module,
-    397 times: 40 s on 2 CPU cores. This reads it once and dequantizes with the same gguf function,
-    so the weights are bit for bit the ones transformers makes (tests/test_gguf.py compares them).
+    transformers' own loader (`from_pretrained(gguf_file=...)`) parses the whole file twice (for the
+    config, then for the weights; AutoTokenizer has parsed it once already) and rebuilds gguf's
+    tensor-name map once per module, 397 times. This reads the header once (`read_gguf`), builds
+    the map once and dequantizes with the same gguf function, so the weights are bit for bit the
+    ones transformers makes (tests/test_gguf.py compares them; docs/benchmarks.md has the times).
     """
     import torch
-    from gguf import GGUFReader
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    reader = GGUFReader(gguf)
-    config = AutoConfig.for_model(**_llama_config_dict(reader, gguf))
-    # Every weight comes from the file: random initialization would only cost 3 s.
+    metadata, tensors = read_gguf(gguf)
+    config = AutoConfig.for_model(**_llama_config_dict(metadata, tensors, gguf))
+    # Every weight comes from the file: random initialization would cost 3 s for nothing.
     with _no_init_weights():
         model = AutoModelForCausalLM.from_config(config)
-    model.load_state_dict(_llama_state_dict(reader, config, list(model.state_dict()), gguf), assign=True)
+    model.load_state_dict(_llama_state_dict(tensors, config, list(model.state_dict()), gguf), assign=True)
     model.tie_weights()  # the head shares the embedding again (assign gave each its own Parameter)
     return model.to(torch.bfloat16)  # the rotary buffers, as the old `.to(torch.bfloat16)` did
 
 
-def _llama_config_dict(reader, gguf: Path) -> dict:
+def _llama_config_dict(metadata: dict, tensors: dict, gguf: Path) -> dict:
     """The config transformers' GGUF loader reads from this file's metadata."""
-    fields = reader.fields
-    if fields["general.architecture"].contents() != "llama":
-        raise ModelUnavailable(f"{gguf}: architecture {fields['general.architecture'].contents()!r}, expected 'llama'")
-    missing = sorted(key for key in LLAMA_CONFIG_KEYS if key not in fields)
+    if metadata.get("general.architecture") != "llama":
+        raise ModelUnavailable(f"{gguf}: architecture {metadata.get('general.architecture')!r}, expected 'llama'")
+    missing = sorted(key for key in LLAMA_CONFIG_KEYS if key not in metadata)
     if missing:
         raise ModelUnavailable(f"{gguf}: GGUF metadata lacks {', '.join(missing)}")
-    config = {name: fields[key].contents() for key, name in LLAMA_CONFIG_KEYS.items()}
+    config = {name: metadata[key] for key, name in LLAMA_CONFIG_KEYS.items()}
     # No separate output matrix in the file: the head is the embedding, as transformers concludes.
-    config["tie_word_embeddings"] = all(tensor.name != "output.weight" for tensor in reader.tensors)
+    config["tie_word_embeddings"] = "output.weight" not in tensors
     return config
 
 
-def _llama_state_dict(reader, config, parameter_names: list[str], gguf: Path) -> dict:
+def _llama_state_dict(tensors: dict, config, parameter_names: list[str], gguf: Path) -> dict:
     """`parameter_names` -> dequantized bf16 tensors, found through gguf's llama tensor-name map.
 
     Dequantized to float32 by gguf, then rounded to bf16 by torch: the same two steps, in the same
     order, as transformers' loader followed by `.to(torch.bfloat16)`.
     """
     import gguf as gguf_package
-    import numpy as np
     import torch
     from gguf.quants import dequantize
 
-    tensors = {tensor.name: tensor for tensor in reader.tensors}
     name_map = gguf_package.get_tensor_name_map(gguf_package.MODEL_ARCH.LLAMA, config.num_hidden_layers)
     dequantized = {}
     state_dict = {}
@@ -192,8 +189,8 @@ def _llama_state_dict(reader, config, parameter_names: list[str], gguf: Path) ->
         if gguf_name not in tensors:
             raise ModelUnavailable(f"{gguf}: no tensor {gguf_name} for the model's {name}")
         if gguf_name not in dequantized:
-            tensor = tensors[gguf_name]
-            weights = _unpermute_attention(dequantize(tensor.data, tensor.tensor_type), gguf_name, config)
+            ggml_type, data = tensors[gguf_name]
+            weights = _unpermute_attention(dequantize(data, ggml_type), gguf_name, config)
             if not weights.flags.writeable:  # an F32 tensor is a view of the read-only memory map
                 weights = weights.copy()
             dequantized[gguf_name] = torch.from_numpy(weights).to(torch.bfloat16)
@@ -202,6 +199,82 @@ def _llama_state_dict(reader, config, parameter_names: list[str], gguf: Path) ->
     if unused:
         raise ModelUnavailable(f"{gguf}: tensors the model has no place for: {', '.join(unused[:5])}")
     return state_dict
+
+
+def read_gguf(gguf: Path) -> tuple[dict, dict]:
+    """(metadata, {tensor name: (ggml type, raw rows)}) of a GGUF v2/v3 file, its data left mapped.
+
+    gguf.GGUFReader wraps every value of the file in numpy views of its memory map, the 49,152
+    vocabulary strings and 48,900 merges included: 3.4 s of the 2-core CPU for one parse. The
+    converter needs the scalar metadata and the tensor table, which `struct` reads in milliseconds
+    (transformers 5.23's own GGUF reader does the same); string arrays are skipped, kept as counts.
+    Each tensor's bytes are shaped as GGUFReader shapes them, rows of blocks, for gguf.quants.dequantize.
+    """
+    import struct
+
+    import numpy as np
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    blob = np.memmap(gguf, mode="r", dtype=np.uint8)
+    magic, version, tensor_count, metadata_count = struct.unpack_from("<4sIQQ", blob, 0)
+    if magic != b"GGUF" or version not in (2, 3):
+        raise ModelUnavailable(f"{gguf}: not a little-endian GGUF v2/v3 file (magic {magic!r}, version {version})")
+    position = 24
+
+    def string() -> str:
+        nonlocal position
+        (length,) = struct.unpack_from("<Q", blob, position)
+        position += 8 + length
+        return bytes(blob[position - length:position]).decode("utf-8")
+
+    def value(value_type: int):
+        nonlocal position
+        if value_type == 8:
+            return string()
+        if value_type == 9:
+            element_type, count = struct.unpack_from("<IQ", blob, position)
+            position += 12
+            for _ in range(count):
+                if element_type == 8:  # walked past, not decoded: the vocabulary is the tokenizer's
+                    position += 8 + struct.unpack_from("<Q", blob, position)[0]
+                else:
+                    value(element_type)
+            return count
+        code = _GGUF_SCALARS.get(value_type)
+        if code is None:
+            raise ModelUnavailable(f"{gguf}: metadata value of unknown GGUF type {value_type} at byte {position}")
+        (scalar,) = struct.unpack_from(f"<{code}", blob, position)
+        position += struct.calcsize(code)
+        return scalar
+
+    metadata = {}
+    for _ in range(metadata_count):
+        key = string()
+        (value_type,) = struct.unpack_from("<I", blob, position)
+        position += 4
+        metadata[key] = value(value_type)
+    table = []
+    for _ in range(tensor_count):
+        name = string()
+        (dimensions,) = struct.unpack_from("<I", blob, position)
+        shape = struct.unpack_from(f"<{dimensions}Q", blob, position + 4)[::-1]  # ggml lists the fastest first
+        ggml_type, offset = struct.unpack_from("<IQ", blob, position + 4 + 8 * dimensions)
+        position += 4 + 8 * dimensions + 12
+        table.append((name, shape, GGMLQuantizationType(ggml_type), offset))
+    alignment = metadata.get("general.alignment", 32)
+    data_start = -(-position // alignment) * alignment
+    tensors = {}
+    for name, shape, ggml_type, offset in table:
+        block_size, type_size = GGML_QUANT_SIZES[ggml_type]
+        row_bytes = shape[-1] // block_size * type_size
+        start = data_start + offset
+        rows = blob[start:start + row_bytes * int(np.prod(shape[:-1]))]
+        tensors[name] = (ggml_type, rows.reshape(*shape[:-1], row_bytes))
+    return metadata, tensors
+
+
+# GGUF metadata value type -> struct code (8, a string, and 9, an array, are read apart).
+_GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 
 
 def _unpermute_attention(weights, gguf_name: str, config):
