@@ -49,7 +49,8 @@ def test_conversion_writes_the_checkpoint_transformers_loader_writes(tmp_path, m
     for saved in ("config.json", "generation_config.json", "tokenizer_config.json"):
         assert json.loads((converted / saved).read_text()) == json.loads((reference / saved).read_text()), saved
 
-    expected_tokenizer, actual_tokenizer = AutoTokenizer.from_pretrained(reference), AutoTokenizer.from_pretrained(converted)
+    expected_tokenizer = AutoTokenizer.from_pretrained(reference)
+    actual_tokenizer = AutoTokenizer.from_pretrained(converted)
     assert actual_tokenizer.get_vocab() == expected_tokenizer.get_vocab()
     merges = [json.loads((path / "tokenizer.json").read_text())["model"]["merges"] for path in (reference, converted)]
     assert len(merges[0]) == 48_900 and merges[1] == merges[0]

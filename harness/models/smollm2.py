@@ -210,59 +210,27 @@ def read_gguf(gguf: Path) -> tuple[dict, dict]:
     (transformers 5.23's own GGUF reader does the same); string arrays are skipped, kept as counts.
     Each tensor's bytes are shaped as GGUFReader shapes them, rows of blocks, for gguf.quants.dequantize.
     """
-    import struct
-
     import numpy as np
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
     blob = np.memmap(gguf, mode="r", dtype=np.uint8)
-    magic, version, tensor_count, metadata_count = struct.unpack_from("<4sIQQ", blob, 0)
+    cursor = _GgufCursor(blob, gguf)
+    magic, version, tensor_count, metadata_count = cursor.unpack("<4sIQQ")
     if magic != b"GGUF" or version not in (2, 3):
         raise ModelUnavailable(f"{gguf}: not a little-endian GGUF v2/v3 file (magic {magic!r}, version {version})")
-    position = 24
-
-    def string() -> str:
-        nonlocal position
-        (length,) = struct.unpack_from("<Q", blob, position)
-        position += 8 + length
-        return bytes(blob[position - length:position]).decode("utf-8")
-
-    def value(value_type: int):
-        nonlocal position
-        if value_type == 8:
-            return string()
-        if value_type == 9:
-            element_type, count = struct.unpack_from("<IQ", blob, position)
-            position += 12
-            for _ in range(count):
-                if element_type == 8:  # walked past, not decoded: the vocabulary is the tokenizer's
-                    position += 8 + struct.unpack_from("<Q", blob, position)[0]
-                else:
-                    value(element_type)
-            return count
-        code = _GGUF_SCALARS.get(value_type)
-        if code is None:
-            raise ModelUnavailable(f"{gguf}: metadata value of unknown GGUF type {value_type} at byte {position}")
-        (scalar,) = struct.unpack_from(f"<{code}", blob, position)
-        position += struct.calcsize(code)
-        return scalar
-
     metadata = {}
     for _ in range(metadata_count):
-        key = string()
-        (value_type,) = struct.unpack_from("<I", blob, position)
-        position += 4
-        metadata[key] = value(value_type)
+        key = cursor.string()
+        metadata[key] = cursor.value(cursor.unpack("<I")[0])
     table = []
     for _ in range(tensor_count):
-        name = string()
-        (dimensions,) = struct.unpack_from("<I", blob, position)
-        shape = struct.unpack_from(f"<{dimensions}Q", blob, position + 4)[::-1]  # ggml lists the fastest first
-        ggml_type, offset = struct.unpack_from("<IQ", blob, position + 4 + 8 * dimensions)
-        position += 4 + 8 * dimensions + 12
+        name = cursor.string()
+        (dimensions,) = cursor.unpack("<I")
+        shape = cursor.unpack(f"<{dimensions}Q")[::-1]  # ggml lists the fastest-moving dimension first
+        ggml_type, offset = cursor.unpack("<IQ")
         table.append((name, shape, GGMLQuantizationType(ggml_type), offset))
     alignment = metadata.get("general.alignment", 32)
-    data_start = -(-position // alignment) * alignment
+    data_start = -(-cursor.position // alignment) * alignment
     tensors = {}
     for name, shape, ggml_type, offset in table:
         block_size, type_size = GGML_QUANT_SIZES[ggml_type]
@@ -273,8 +241,43 @@ def read_gguf(gguf: Path) -> tuple[dict, dict]:
     return metadata, tensors
 
 
-# GGUF metadata value type -> struct code (8, a string, and 9, an array, are read apart).
-_GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+class _GgufCursor:
+    """Reads a GGUF header's little-endian values one after the other."""
+
+    # metadata value type -> struct code; 8 (a string) and 9 (an array) are read apart
+    SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+    def __init__(self, blob, gguf: Path):
+        self.blob, self.gguf, self.position = blob, gguf, 0
+
+    def unpack(self, layout: str) -> tuple:
+        import struct
+
+        values = struct.unpack_from(layout, self.blob, self.position)
+        self.position += struct.calcsize(layout)
+        return values
+
+    def string(self) -> str:
+        (length,) = self.unpack("<Q")
+        self.position += length
+        return bytes(self.blob[self.position - length:self.position]).decode("utf-8")
+
+    def value(self, value_type: int):
+        if value_type == 8:
+            return self.string()
+        if value_type == 9:
+            element_type, count = self.unpack("<IQ")
+            for _ in range(count):
+                if element_type == 8:  # walked past, not decoded: the vocabulary is the tokenizer's
+                    (length,) = self.unpack("<Q")
+                    self.position += length
+                else:
+                    self.value(element_type)
+            return count
+        if value_type not in self.SCALARS:
+            raise ModelUnavailable(f"{self.gguf}: metadata value of unknown GGUF type {value_type} "
+                                   f"at byte {self.position}")
+        return self.unpack(f"<{self.SCALARS[value_type]}")[0]
 
 
 def _unpermute_attention(weights, gguf_name: str, config):
