@@ -71,7 +71,9 @@ def _tiny_identity() -> str:
 
 def _smollm2(options: ModelOptions) -> Checkpoint:
     gguf = smollm2_models.locate_gguf(options.smollm2_gguf)
-    return smollm2_models.convert_gguf(gguf, options.models_dir / f"smollm2-{smollm2_models.GGUF_SHA256[:12]}")
+    # Keyed by what the conversion reads with too: another converter or library may write other bytes.
+    directory = f"smollm2-{smollm2_models.GGUF_SHA256[:12]}-{smollm2_models.conversion_key()}"
+    return smollm2_models.convert_gguf(gguf, options.models_dir / directory)
 
 
 def _phi3(options: ModelOptions) -> Checkpoint:
