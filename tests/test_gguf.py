@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from harness import profiles
-from harness.models import ModelUnavailable, smollm2
+from harness.models import ModelInputError, ModelUnavailable, smollm2
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +78,7 @@ def test_q_and_k_rows_are_unpermuted_exactly_as_transformers_does():
 def test_missing_gguf_metadata_is_named_with_the_file():
     metadata = {key: "llama" for key in smollm2.LLAMA_CONFIG_KEYS}
     del metadata["llama.attention.head_count_kv"]
-    with pytest.raises(ModelUnavailable, match=r"^model\.gguf: GGUF metadata lacks llama\.attention\.head_count_kv$"):
+    with pytest.raises(ModelInputError, match=r"^model\.gguf: GGUF metadata lacks llama\.attention\.head_count_kv$"):
         smollm2._llama_config_dict(metadata, {}, Path("model.gguf"))
 
 
@@ -103,7 +103,7 @@ def test_header_reader_reads_what_gguf_reader_reads(monkeypatch):
 def test_a_file_that_is_not_gguf_is_named(tmp_path):
     fake = tmp_path / "weights.gguf"
     fake.write_bytes(b"PK\3\4" + b"\0" * 64)
-    with pytest.raises(ModelUnavailable, match=f"{fake}: not a little-endian GGUF v2/v3 file"):
+    with pytest.raises(ModelInputError, match=f"{fake}: not a little-endian GGUF v2/v3 file"):
         smollm2.read_gguf(fake)
 
 
@@ -139,6 +139,6 @@ def test_profile_refuses_a_gguf_with_the_wrong_sha256(tmp_path):
     fake = tmp_path / smollm2.GGUF_NAME
     fake.write_bytes(b"GGUF" + b"\0" * 64)
     options = profiles.ModelOptions(models_dir=tmp_path / "models", smollm2_gguf=str(fake))
-    with pytest.raises(ModelUnavailable, match=f"{fake}: sha256 .* is not the expected {smollm2.GGUF_SHA256}"):
+    with pytest.raises(ModelInputError, match=f"{fake}: sha256 .* is not the expected {smollm2.GGUF_SHA256}"):
         profiles.PROFILES["smollm2"].build_checkpoint(options)
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())

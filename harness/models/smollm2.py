@@ -168,10 +168,10 @@ def _load_dequantized(gguf: Path):
 def _llama_config_dict(metadata: dict, tensors: dict, gguf: Path) -> dict:
     """The config transformers' GGUF loader reads from this file's metadata."""
     if metadata.get("general.architecture") != "llama":
-        raise ModelUnavailable(f"{gguf}: architecture {metadata.get('general.architecture')!r}, expected 'llama'")
+        raise ModelInputError(f"{gguf}: architecture {metadata.get('general.architecture')!r}, expected 'llama'")
     missing = sorted(key for key in LLAMA_CONFIG_KEYS if key not in metadata)
     if missing:
-        raise ModelUnavailable(f"{gguf}: GGUF metadata lacks {', '.join(missing)}")
+        raise ModelInputError(f"{gguf}: GGUF metadata lacks {', '.join(missing)}")
     config = {name: metadata[key] for key, name in LLAMA_CONFIG_KEYS.items()}
     # No separate output matrix in the file: the head is the embedding, as transformers concludes.
     config["tie_word_embeddings"] = "output.weight" not in tensors
@@ -197,7 +197,7 @@ def _llama_state_dict(tensors: dict, config, parameter_names: list[str], gguf: P
         if gguf_name == "output.weight" and config.tie_word_embeddings:
             gguf_name = "token_embd.weight"
         if gguf_name not in tensors:
-            raise ModelUnavailable(f"{gguf}: no tensor {gguf_name} for the model's {name}")
+            raise ModelInputError(f"{gguf}: no tensor {gguf_name} for the model's {name}")
         if gguf_name not in dequantized:
             ggml_type, data = tensors[gguf_name]
             weights = _unpermute_attention(dequantize(data, ggml_type), gguf_name, config)
@@ -207,7 +207,7 @@ def _llama_state_dict(tensors: dict, config, parameter_names: list[str], gguf: P
         state_dict[name] = dequantized[gguf_name]
     unused = sorted(set(tensors) - set(dequantized))
     if unused:
-        raise ModelUnavailable(f"{gguf}: tensors the model has no place for: {', '.join(unused[:5])}")
+        raise ModelInputError(f"{gguf}: tensors the model has no place for: {', '.join(unused[:5])}")
     return state_dict
 
 
@@ -227,7 +227,7 @@ def read_gguf(gguf: Path) -> tuple[dict, dict]:
     cursor = _GgufCursor(blob, gguf)
     magic, version, tensor_count, metadata_count = cursor.unpack("<4sIQQ")
     if magic != b"GGUF" or version not in (2, 3):
-        raise ModelUnavailable(f"{gguf}: not a little-endian GGUF v2/v3 file (magic {magic!r}, version {version})")
+        raise ModelInputError(f"{gguf}: not a little-endian GGUF v2/v3 file (magic {magic!r}, version {version})")
     metadata = {}
     for _ in range(metadata_count):
         key = cursor.string()
@@ -285,7 +285,7 @@ class _GgufCursor:
                     self.value(element_type)
             return count
         if value_type not in self.SCALARS:
-            raise ModelUnavailable(f"{self.gguf}: metadata value of unknown GGUF type {value_type} "
+            raise ModelInputError(f"{self.gguf}: metadata value of unknown GGUF type {value_type} "
                                    f"at byte {self.position}")
         return self.unpack(f"<{self.SCALARS[value_type]}")[0]
 
