@@ -243,11 +243,14 @@ def pytest_collection_finish(session):
     from harness import recipe
 
     profile = config.stash[PROFILE_KEY]
+    structural_only = all(item.get_closest_marker("structural") for item in session.items if _uses_the_run(item))
     if config.getoption("--fresh"):
-        _announce(config, f"profile {profile.name}: running the recipe (--fresh)")
+        what = "the prepared stage only (structural checks: nothing trains)" if structural_only else "the recipe"
+        _announce(config, f"profile {profile.name}: running {what} (--fresh)")
         return
     inputs = recipe.run_inputs(profile, model_options(config), recipe_config(config, profile))
-    _announce(config, f"profile {profile.name}: {recipe.describe_cached(runs_dir(config), inputs.key)}")
+    _announce(config, f"profile {profile.name}: "
+                      f"{recipe.describe_cached(runs_dir(config), inputs.key, structural_only)}")
 
 
 @pytest.hookimpl(wrapper=True)

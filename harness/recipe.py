@@ -214,14 +214,20 @@ def run_inputs(profile: Profile, options: ModelOptions, config: RecipeConfig, pr
     return RunInputs(key, environment, identity, source)
 
 
-def describe_cached(runs_dir: Path, key: str) -> str:
+def describe_cached(runs_dir: Path, key: str, structural_only: bool = False) -> str:
     """What a session is about to do: reuse which finished run (or prepared stage), or run the recipe."""
-    for stage_key, what in ((key, "run"), (key + PREPARED, "prepared stage")):
-        existing = artifacts.finished_run(runs_dir, stage_key)
-        if existing is not None:
-            manifest = artifacts.read_json(existing / artifacts.MANIFEST)
-            revision = env.describe_revision(manifest.get("harness") or {"source": "?"})
-            return f"reusing {what} {existing} from {manifest.get('created', '?')} (harness {revision})"
+    def reuse(directory: Path, what: str) -> str:
+        manifest = artifacts.read_json(directory / artifacts.MANIFEST)
+        revision = env.describe_revision(manifest.get("harness") or {"source": "?"})
+        return f"reusing {what} {directory} from {manifest.get('created', '?')} (harness {revision})"
+
+    trained, prepared = artifacts.finished_run(runs_dir, key), artifacts.finished_run(runs_dir, key + PREPARED)
+    if trained is not None:
+        return reuse(trained, "run")
+    if prepared is not None:
+        return reuse(prepared, "prepared stage") + ("" if structural_only else "; then training")
+    if structural_only:
+        return f"preparing the recipe (structural checks only: nothing trains; no finished stage {key} in {runs_dir})"
     return f"running the recipe (no finished run {key} in {runs_dir})"
 
 
