@@ -16,9 +16,10 @@ TRACKED_PACKAGES = (
 )
 
 
-def package_versions() -> dict[str, str | None]:
+def package_versions(names=TRACKED_PACKAGES) -> dict[str, str | None]:
+    """Installed version of each named distribution (None: not installed)."""
     versions = {}
-    for name in TRACKED_PACKAGES:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -59,15 +59,9 @@ class Checkpoint:
 
 def reader_versions() -> dict[str, str | None]:
     """The libraries that read a tokenizer: named in every message about what was read."""
-    from importlib import metadata
+    from harness.env import package_versions
 
-    versions = {}
-    for name in ("transformers", "tokenizers", "gguf"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return package_versions(("transformers", "tokenizers", "gguf"))
 
 
 def _reader() -> str:
