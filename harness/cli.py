@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("baselines update needs a run directory")
     try:
         return args.func(args)
-    except profiles.UnknownProfile as error:
+    except profiles.ProfileError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

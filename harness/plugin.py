@@ -45,9 +45,10 @@ def default_cache_dir() -> Path:
 
 def pytest_addoption(parser):
     group = parser.getgroup("yoda-harness", "yoda-harness: the QLoRA Yoda recipe under test")
-    group.addoption("--profile", default=None,
-                    help="model profile: auto (default), tiny, smollm2, phi3, phi3-shape [$YODA_HARNESS_PROFILE]; "
-                         "one named explicitly that cannot run here is a usage error")
+    group.addoption("--profile", default=None, metavar="NAME_OR_FILE",
+                    help="model profile: auto (default), a built-in (tiny, smollm2, phi3, phi3-shape) or a profile "
+                         "file (.toml, docs/profiles.md) [$YODA_HARNESS_PROFILE]; one named explicitly that cannot "
+                         "run here is a usage error")
     group.addoption("--fresh", action="store_true", help="run the recipe again even if a finished run is cached")
     group.addoption("--update-baselines", action="store_true",
                     help="record this run's metrics as the baseline entry for the current library versions "
@@ -97,13 +98,12 @@ def pytest_configure(config):
     if config.getoption("--force-baselines") and not config.getoption("--update-baselines"):
         raise pytest.UsageError("--force-baselines only means something with --update-baselines")
     name, named_by = requested_profile(config)
-    if name != "auto" and name not in profile_registry.PROFILES:
-        raise pytest.UsageError(
-            f"{named_by} {name!r}: unknown profile; choose one of: auto, {', '.join(profile_registry.PROFILES)}"
-        )
     try:
-        profile_registry.PROFILES.get(name, profile_registry.PROFILES["tiny"]).recipe_config().with_overrides(
-            parse_overrides(config.getoption("--override")))
+        named = profile_registry.PROFILES["tiny"] if name == "auto" else profile_registry.load_profile(name)
+    except profile_registry.ProfileError as error:
+        raise pytest.UsageError(f"{named_by} {name!r}: {error}") from None
+    try:
+        named.recipe_config().with_overrides(parse_overrides(config.getoption("--override")))
     except ValueError as error:
         raise pytest.UsageError(f"--override: {error}") from None
     config.pluginmanager.register(HarnessSession(config), PLUGIN_NAME)
@@ -195,7 +195,7 @@ def session_profile(config) -> profile_registry.Profile:
         _announce(config, choice.describe())
         profile = profile_registry.PROFILES[choice.name]
     else:
-        profile = profile_registry.PROFILES[name]
+        profile = profile_registry.load_profile(name)
         reason = profile_registry.why_not_runnable(profile, options)
         if reason:
             raise pytest.UsageError(

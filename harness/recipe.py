@@ -455,6 +455,9 @@ def _prepare(profile: Profile, options: ModelOptions, config: RecipeConfig, inpu
         "key": inputs.key,
         "profile": profile.name,
         "profile_kind": profile.kind,
+        "profile_file": str(profile.path) if profile.path else None,
+        # The published figures this profile must reproduce (the report compares them too).
+        "reference": dict(profile.reference),
         "model": checkpoint.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "config": config.to_dict(),

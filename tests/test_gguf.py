@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from harness import profiles
-from harness.models import ModelInputError, ModelUnavailable, smollm2
+from harness.models import Checkpoint, ModelInputError, ModelUnavailable, smollm2
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,7 +112,11 @@ def _converted_directory(tmp_path, monkeypatch) -> Path:
     gguf = tmp_path / smollm2.GGUF_NAME
     gguf.write_bytes(b"GGUF")
     directories = []
-    monkeypatch.setattr(smollm2, "convert_gguf", lambda path, directory: directories.append(directory))
+    def record(path, directory, *rest):
+        directories.append(directory)
+        return Checkpoint(directory, "converted", smollm2.SMOLLM2_SPECIAL_TOKENS)
+
+    monkeypatch.setattr(smollm2, "convert_gguf", record)
     profiles.PROFILES["smollm2"].build_checkpoint(
         profiles.ModelOptions(models_dir=tmp_path / "models", smollm2_gguf=str(gguf)))
     return directories[0]
@@ -122,7 +126,7 @@ def test_converted_checkpoint_is_keyed_by_sha256_converter_and_library_versions(
     from importlib.metadata import version
 
     name = _converted_directory(tmp_path, monkeypatch).name
-    assert name == (f"smollm2-{smollm2.GGUF_SHA256[:12]}-c{smollm2.CONVERTER_VERSION}"
+    assert name == (f"gguf-{smollm2.GGUF_SHA256[:12]}-c{smollm2.CONVERTER_VERSION}"
                     f"-transformers{version('transformers')}-gguf{version('gguf')}")
 
     installed = dict(transformers=version("transformers"), gguf=version("gguf"))

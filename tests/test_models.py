@@ -82,7 +82,7 @@ def test_wrong_sha256_is_refused_before_conversion(tmp_path):
 
 
 def test_unknown_profile_lists_the_choices(tmp_path):
-    with pytest.raises(profiles.UnknownProfile, match="unknown profile 'phi4'; choose one of: auto, tiny"):
+    with pytest.raises(profiles.UnknownProfile, match="unknown profile 'phi4'; choose one of: auto, phi3, phi3-shape, smollm2, tiny"):
         profiles.resolve("phi4", profiles.ModelOptions(models_dir=tmp_path))
 
 
@@ -106,7 +106,7 @@ def test_phi3_offline_without_cache_is_unavailable(tmp_path, monkeypatch):
 
 def test_phi3_without_weights_is_not_runnable_even_on_a_gpu(monkeypatch, tmp_path):
     monkeypatch.setattr(profiles, "gpu_available", lambda: True)
-    monkeypatch.setattr(profiles.phi3_models, "phi3_cached", lambda path: False)
+    monkeypatch.setattr(profiles.phi3_models, "phi3_cached", lambda path=None, model_id=None: False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("YODA_HARNESS_PHI3_PATH", raising=False)
     reason = profiles.why_not_runnable(profiles.PROFILES["phi3"], profiles.ModelOptions(models_dir=tmp_path))

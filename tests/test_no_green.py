@@ -32,7 +32,7 @@ def no_gpu(monkeypatch):
 def gpu_without_weights(monkeypatch, tmp_path):
     """A GPU machine (as far as profile choice can tell) with neither Phi-3's weights nor the GGUF."""
     monkeypatch.setattr(profiles, "gpu_available", lambda: True)
-    monkeypatch.setattr(profiles.phi3_models, "phi3_cached", lambda path=None: False)
+    monkeypatch.setattr(profiles.phi3_models, "phi3_cached", lambda path=None, model_id=None: False)
     monkeypatch.setenv(smollm2_models.GGUF_ENV, str(tmp_path / "missing.gguf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("YODA_HARNESS_PROFILE", raising=False)

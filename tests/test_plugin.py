@@ -9,7 +9,7 @@ def test_unknown_profile_is_a_usage_error(pytester):
     pytester.makepyfile("def test_nothing(): pass")
     result = pytester.runpytest("--profile", "phi4")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--profile 'phi4': unknown profile; choose one of: auto, tiny, smollm2, phi3, phi3-shape*"])
+    result.stderr.fnmatch_lines(["*--profile 'phi4': unknown profile 'phi4'; choose one of: auto, phi3, phi3-shape, smollm2, tiny, or a path to a profile file (.toml)*"])
 
 
 def test_bad_override_is_a_usage_error(pytester):

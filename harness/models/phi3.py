@@ -65,35 +65,35 @@ def phi3_mini_config():
     return Phi3Config(**PHI3_MINI_CONFIG)
 
 
-def locate_phi3(path_option: str | None = None) -> Checkpoint:
+def locate_phi3(path_option: str | None = None, model_id: str = HUB_MODEL_ID, revision: str | None = None) -> Checkpoint:
     """The real Phi-3-mini: a local path, the local HF cache, or the hub (when reachable)."""
     path = path_option or os.environ.get("YODA_HARNESS_PHI3_PATH")
     if path:
         if not (Path(path) / "config.json").exists():
             raise ModelUnavailable(f"--phi3-path {path}: no config.json there")
-        return Checkpoint(Path(path), HUB_MODEL_ID, PHI3_SPECIAL_TOKENS)
+        return Checkpoint(Path(path), model_id, PHI3_SPECIAL_TOKENS)
     try:
         from huggingface_hub import snapshot_download
 
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        local = snapshot_download(HUB_MODEL_ID, local_files_only=offline)
+        local = snapshot_download(model_id, revision=revision, local_files_only=offline)
     except Exception as error:
         reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise ModelUnavailable(
-            f"{HUB_MODEL_ID} is neither in the local HF cache nor reachable on the hub ({reason}); "
+            f"{model_id} is neither in the local HF cache nor reachable on the hub ({reason}); "
             "pass --phi3-path DIR or set YODA_HARNESS_PHI3_PATH"
         ) from error
-    return Checkpoint(Path(local), HUB_MODEL_ID, PHI3_SPECIAL_TOKENS)
+    return Checkpoint(Path(local), model_id, PHI3_SPECIAL_TOKENS)
 
 
-def phi3_cached(path_option: str | None = None) -> bool:
+def phi3_cached(path_option: str | None = None, model_id: str = HUB_MODEL_ID) -> bool:
     """Whether real Phi-3 weights are on this machine, without touching the network."""
     if path_option or os.environ.get("YODA_HARNESS_PHI3_PATH"):
         return True
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        return isinstance(try_to_load_from_cache(HUB_MODEL_ID, "config.json"), str)
+        return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
     except Exception:
         return False
 
@@ -122,7 +122,7 @@ def build_phi3_shape(directory: Path, tokenizer_builder) -> Checkpoint:
     return Checkpoint(directory, "phi3-shape (random weights)", PHI3_SPECIAL_TOKENS)
 
 
-def phi3_identity(path_option: str | None, models_dir: Path) -> str:
+def phi3_identity(path_option: str | None, models_dir: Path, model_id: str = HUB_MODEL_ID) -> str:
     """What makes the real Phi-3's weights what they are: the hub snapshot's commit, or, for a local
     directory, the sha256 of its weight files (a local copy and the hub model never share a key)."""
     path = path_option or os.environ.get("YODA_HARNESS_PHI3_PATH")
@@ -130,12 +130,12 @@ def phi3_identity(path_option: str | None, models_dir: Path) -> str:
         try:
             from huggingface_hub import try_to_load_from_cache
 
-            config = try_to_load_from_cache(HUB_MODEL_ID, "config.json")
+            config = try_to_load_from_cache(model_id, "config.json")
         except Exception:
             config = None
         if isinstance(config, str) and Path(config).parent.parent.name == "snapshots":
-            return f"hub:{HUB_MODEL_ID}@{Path(config).parent.name}"
-        return f"hub:{HUB_MODEL_ID}@unresolved"  # not on this machine: cannot run, key unused
+            return f"hub:{model_id}@{Path(config).parent.name}"
+        return f"hub:{model_id}@unresolved"  # not on this machine: cannot run, key unused
     return f"local:{_weights_digest(Path(path), models_dir)}"
 
 

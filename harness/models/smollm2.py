@@ -65,28 +65,29 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_gguf(path: Path) -> None:
+def verify_gguf(path: Path, sha256: str = GGUF_SHA256) -> None:
     actual = sha256_of(path)
-    if actual != GGUF_SHA256:
-        raise ModelInputError(f"{path}: sha256 {actual} is not the expected {GGUF_SHA256} (corrupt or wrong file)")
+    if actual != sha256:
+        raise ModelInputError(f"{path}: sha256 {actual} is not the expected {sha256} (corrupt or wrong file)")
 
 
-def convert_gguf(gguf: Path, directory: Path) -> Checkpoint:
+def convert_gguf(gguf: Path, directory: Path, sha256: str = GGUF_SHA256,
+                 tokens: SpecialTokens = SMOLLM2_SPECIAL_TOKENS, name: str = "SmolLM2-135M-Instruct") -> Checkpoint:
     """Dequantize the GGUF into a plain bf16 checkpoint (once; cached in `directory`)."""
     if (directory / "config.json").exists():
-        return _checkpoint(directory)
-    verify_gguf(gguf)
+        return Checkpoint(directory, name, tokens)
+    verify_gguf(gguf, sha256)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    as_read = tokens_as_read(tokenizer, SMOLLM2_SPECIAL_TOKENS)
-    corrections = apply_special_tokens(tokenizer, SMOLLM2_SPECIAL_TOKENS)
-    check_special_tokens(tokenizer, SMOLLM2_SPECIAL_TOKENS, str(gguf))
+    as_read = tokens_as_read(tokenizer, tokens)
+    corrections = apply_special_tokens(tokenizer, tokens)
+    check_special_tokens(tokenizer, tokens, str(gguf))
     plain = _load_dequantized(gguf)
     config = plain.config
-    config.eos_token_id = SMOLLM2_SPECIAL_TOKENS.ids["<|im_end|>"]
-    config.bos_token_id = SMOLLM2_SPECIAL_TOKENS.ids["<|im_start|>"]
-    config.pad_token_id = SMOLLM2_SPECIAL_TOKENS.ids["<|im_end|>"]
+    config.eos_token_id = tokens.ids[tokens.eos]
+    config.bos_token_id = tokens.ids[tokens.bos]
+    config.pad_token_id = tokens.ids[tokens.pad_as_shipped]
     # Saved in bf16, the dtype SmolLM2-135M-Instruct ships in on the hub, so memory figures
     # match the published model's (the Q4_1 values round to bf16 within 0.4 %).
     config.dtype = "bfloat16"
@@ -98,14 +99,10 @@ def convert_gguf(gguf: Path, directory: Path) -> Checkpoint:
     plain.save_pretrained(partial)
     tokenizer.padding_side = "left"
     tokenizer.save_pretrained(partial)
-    record = {"source": str(gguf), "sha256": GGUF_SHA256, "tokens_as_read": as_read, "corrections": corrections}
+    record = {"source": str(gguf), "sha256": sha256, "tokens_as_read": as_read, "corrections": corrections}
     (partial / CONVERSION_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
     partial.rename(directory)
-    return _checkpoint(directory)
-
-
-def _checkpoint(directory: Path) -> Checkpoint:
-    return Checkpoint(directory, "SmolLM2-135M-Instruct", SMOLLM2_SPECIAL_TOKENS)
+    return Checkpoint(directory, name, tokens)
 
 
 # Raised whenever what the converter writes may change: part of the converted checkpoint's cache

@@ -26,14 +26,6 @@ from harness.report import figures
 TEMPLATES = Path(__file__).parent / "templates"
 MB = 1_000_000
 
-# The recipe's published Phi-3-mini figures (../shared/RECIPE.md): what a correct run reproduces.
-PHI3_REFERENCE = {
-    "footprint_loaded_mb": 2206.34,
-    "footprint_adapted_mb": 2651.07,
-    "trainable_parameters": 12_582_912,
-    "total_parameters": 3_833_662_464,
-}
-PHI3_PROFILES = ("phi3", "phi3-shape")
 
 # Bytes per element of the dtypes a safetensors header names (the adapter's saved size).
 DTYPE_BYTES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2}
@@ -517,7 +509,7 @@ def memory_context(manifest: dict) -> dict:
     return {
         "rows": rows,
         "footprint_adapted": rows[1], "trainable": rows[2], "total": rows[3],
-        "reference": phi3_reference(manifest.get("profile"), structure),
+        "reference": phi3_reference(_profile_reference(manifest), structure),
         "trainable_share": trainable / total if _is_number(trainable) and _is_number(total) and total else None,
         "peak_gpu": training.get("peak_gpu_allocated_bytes"),
         "peak_rss": training.get("peak_rss_bytes"),
@@ -534,9 +526,22 @@ def _measured_row(label: str, unit: str, measured: Any, predicted: Any) -> dict:
             "match": measured == predicted if both else None, "delta": measured - predicted if both else None}
 
 
-def phi3_reference(profile: str | None, structure: dict) -> dict:
-    """The recipe's published Phi-3-mini figures; compared (MB to two decimals) on the Phi-3 profiles only."""
-    applies = profile in PHI3_PROFILES
+def _profile_reference(manifest: dict) -> dict:
+    """The published figures the run's profile reproduces: recorded in the run, else its profile's (older runs)."""
+    from harness.profiles import PROFILES
+
+    if "reference" in manifest:
+        return manifest["reference"]
+    found = PROFILES.get(manifest.get("profile") or "")
+    return dict(found.reference) if found else {}
+
+
+def phi3_reference(reference: dict, structure: dict) -> dict:
+    """The recipe's published Phi-3-mini figures; compared (MB to two decimals) on the profiles that reproduce them."""
+    from harness.profiles import PROFILES
+
+    applies = bool(reference)
+    published = reference or PROFILES["phi3"].reference
     measured = {
         "footprint_loaded_mb": _mb2(structure.get("footprint_loaded_bytes")),
         "footprint_adapted_mb": _mb2(structure.get("footprint_adapted_bytes")),
@@ -549,9 +554,9 @@ def phi3_reference(profile: str | None, structure: dict) -> dict:
     rows = [{"label": labels[key], "reference": reference, "measured": measured[key] if applies else None,
              "match": measured[key] == reference if applies and measured[key] is not None else None,
              "digits": 2 if key.endswith("_mb") else 0}
-            for key, reference in PHI3_REFERENCE.items()]
+            for key, reference in published.items()]
     return {"applies": applies, "rows": rows,
-            "share": PHI3_REFERENCE["trainable_parameters"] / PHI3_REFERENCE["total_parameters"]}
+            "share": published["trainable_parameters"] / published["total_parameters"]}
 
 
 def _mb2(value: Any) -> float | None:

@@ -1,0 +1,267 @@
+"""Profiles: which model a run uses, how the recipe config is adjusted for it, and where it can run.
+
+A profile is a TOML file (docs/profiles.md has the schema). The built-in ones are files too,
+shipped in `harness/profiles/builtin/`: `tiny`, `smollm2`, `phi3`, `phi3-shape`. `--profile`
+takes a built-in name or a path to a file; a file may start from another profile with
+`extends = "tiny"` (a name or a path relative to the file). No code branches on a profile's
+name: what differs between profiles is data of the profile (its model source, the family's
+special tokens, overrides, where it can run, the published figures it reproduces).
+
+`auto` picks the strongest built-in profile this machine can run (the lowest `auto_rank`): the
+real Phi-3 when its weights and a GPU are here, SmolLM2 when a GPU and its GGUF are here, else
+the CPU-sized `tiny`; it says which it chose and why each stronger one could not run. A profile
+named explicitly that cannot run here is the caller's error (the plugin makes it a usage error),
+never a session of skips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from harness.config import RecipeConfig
+from harness.models import Checkpoint, SpecialTokens, sources
+from harness.models import phi3 as phi3_models
+from harness.models import smollm2 as smollm2_models
+from harness.models.sources import ModelOptions, ModelSpec
+
+__all__ = ["ModelOptions", "Profile", "PROFILES", "ProfileError", "UnknownProfile", "load_profile", "resolve",
+           "choose_auto", "auto_choice", "why_not_runnable", "gpu_available"]
+
+BUILTIN_DIR = "builtin"
+KINDS = ("full", "structural")
+# Special-token facts of the model families the built-in profiles use; a profile file may give its
+# own instead, as a [model.tokens] table with the same fields.
+FAMILIES: dict[str, SpecialTokens] = {
+    "phi3": phi3_models.PHI3_SPECIAL_TOKENS,
+    "smollm2": smollm2_models.SMOLLM2_SPECIAL_TOKENS,
+}
+# Tables an extending file merges key by key into its parent's; `model` it replaces whole.
+MERGED_TABLES = ("recipe", "skips", "reference")
+TOP_LEVEL_KEYS = {"name", "description", "extends", "kind", "requires_gpu", "auto_rank", "model", *MERGED_TABLES}
+
+
+class ProfileError(ValueError):
+    """A profile file that cannot be used; the message names the file and the field."""
+
+
+class UnknownProfile(ProfileError):
+    pass
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    model: ModelSpec
+    overrides: dict[str, Any] = field(default_factory=dict)
+    requires_gpu: bool = False
+    # What the profile is for: "full" runs train and score; "structural" ones (random weights
+    # at full size) check memory, parameters, labels and template only.
+    kind: str = "full"
+    # Check markers this profile cannot give meaning to, with the measured reason: those
+    # checks are skipped with that reason (never passed) when the profile runs.
+    skips: dict[str, str] = field(default_factory=dict)
+    # Figures published with the recipe that this profile must reproduce (Phi-3's), by name.
+    reference: dict[str, float] = field(default_factory=dict)
+    # `auto` tries ranked built-ins, lowest first; None: never chosen by `auto`.
+    auto_rank: int | None = None
+    path: Path | None = None
+
+    @property
+    def special_tokens(self) -> SpecialTokens:
+        return self.model.tokens
+
+    def recipe_config(self) -> RecipeConfig:
+        return RecipeConfig().with_overrides(self.overrides)
+
+    def build_checkpoint(self, options: ModelOptions) -> Checkpoint:
+        return sources.build(self.model, options)
+
+    def identity(self, options: ModelOptions) -> str:
+        """What makes this profile's weights what they are (part of a run's cache key)."""
+        return sources.identity(self.model, options)
+
+
+# ------------------------------------------------------------------ loading
+def load_profile(name_or_path: str | Path) -> Profile:
+    """A built-in profile by name, or a profile file by path (`extends` followed)."""
+    raw, path = _read_with_parents(name_or_path, seen=())
+    return _profile_from(raw, path)
+
+
+def _builtin_path(name: str) -> Path | None:
+    path = Path(str(resources.files("harness.profiles").joinpath(BUILTIN_DIR, f"{name}.toml")))
+    return path if path.is_file() else None
+
+
+def _locate(name_or_path: str | Path, relative_to: Path | None) -> Path:
+    text = str(name_or_path)
+    if not text.endswith(".toml"):
+        builtin = _builtin_path(text)
+        if builtin is None:
+            raise UnknownProfile(f"unknown profile {text!r}; choose one of: auto, {', '.join(builtin_names())}, "
+                                 "or a path to a profile file (.toml)")
+        return builtin
+    path = Path(text)
+    if not path.is_absolute() and relative_to is not None:
+        path = relative_to.parent / path
+    if not path.is_file():
+        raise UnknownProfile(f"profile file {path}: no such file")
+    return path
+
+
+def _read_with_parents(name_or_path, seen: tuple[Path, ...], relative_to: Path | None = None) -> tuple[dict, Path]:
+    path = _locate(name_or_path, relative_to).resolve()
+    if path in seen:
+        raise ProfileError(f"{path}: extends: a cycle ({' -> '.join(str(p) for p in (*seen, path))})")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ProfileError(f"{path}: not valid TOML ({error})") from None
+    unknown = sorted(set(raw) - TOP_LEVEL_KEYS)
+    if unknown:
+        raise ProfileError(f"{path}: {unknown[0]}: unknown key (known: {', '.join(sorted(TOP_LEVEL_KEYS))})")
+    if "extends" not in raw:
+        return raw, path
+    if "name" not in raw:
+        raise ProfileError(f"{path}: name: a profile that extends another needs a name of its own "
+                           "(its baselines are kept under that name)")
+    parent, _ = _read_with_parents(raw["extends"], (*seen, path), relative_to=path)
+    # `auto` chooses among the built-ins by their own rank: a rank is never inherited.
+    merged = {key: value for key, value in parent.items() if key not in ("extends", "auto_rank")}
+    for key, value in raw.items():
+        if key in MERGED_TABLES:
+            merged[key] = {**parent.get(key, {}), **_table(value, path, key)}
+        elif key != "extends":
+            merged[key] = value
+    return merged, path
+
+
+def _table(value, path: Path, key: str) -> dict:
+    if not isinstance(value, dict):
+        raise ProfileError(f"{path}: {key}: expected a table, got {value!r}")
+    return value
+
+
+def _profile_from(raw: dict, path: Path) -> Profile:
+    def fail(key: str, problem: str):
+        raise ProfileError(f"{path}: {key}: {problem}")
+
+    for key, kind in (("name", str), ("description", str)):
+        if not isinstance(raw.get(key), kind):
+            fail(key, f"expected text, got {raw.get(key)!r}")
+    if raw.get("kind", "full") not in KINDS:
+        fail("kind", f"{raw['kind']!r}: expected one of {', '.join(KINDS)}")
+    if not isinstance(raw.get("requires_gpu", False), bool):
+        fail("requires_gpu", f"expected true or false, got {raw['requires_gpu']!r}")
+    rank = raw.get("auto_rank")
+    if rank is not None and rank is not False and (not isinstance(rank, int) or isinstance(rank, bool)):
+        fail("auto_rank", f"expected an integer or false, got {rank!r}")
+    overrides = _table(raw.get("recipe", {}), path, "recipe")
+    try:
+        RecipeConfig().with_overrides(overrides)
+    except (ValueError, TypeError) as error:
+        fail("recipe", str(error))
+    skips = _table(raw.get("skips", {}), path, "skips")
+    for marker, reason in skips.items():
+        if not isinstance(reason, str) or not reason:
+            fail(f"skips.{marker}", "expected the reason, as text")
+    reference = _table(raw.get("reference", {}), path, "reference")
+    return Profile(name=raw["name"], description=raw["description"], model=_model_spec(raw.get("model"), path),
+                   overrides=overrides, requires_gpu=raw.get("requires_gpu", False), kind=raw.get("kind", "full"),
+                   skips=skips, reference=reference, auto_rank=rank if rank is not False else None, path=path)
+
+
+def _model_spec(raw, path: Path) -> ModelSpec:
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{path}: model: expected a [model] table with a source")
+    settings = dict(raw)
+    source = settings.pop("source", None)
+    if source not in sources.SOURCES:
+        raise ProfileError(f"{path}: model.source: {source!r}: expected one of {', '.join(sources.SOURCES)}")
+    family, tokens = settings.pop("family", None), settings.pop("tokens", None)
+    if tokens is not None:
+        try:
+            facts = SpecialTokens(**{**tokens, "role_markers": tuple(tokens.get("role_markers", ()))})
+        except TypeError as error:
+            raise ProfileError(f"{path}: model.tokens: {error}") from None
+    elif family in FAMILIES:
+        facts = FAMILIES[family]
+    else:
+        raise ProfileError(f"{path}: model.family: {family!r}: expected one of {', '.join(FAMILIES)}, "
+                           "or a [model.tokens] table")
+    if source == "hub" and not isinstance(settings.get("id"), str):
+        raise ProfileError(f"{path}: model.id: a hub source needs the model id")
+    return ModelSpec(source=source, tokens=facts, settings=settings)
+
+
+def builtin_names() -> list[str]:
+    directory = Path(str(resources.files("harness.profiles").joinpath(BUILTIN_DIR)))
+    return sorted(p.stem for p in directory.glob("*.toml"))
+
+
+PROFILES: dict[str, Profile] = {name: load_profile(name) for name in builtin_names()}
+
+
+# ------------------------------------------------------------------ choosing one
+def gpu_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve(name: str, options: ModelOptions) -> Profile:
+    """The profile called `name`, or in the file `name` (`auto` resolved for this machine)."""
+    if name == "auto":
+        return PROFILES[auto_choice(options)]
+    return PROFILES[name] if name in PROFILES else load_profile(name)
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    name: str
+    passed_over: dict[str, str]  # stronger profile -> why it cannot run here
+
+    def describe(self) -> str:
+        why = "; ".join(f"not {name}: {reason}" for name, reason in self.passed_over.items())
+        return f"auto -> {self.name}" + (f" ({why})" if why else "")
+
+
+def auto_order() -> list[str]:
+    """The built-in profiles `auto` tries, strongest (lowest rank) first."""
+    ranked = [p for p in PROFILES.values() if p.auto_rank is not None]
+    return [p.name for p in sorted(ranked, key=lambda p: p.auto_rank)]
+
+
+def auto_choice(options: ModelOptions) -> str:
+    return choose_auto(options).name
+
+
+def choose_auto(options: ModelOptions) -> AutoChoice:
+    """The strongest profile that can run here, and why each stronger one cannot."""
+    passed_over = {}
+    for name in auto_order():
+        reason = why_not_runnable(PROFILES[name], options, reachability=False)
+        if reason is None:
+            return AutoChoice(name, passed_over)
+        passed_over[name] = reason
+    raise UnknownProfile("no profile can run here: " + "; ".join(f"{n}: {r}" for n, r in passed_over.items()))
+
+
+def why_not_runnable(profile: Profile, options: ModelOptions, reachability: bool = True) -> str | None:
+    """None when the profile can run here, else the reason (used by `doctor`, `auto` and the plugin).
+
+    `reachability=False` counts only weights already on this machine (what `auto` may choose:
+    it never picks a profile that would first download 7 GB).
+    """
+    if profile.requires_gpu and not gpu_available():
+        return f"profile {profile.name!r} needs a CUDA GPU and none is visible"
+    return sources.why_unavailable(profile.model, options, reachability)

@@ -1,0 +1,83 @@
+"""Profiles are files: the built-ins load from harness/profiles/builtin/, a user's file extends one,
+and a bad file is an error naming the file and the field."""
+
+import datasets  # noqa: F401  (imported once here: pytester's in-process runs must not import it again)
+import pytest
+
+from harness import profiles
+
+pytest_plugins = ["pytester"]
+
+
+def write(tmp_path, name: str, text: str):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_the_builtins_are_files_with_their_recipe_settings():
+    assert set(profiles.PROFILES) == {"tiny", "smollm2", "phi3", "phi3-shape"}
+    assert all(p.path.name == f"{p.name}.toml" for p in profiles.PROFILES.values())
+    tiny = profiles.PROFILES["tiny"].recipe_config()
+    assert (tiny.training.per_device_train_batch_size, tiny.training.learning_rate, tiny.training.seed) == (4, 3e-3, 0)
+    assert profiles.auto_order() == ["phi3", "smollm2", "tiny"]
+
+
+def test_phi3_shape_inherits_the_published_figures_it_must_reproduce():
+    shape, phi3 = profiles.PROFILES["phi3-shape"], profiles.PROFILES["phi3"]
+    assert shape.reference == phi3.reference == {"footprint_loaded_mb": 2206.34, "footprint_adapted_mb": 2651.07,
+                                                 "trainable_parameters": 12582912, "total_parameters": 3833662464}
+    assert shape.model.source == "random-phi3" and shape.auto_rank is None and shape.kind == "structural"
+    assert shape.recipe_config().generation.batch_size == 128  # phi3's, inherited
+
+
+def test_a_user_profile_extends_tiny_with_its_own_data_and_one_override(tmp_path):
+    data = write(tmp_path, "mine.jsonl", "")
+    path = write(tmp_path, "mine.toml", f'''
+name = "my-tiny"
+extends = "tiny"
+description = "tiny on our data, twice the learning rate"
+[recipe]
+"data.source" = "{data}"
+"training.learning_rate" = 6e-3
+''')
+    mine = profiles.resolve(str(path), profiles.ModelOptions(models_dir=tmp_path))
+    config = mine.recipe_config()
+    assert (mine.name, config.data.source, config.training.learning_rate) == ("my-tiny", str(data), 6e-3)
+    assert config.training.per_device_train_batch_size == 4 and mine.model.source == "tiny"
+    assert mine.auto_rank is None and mine.path == path.resolve()
+
+
+@pytest.mark.parametrize("text, field", [
+    ('name = "x"\ndescription = "d"\ncolour = "red"\n[model]\nsource = "tiny"\nfamily = "phi3"\n', "colour: unknown key"),
+    ('name = "x"\ndescription = "d"\n[model]\nsource = "ollama"\nfamily = "phi3"\n', "model.source: 'ollama'"),
+    ('name = "x"\ndescription = "d"\n[model]\nsource = "tiny"\nfamily = "llama9"\n', "model.family: 'llama9'"),
+    ('name = "x"\ndescription = "d"\n[model]\nsource = "hub"\nfamily = "phi3"\n', "model.id: a hub source needs"),
+    ('name = "x"\ndescription = "d"\nkind = "half"\n[model]\nsource = "tiny"\nfamily = "phi3"\n', "kind: 'half'"),
+    ('extends = "tiny"\n', "name: a profile that extends another needs a name"),
+    ('name = "x"\nextends = "tiny"\n[recipe]\n"training.learnin_rate" = 1\n',
+     "recipe: unknown recipe config option 'training.learnin_rate'"),
+    ('name = "x"\nextends = "x.toml"\n', "extends: a cycle"),
+    ('name = "x"\nextends = "tiny"\n[recipe\n', "not valid TOML"),
+])
+def test_a_bad_profile_file_names_the_file_and_the_field(tmp_path, text, field):
+    path = write(tmp_path, "x.toml", text)
+    with pytest.raises(profiles.ProfileError) as error:
+        profiles.load_profile(str(path))
+    assert str(path.resolve()) in str(error.value) and field in str(error.value)
+
+
+def test_a_missing_profile_file_is_a_usage_error(pytester):
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest_inprocess("--profile", "nowhere/mine.toml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--profile 'nowhere/mine.toml': profile file nowhere/mine.toml: no such file*"])
+
+
+def test_the_plugin_runs_a_profile_file(pytester, monkeypatch):
+    monkeypatch.delenv("YODA_HARNESS_PROFILE", raising=False)
+    path = write(pytester.path, "mine.toml", 'name = "my-tiny"\nextends = "tiny"\n[recipe]\n"training.num_train_epochs" = 1\n')
+    pytester.makepyfile("def test_uses_run(harness_profile): assert harness_profile.name == 'my-tiny'")
+    result = pytester.runpytest_inprocess("--profile", str(path))
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["yoda-harness: profile my-tiny: running the recipe*"])
