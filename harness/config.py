@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -199,6 +201,7 @@ class RecipeConfig:
                 f.name for f in dataclasses.fields(section)
             }:
                 raise ValueError(f"unknown recipe config option {dotted!r}")
+            check_value(dotted, value, typing.get_type_hints(type(section))[key])
             setattr(section, key, value)
         return config
 
@@ -215,6 +218,53 @@ class RecipeConfig:
     def fingerprint(self) -> str:
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# Allowed values of the options that take one of a few (checked when options are parsed, as
+# trl's `metadata={"choices": ...}`): a typo fails before any model is loaded.
+CHOICES: dict[str, tuple] = {
+    "quantization.bnb_4bit_quant_type": ("nf4", "fp4"),
+    "quantization.bnb_4bit_compute_dtype": ("float32", "bfloat16", "float16"),
+    "lora.bias": ("none", "all", "lora_only"),
+    "data.format": ("conversational", "prompt_completion", "instruction"),
+    "training.packing_strategy": ("wrapped", "bfd", "ffd", None),
+    "training.bf16": ("auto", True, False, None),
+}
+
+
+def check_value(dotted: str, value: Any, annotation) -> None:
+    """Raise ValueError naming the option when `value` is not of the option's declared type or choices."""
+    if dotted in CHOICES:
+        # Same value and type: 1 is not True, "none" is not None.
+        if not any(value == choice and type(value) is type(choice) for choice in CHOICES[dotted]):
+            raise ValueError(f"{dotted}={value!r}: expected one of {', '.join(map(repr, CHOICES[dotted]))}")
+        return
+    if not _matches(value, annotation):
+        raise ValueError(f"{dotted}={value!r}: expected {_describe(annotation)}, got {type(value).__name__}")
+
+
+def _matches(value: Any, annotation) -> bool:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if annotation is type(None):
+        return value is None
+    if origin is list:
+        return isinstance(value, list) and all(_matches(item, args[0]) for item in value) if args else isinstance(value, list)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+def _describe(annotation) -> str:
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in args)
+    if typing.get_origin(annotation) is list:
+        return f"a list of {_describe(args[0])}" if args else "a list"
+    return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
 
 
 def _cuda_available() -> bool:

@@ -7,6 +7,8 @@ import torch
 
 from harness.config import RecipeConfig
 
+pytest_plugins = ["pytester"]
+
 
 def test_defaults_are_the_reference_recipe():
     config = RecipeConfig()
@@ -81,3 +83,30 @@ def test_gpu_profiles_generate_the_evaluation_split_in_one_batch(name):
 
     config = PROFILES[name].recipe_config()
     assert config.generation.batch_size >= len(data.load_split("bundled", config.data.eval_fraction).eval)
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"training.learning_rate": "abc"}, "training.learning_rate='abc': expected float, got str"),
+    ({"training.per_device_train_batch_size": 2.5}, "training.per_device_train_batch_size=2.5: expected int"),
+    ({"training.packing": 1}, "training.packing=1: expected bool, got int"),
+    ({"lora.target_modules": ["o_proj", 3]}, "lora.target_modules=['o_proj', 3]: expected a list of str"),
+    ({"data.format": "chat"}, "data.format='chat': expected one of 'conversational'"),
+    ({"training.bf16": 1}, "training.bf16=1: expected one of 'auto', True, False, None"),
+])
+def test_a_value_of_the_wrong_type_or_choice_is_refused_naming_the_option(override, message):
+    with pytest.raises(ValueError) as error:
+        RecipeConfig().with_overrides(override)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("override", [{"training.learning_rate": 1}, {"training.bf16": False},
+                                      {"training.completion_only_loss": None}, {"lora.target_modules": ["o_proj"]}])
+def test_values_of_the_declared_type_are_accepted(override):
+    RecipeConfig().with_overrides(override)
+
+
+def test_a_bad_override_is_a_usage_error_before_any_model_loads(pytester):
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest("--override", "training.learning_rate=abc")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--override: training.learning_rate='abc': expected float, got str*"])
