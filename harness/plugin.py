@@ -13,6 +13,7 @@ import pytest
 
 from harness import baselines as baseline_store
 from harness import profiles as profile_registry
+from harness import verdicts
 from harness.models import ModelUnavailable
 
 RUN_KEY = pytest.StashKey["object"]()
@@ -43,6 +44,15 @@ def pytest_addoption(parser):
     group.addoption("--override", metavar="KEY=VALUE", action="append", default=[],
                     help="override one recipe config field for this run, e.g. training.num_train_epochs=3 "
                          "(JSON values; repeatable). Baselines are per config, so use with care")
+    group.addoption("--gate", choices=verdicts.GATES, default="all",
+                    help="which failures fail the session: all (default), or broken (invariants only: "
+                         "CHANGED comparisons are still reported, and the exit status is 0 when they are all)")
+    group.addoption("--summary-md", metavar="PATH", default=None,
+                    help="write the BROKEN / CHANGED summary as Markdown to PATH (also appended to "
+                         "$GITHUB_STEP_SUMMARY when set)")
+    group.addoption("--baseline-seeds", metavar="N", type=int, default=1,
+                    help="with --update-baselines: also run the recipe with the next N-1 seeds and store the "
+                         "mean and spread per metric; bands are k x spread with a relative floor")
 
 
 def pytest_configure(config):
@@ -51,6 +61,11 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "quality: needs a model that learned the task (BLEU, stopping); "
                             "skipped with the reason on profiles that cannot")
     config.addinivalue_line("markers", "learning: reads the training loss; skipped on random-weight structural runs")
+    config.addinivalue_line("markers", f"{verdicts.COMPARISON_MARKER}: compares with the baseline entry; its failure "
+                            "is CHANGED (every other check is an invariant: its failure is BROKEN)")
+    verdicts.register(config)
+    if config.getoption("--baseline-seeds") < 1:
+        raise pytest.UsageError(f"--baseline-seeds {config.getoption('--baseline-seeds')}: expected 1 or more")
     config.stash[OUTCOMES_KEY] = {}
     if config.getoption("--report") and config.getoption("numprocesses", None):
         # Each pytest-xdist worker writes the report from the run it holds and only its own checks.
@@ -252,7 +267,8 @@ def pytest_sessionfinish(session, exitstatus):
     comparison = _comparison_for_report(config, finished, write) if report_path else None
     if config.getoption("--update-baselines"):
         path = baselines_dir(config) / f"{finished.profile}.json"
-        lines = baseline_store.update(path, finished.profile, finished.manifest, finished.artifact("template.json"))
+        lines = baseline_store.update(path, finished.profile, finished.manifest, finished.artifact("template.json"),
+                                      spread_runs=_seed_runs(config, finished))
         write(f"yoda-harness: updated {path}:")
         for line in lines:
             write(f"  {line}")
@@ -260,8 +276,25 @@ def pytest_sessionfinish(session, exitstatus):
         from harness.report import render_run_report
 
         written = render_run_report(finished, Path(report_path), outcomes=config.stash[OUTCOMES_KEY],
-                                    comparison=comparison)
+                                    comparison=comparison, verdicts=verdicts.collected(config))
         write(f"yoda-harness: report written to {written}")
+
+
+def _seed_runs(config, finished) -> list[tuple[dict, dict]]:
+    """`--baseline-seeds N`: the same recipe with the N-1 seeds after the run's, for the spread."""
+    from harness import recipe
+
+    count = config.getoption("--baseline-seeds")
+    profile = profile_registry.PROFILES[finished.profile]
+    base = profile.recipe_config().with_overrides(parse_overrides(config.getoption("--override")))
+    runs = []
+    for offset in range(1, count):
+        seed = base.training.seed + offset
+        seeded = base.with_overrides({"training.seed": seed})
+        other = recipe.run(profile, model_options(config), runs_dir(config), config=seeded,
+                           session=session_token(config))
+        runs.append((other.manifest, other.artifact("template.json")))
+    return runs
 
 
 def _comparison_for_report(config, finished, write):

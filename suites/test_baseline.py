@@ -1,0 +1,49 @@
+"""The comparison with the baseline entry: one check per recorded metric, each by its policy
+(direction, band) in `harness.baselines.POLICY`. A failure here is CHANGED, not BROKEN: the
+run differs from the entry of its library-version set and device (or the nearest one).
+
+Before any number is compared, the run's inputs (config digest, data split, step count, model)
+must be the entry's: otherwise `test_inputs_match_the_baseline` fails with the one named
+refusal and every metric skips "refused: ...", instead of N metric failures that follow from it.
+"""
+
+import pytest
+
+from harness import baselines
+from harness.verdicts import BASELINE_PROPERTY, CHANGE_PROPERTY
+
+pytestmark = pytest.mark.comparison
+
+# A profile that skips quality or learning checks (random weights) skips those metrics too;
+# peak GPU memory is measured on a GPU only.
+_MARKS = {"quality": [pytest.mark.quality], "learning": [pytest.mark.learning]}
+_EXTRA = {"peak_gpu_allocated_mb": [pytest.mark.gpu]}
+METRICS = [pytest.param(name, marks=_MARKS.get(policy.group, []) + _EXTRA.get(name, []), id=name)
+           for name, policy in baselines.POLICY.items()]
+
+
+@pytest.fixture
+def refusal(baseline_entry, manifest):
+    return baseline_entry.refusal(manifest)
+
+
+def test_inputs_match_the_baseline(baseline_entry, refusal, record_property):
+    record_property(BASELINE_PROPERTY, baseline_entry.context())
+    if refusal:
+        record_property(CHANGE_PROPERTY, f"refused: {refusal}")
+    assert refusal is None, (
+        f"not compared with {baseline_entry.context()}: {refusal}. The metrics are not comparable; "
+        "record an entry for these inputs with --update-baselines, or run the entry's config"
+    )
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_metric_matches_the_baseline(metric, baseline_entry, refusal, manifest, run_artifacts, record_property):
+    if refusal:
+        pytest.skip(f"refused: {refusal}")
+    verdict = baseline_entry.judge(metric, manifest, run_artifacts("template.json"))
+    if verdict.status in ("not-recorded", "not-measured"):
+        pytest.skip(f"{baseline_entry.path}: {verdict.reason}")
+    if not verdict.ok:
+        record_property(CHANGE_PROPERTY, verdict.short())
+    assert verdict.ok, f"{verdict.describe()}; {baseline_entry.context()}"
