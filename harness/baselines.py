@@ -44,6 +44,9 @@ MB = 1_000_000
 
 HIGHER, LOWER, TWO_SIDED, EXACT = "higher", "lower", "two-sided", "exact"
 DIRECTIONS = (HIGHER, LOWER, TWO_SIDED, EXACT)
+MODEL, RUN = "model", "run"
+# The config sections a model-scope metric depends on (the rest is training, data, generation).
+MODEL_SECTIONS = ("quantization", "lora")
 
 
 @dataclass(frozen=True)
@@ -63,26 +66,30 @@ class Policy:
     group: str = "structure"  # the marker that lets a profile skip it: structure | quality | learning
     unit: str = ""
     hint: str = ""  # the likely cause, for the failure message
+    # What the metric depends on, so what a refusal covers: "model" (the model, its tokenizer,
+    # quantization and LoRA config) or "run" (also training, data, generation).
+    scope: str = "run"
 
 
 # The per-metric policy: one table. Structural figures must be equal; a seeded run on the same
 # libraries and device reproduces learned figures closely, so their floors are a few per cent.
 POLICY: dict[str, Policy] = {
     # structure: any difference is a change
-    "footprint_loaded_mb": Policy(EXACT, unit=" MB"),
-    "footprint_adapted_mb": Policy(EXACT, unit=" MB"),
-    "trainable_parameters": Policy(EXACT),
-    "total_parameters": Policy(EXACT),
+    "footprint_loaded_mb": Policy(EXACT, unit=" MB", scope=MODEL),
+    "footprint_adapted_mb": Policy(EXACT, unit=" MB", scope=MODEL),
+    "trainable_parameters": Policy(EXACT, scope=MODEL),
+    "total_parameters": Policy(EXACT, scope=MODEL),
     "global_step": Policy(EXACT),
     "packed_rows": Policy(EXACT),
-    "adapter_data_bytes": Policy(EXACT, unit=" B"),
+    "adapter_data_bytes": Policy(EXACT, unit=" B", scope=MODEL),
     "adapter_dtype": Policy(EXACT, hint="e.g. trl 1.x casts QLoRA adapters to bf16 in SFTTrainer; peft's "
                                         "default keeps them fp32"),
-    "template_rendered": Policy(EXACT, hint="the chat template renders differently: a tokenizer or template change"),
-    "tokens_as_read": Policy(EXACT, hint="the tokenizer ships other special tokens than it did"),
-    "bleu_signature": Policy(EXACT),
-    "chrf_signature": Policy(EXACT),
-    "ter_signature": Policy(EXACT),
+    "template_rendered": Policy(EXACT, scope=MODEL,
+                                hint="the chat template renders differently: a tokenizer or template change"),
+    "tokens_as_read": Policy(EXACT, scope=MODEL, hint="the tokenizer ships other special tokens than it did"),
+    "bleu_signature": Policy(EXACT, scope=MODEL),
+    "chrf_signature": Policy(EXACT, scope=MODEL),
+    "ter_signature": Policy(EXACT, scope=MODEL),
     # memory: only more is worse
     "peak_gpu_allocated_mb": Policy(LOWER, rel_floor=0.10, unit=" MB",
                                     hint="adapters or optimizer state in another dtype, or gradient checkpointing off"),
@@ -106,6 +113,10 @@ POLICY: dict[str, Policy] = {
     "base_stop_rate": Policy(TWO_SIDED, rel_floor=0.05, abs_floor=0.02, group="quality"),
 }
 METRIC_NAMES = tuple(POLICY)
+
+
+def scope_of(name: str) -> str:
+    return POLICY[name].scope if name in POLICY else RUN
 
 # Floats equal to this many parts in 1e12 are equal: JSON round trips and means of equal samples.
 _SLACK = 1e-12
@@ -296,22 +307,30 @@ def _inside(current: Any, band: dict) -> bool:
     return (low is None or current >= low - slack) and (high is None or current <= high + slack)
 
 
-def refusal(entry: dict, manifest: dict) -> str | None:
-    """Why this run must not be compared with `entry` (its inputs differ), or None."""
+def refusal(entry: dict, manifest: dict, scope: str = RUN) -> str | None:
+    """Why this run must not be compared with `entry` (its inputs differ), or None.
+
+    scope "run": every input (config, data split, step count, model); scope "model": only the
+    model and its quantization and LoRA config, which is all a footprint or a template depends on.
+    """
     stored = entry.get("inputs")
     if stored is None:
         return None  # a legacy entry recorded no inputs: nothing to refuse on
     current = run_inputs(manifest)
     reasons = []
-    if stored["config_digest"] != current["config_digest"]:
-        changes = _config_changes(stored.get("config") or {}, current["config"])
+    old_config, new_config = stored.get("config") or {}, current["config"]
+    if scope == MODEL:
+        old_config = {key: old_config.get(key) for key in MODEL_SECTIONS}
+        new_config = {key: new_config.get(key) for key in MODEL_SECTIONS}
+    if (stored["config_digest"] != current["config_digest"]) if scope == RUN else (old_config != new_config):
+        changes = _config_changes(old_config, new_config)
         reasons.append("config differs: " + (", ".join(changes) if changes else "digest only"))
-    if stored["data"] != current["data"]:
+    if scope == RUN and stored["data"] != current["data"]:
         reasons.append("data split differs: " + ", ".join(
             f"{key} {stored['data'].get(key)} -> {current['data'].get(key)}"
             for key in sorted(set(stored["data"]) | set(current["data"]))
             if stored["data"].get(key) != current["data"].get(key)))
-    if stored["global_step"] != current["global_step"]:
+    if scope == RUN and not reasons and stored["global_step"] != current["global_step"]:
         reasons.append(f"step count differs: {stored['global_step']} -> {current['global_step']} "
                        "(same config and data: packing or tokenization changed)")
     if stored["model"] != current["model"]:
@@ -517,8 +536,8 @@ class Comparison:
         return [judge(name, values.get(name), stored.get(name), absent.get(name, ""))
                 for name in sorted(set(values) | set(stored))]
 
-    def refusal(self, manifest: dict) -> str | None:
-        return refusal(self.entry, manifest) if self.entry else None
+    def refusal(self, manifest: dict, scope: str = RUN) -> str | None:
+        return refusal(self.entry, manifest, scope) if self.entry else None
 
     def context(self) -> str:
         libs = "; ".join(self.changed) if self.changed else "no library changed"

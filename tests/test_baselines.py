@@ -352,3 +352,18 @@ def test_the_report_rows_are_the_decisions_of_judge(tmp_path):
     assert rows == decided
     assert {name for name, status in rows.items() if status == "outside"} == {
         "bleu", "adapter_dtype", "footprint_adapted_mb"}
+
+
+def test_a_training_setting_refuses_the_learned_metrics_not_the_models_own(tmp_path):
+    path = tmp_path / "tiny.json"
+    baselines.update(path, "tiny", manifest(ENV_A), None)
+    comparison = baselines.compare(path, "tiny", ENV_A)
+    faster = manifest(ENV_A)
+    faster["config"]["training"]["learning_rate"] = 0.001
+    assert comparison.refusal(faster, baselines.MODEL) is None
+    assert "training.learning_rate" in comparison.refusal(faster, baselines.RUN)
+    wider = manifest(ENV_A)
+    wider["config"]["lora"]["r"] = 16
+    assert comparison.refusal(wider, baselines.MODEL) == "config differs: lora.r 8 -> 16"
+    assert {baselines.scope_of(n) for n in ("template_rendered", "footprint_adapted_mb", "bleu_signature")} == {"model"}
+    assert {baselines.scope_of(n) for n in ("bleu", "global_step", "adapter_dtype", "loss_first")} == {"run"}

@@ -129,11 +129,29 @@ def test_gate_broken_still_fails_a_broken_run(suite):
 def test_a_run_whose_config_differs_is_one_named_refusal(suite):
     result = suite('manifest["config"]["training"]["learning_rate"] = 0.001\n' + HALF_BLEU)
     outcomes = result.parseoutcomes()
-    assert outcomes["failed"] == 1 and outcomes["skipped"] >= len(baselines.POLICY)
+    run_scope = [name for name in baselines.POLICY if baselines.scope_of(name) == baselines.RUN]
+    assert outcomes["failed"] == 1 and outcomes["skipped"] >= len(run_scope)
     result.stdout.fnmatch_lines([
         "nothing broke; 1 thing changed: refused: config differs: training.learning_rate 0.003 -> 0.001",
         "*SKIPPED*refused: config differs: training.learning_rate 0.003 -> 0.001*",
     ])
+
+
+def test_a_one_epoch_run_still_compares_the_template(suite):
+    """Training settings refuse the learned metrics, not the model's own: template drift still shows."""
+    drift = ('manifest["config"]["training"]["num_train_epochs"] = 1\n'
+             'import harness.recipe\n'
+             'template = json.loads((FIXTURE / "template.json").read_text())\n'
+             'template["rendered"] = "<|system|>\\nYou are a helpful assistant.<|end|>\\n" + template["rendered"]\n'
+             'harness.recipe.Run.artifact = lambda self, name, real=harness.recipe.Run.artifact: '
+             'template if name == "template.json" else real(self, name)')
+    result = suite(drift, "-v")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    text = result.stdout.str()
+    assert "refused: config differs: training.num_train_epochs 3 -> 1" in text
+    assert "template_rendered differs from the baseline (exact)" in text and "renders differently" in text
+    result.stdout.fnmatch_lines(["*test_metric_matches_the_baseline[[]footprint_adapted_mb[]] PASSED*",
+                                 "*test_metric_matches_the_baseline[[]bleu[]] SKIPPED*"])
 
 
 def test_summary_as_markdown_and_in_the_github_step_summary(suite, tmp_path, monkeypatch):

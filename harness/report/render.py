@@ -261,13 +261,18 @@ def baseline_context(manifest: dict, template: dict | None, comparison) -> dict:
     if comparison is None:
         return {"available": False, "reason": "no baseline comparison was given", "file": None, "entry": None,
                 "changed": [], "thresholds": [], "problem": None, "rows": [], "outside": [], "refusal": None}
+    from harness import baselines
+
     entry = comparison.entry
     try:
         verdicts, problem = (comparison.judge_all(manifest, template) if entry else []), None
-        refusal = comparison.refusal(manifest)
+        refusals = {scope: comparison.refusal(manifest, scope) for scope in (baselines.MODEL, baselines.RUN)}
     except (KeyError, TypeError, IndexError) as error:
-        verdicts, problem, refusal = [], f"metrics of this run could not be read: {error!r}", None
-    rows = [_baseline_row(verdict, refused=refusal is not None) for verdict in verdicts]
+        verdicts, problem = [], f"metrics of this run could not be read: {error!r}"
+        refusals = {baselines.MODEL: None, baselines.RUN: None}
+    refusal = refusals[baselines.RUN]
+    rows = [_baseline_row(verdict, refused=refusals[baselines.scope_of(verdict.name)] is not None)
+            for verdict in verdicts]
     return {
         "available": entry is not None,
         "file": comparison.path.name if comparison.path else None,
