@@ -118,10 +118,17 @@ def cmd_baselines(args) -> int:
                 print(f"  {entry['device']:<24} {entry['version_set']} {entry['recorded']}  "
                       f"transformers {entry['packages'].get('transformers')} trl {entry['packages'].get('trl')}")
         return 0
-    directory = Path(args.run_dir)
-    manifest = artifacts.read_json(directory / artifacts.MANIFEST)
+    # Several run directories (the same config over other seeds) give the entry its spread.
+    runs = [(artifacts.read_json(Path(d) / artifacts.MANIFEST), artifacts.read_json(Path(d) / "template.json"))
+            for d in args.run_dir]
+    (manifest, template), others = runs[0], runs[1:]
     path = Path(args.baselines_dir) / f"{manifest['profile']}.json"
-    for line in baselines.update(path, manifest["profile"], manifest, artifacts.read_json(directory / "template.json")):
+    try:
+        lines = baselines.update(path, manifest["profile"], manifest, template, spread_runs=others)
+    except baselines.BaselineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for line in lines:
         print(line)
     print(f"updated {path}")
     return 0
@@ -210,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     base = sub.add_parser("baselines", help="show baseline files, or record a run directory as an entry")
     base.add_argument("action", choices=["show", "update"])
-    base.add_argument("run_dir", nargs="?")
+    base.add_argument("run_dir", nargs="*",
+                      help="update: run directories of one config, over one or more seeds (mean and spread)")
     base.add_argument("--baselines-dir", default="baselines")
     base.set_defaults(func=cmd_baselines)
 

@@ -93,6 +93,7 @@ class Verdicts:
         self.gate = config.getoption("--gate", "all")
         self.summary_md = config.getoption("--summary-md", None)
         self.failures: dict[str, Failure] = {}
+        self.checks: set[str] = set()  # node ids of the recipe's checks reported in this session
         self.compared_with: str | None = None
         self.gated_off = False
 
@@ -128,6 +129,7 @@ class Verdicts:
         properties = dict(report.user_properties)
         if KIND_PROPERTY not in properties:
             return
+        self.checks.add(report.nodeid)
         if BASELINE_PROPERTY in properties:
             self.compared_with = str(properties[BASELINE_PROPERTY])
         if report.failed and report.nodeid not in self.failures:
@@ -139,6 +141,8 @@ class Verdicts:
     def pytest_sessionfinish(self, session, exitstatus):
         if getattr(self.config, "workerinput", None) is not None:
             return  # an xdist worker: the controller holds every report and writes the summary
+        if not self.checks:
+            return  # no check of the recipe ran (the harness's own tests, say): nothing to summarise
         self._junit_properties()
         self._apply_gate(session)
         self._write_markdown()
@@ -183,7 +187,7 @@ class Verdicts:
                 handle.write(text + "\n")
 
     def pytest_terminal_summary(self, terminalreporter):
-        if not self.failures and not self.compared_with:
+        if not self.checks:
             return
         terminalreporter.write_sep("=", "yoda-harness verdict")
         terminalreporter.write_line(self.headline(), red=bool(self.broken), yellow=not self.broken and bool(self.changed))

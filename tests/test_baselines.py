@@ -367,3 +367,24 @@ def test_a_training_setting_refuses_the_learned_metrics_not_the_models_own(tmp_p
     assert comparison.refusal(wider, baselines.MODEL) == "config differs: lora.r 8 -> 16"
     assert {baselines.scope_of(n) for n in ("template_rendered", "footprint_adapted_mb", "bleu_signature")} == {"model"}
     assert {baselines.scope_of(n) for n in ("bleu", "global_step", "adapter_dtype", "loss_first")} == {"run"}
+
+
+def test_the_cli_records_several_seeds_as_one_entry(tmp_path, capsys):
+    import shutil
+
+    from harness import cli
+
+    directories = []
+    for seed, bleu in ((0, 1.8), (1, 2.0), (2, 2.2)):
+        directory = Path(shutil.copytree(FIXTURE, tmp_path / f"run{seed}"))
+        run = json.loads((directory / "run.json").read_text())
+        run["config"]["training"]["seed"], run["key"] = seed, f"tiny-seed{seed}"
+        run["metrics"]["tuned"]["vs_translation_extra"]["bleu"] = bleu
+        (directory / "run.json").write_text(json.dumps(run))
+        directories.append(str(directory))
+    assert cli.main(["baselines", "update", *directories, "--baselines-dir", str(tmp_path)]) == 0
+    (entry,) = baselines.load(tmp_path / "tiny.json", "tiny")["entries"]
+    assert entry["metrics"]["bleu"]["samples"] == [1.8, 2.0, 2.2]
+    assert entry["metrics"]["bleu"]["spread"] == pytest.approx(0.2)
+    assert [r["seed"] for r in entry["runs"]] == [0, 1, 2]
+    assert "updated" in capsys.readouterr().out

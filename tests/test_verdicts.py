@@ -183,8 +183,22 @@ def test_junit_properties_name_the_kind_and_the_verdict(suite, tmp_path):
     assert cases["test_metric_matches_the_baseline[bleu]"]["check_kind"] == "comparison"
 
 
-def test_checks_that_do_not_use_the_recipe_are_not_classified(pytester):
+def test_checks_that_do_not_use_the_recipe_are_not_classified(pytester, tmp_path, monkeypatch):
+    step_summary = tmp_path / "step_summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
     pytester.makepyfile("def test_plain(): assert False")
-    result = pytester.runpytest_inprocess()
+    result = pytester.runpytest_inprocess("--gate", "broken")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert "yoda-harness verdict" not in result.stdout.str()
+    assert not step_summary.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--gate", "changed"], "*--gate: invalid choice: 'changed'*"),
+    (["--baseline-seeds", "0"], "*--baseline-seeds 0: expected 1 or more*"),
+])
+def test_bad_verdict_options_are_usage_errors(pytester, args, message):
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest(*args)
+    assert result.ret in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED)
+    result.stderr.fnmatch_lines([message])
