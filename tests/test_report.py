@@ -474,3 +474,19 @@ def test_the_page_in_headless_chromium_sorts_filters_and_logs_no_error(report, r
     assert screenshot.stat().st_size > 10_000
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == [], errors
+
+
+def test_the_verdict_lists_broken_first_then_changed(run, comparison, tmp_path):
+    verdicts = {"headline": "1 thing broke: test_eos (EOS masked); 1 thing changed: bleu 1.83 -> 0.91",
+                "compared_with": "baseline tiny.json", "gated_off": False,
+                "broken": [{"nodeid": "suites/test_labels.py::test_eos", "verdict": "BROKEN",
+                            "summary": "test_eos (EOS masked)", "message": "EOS masked"}],
+                "changed": [{"nodeid": "suites/test_baseline.py::test_metric_matches_the_baseline[bleu]",
+                             "verdict": "CHANGED", "summary": "bleu 1.83 -> 0.91", "message": ""}]}
+    page = parse(render_run_report(run, tmp_path / "r.html", outcomes=OUTCOMES, comparison=comparison,
+                                   verdicts=verdicts))
+    block = text(by_id(page, "verdicts"))
+    assert block.startswith("1 thing broke: test_eos (EOS masked); 1 thing changed: bleu 1.83 -> 0.91")
+    assert block.index("BROKEN (an invariant failed)") < block.index("CHANGED (a difference from the baseline)")
+    assert "test_metric_matches_the_baseline[bleu]: bleu 1.83 -> 0.91" in text(by_id(page, "changed"))
+    assert "test_eos: EOS masked" in text(by_id(page, "broken"))
