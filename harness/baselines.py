@@ -32,7 +32,7 @@ import hashlib
 import json
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -497,16 +497,11 @@ def select_entry(baseline: dict, environment: dict) -> tuple[dict | None, str]:
     if exact:
         return exact[0], "same library versions and device"
     if same_device:
-        def distance(entry):
-            return (len(env.changed_packages(entry["packages"], environment["packages"])), _neg(entry["recorded"]))
-
-        nearest = min(same_device, key=distance)
+        newest_first = sorted(same_device, key=lambda e: e["recorded"], reverse=True)
+        # min() keeps the first of equals: of the entries nearest in versions, the newest.
+        nearest = min(newest_first, key=lambda e: len(env.changed_packages(e["packages"], environment["packages"])))
         return nearest, f"nearest entry for {device} (library versions differ: every difference is CHANGED)"
     return None, f"no baseline entry for device {device!r}"
-
-
-def _neg(text: str) -> tuple:
-    return tuple(-ord(c) for c in text)
 
 
 @dataclass
@@ -517,7 +512,6 @@ class Comparison:
     entry: dict | None
     reason: str
     changed: list[str]
-    policy: dict = field(default_factory=lambda: POLICY)
 
     def value(self, name: str) -> Any:
         if self.entry is None or name not in self.entry["metrics"]:
