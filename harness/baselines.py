@@ -322,7 +322,8 @@ def refusal(entry: dict, manifest: dict, scope: str = RUN) -> str | None:
     if scope == MODEL:
         old_config = {key: old_config.get(key) for key in MODEL_SECTIONS}
         new_config = {key: new_config.get(key) for key in MODEL_SECTIONS}
-    if (stored["config_digest"] != current["config_digest"]) if scope == RUN else (old_config != new_config):
+    config_differs = old_config != new_config if scope == MODEL else stored["config_digest"] != current["config_digest"]
+    if config_differs:
         changes = _config_changes(old_config, new_config)
         reasons.append("config differs: " + (", ".join(changes) if changes else "digest only"))
     if scope == RUN and stored["data"] != current["data"]:
