@@ -202,3 +202,30 @@ def test_bad_verdict_options_are_usage_errors(pytester, args, message):
     result = pytester.runpytest(*args)
     assert result.ret in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED)
     result.stderr.fnmatch_lines([message])
+
+
+def test_baseline_seeds_runs_the_recipe_with_the_next_seeds(monkeypatch, tmp_path):
+    from harness import plugin, recipe
+
+    seeds = []
+
+    def fake_run(profile, options, runs_dir, fresh=False, config=None, session=None):
+        seeds.append((config.training.seed, config.training.learning_rate))
+        manifest = json.loads((FIXTURE / "run.json").read_text())
+        manifest["config"]["training"]["seed"] = config.training.seed
+        return recipe.Run(FIXTURE, manifest, reused=True)
+
+    class Config:
+        stash: dict = {}
+        options = {"--baseline-seeds": 3, "--override": ["training.learning_rate=0.001"],
+                   "--cache-dir": str(tmp_path), "--smollm2-gguf": None, "--phi3-path": None}
+
+        def getoption(self, name):
+            return self.options[name]
+
+    monkeypatch.setattr(recipe, "run", fake_run)
+    finished = recipe.Run(FIXTURE, json.loads((FIXTURE / "run.json").read_text()))
+    runs = plugin._seed_runs(Config(), finished)
+    assert seeds == [(1, 0.001), (2, 0.001)]  # the session's overrides, each seed after the run's
+    assert [m["config"]["training"]["seed"] for m, _ in runs] == [1, 2]
+    assert all(template["rendered"] for _, template in runs)
