@@ -1,14 +1,25 @@
 """Stored baselines: one JSON file per profile, entries keyed by library-version set and device.
 
     {
-      "schema": 1,
+      "schema": 2,
       "profile": "tiny",
       "thresholds": {...},          # policy, written by people: floors, minimum gains, bands
       "entries": [                  # measurements, written only by `--update-baselines`
         {"version_set": "...", "device": "cpu", "recorded": "...", "packages": {...},
-         "run_key": "...", "metrics": {"bleu": {"value": 12.3, "tolerance": {"abs": 1.0}}, ...}}
+         "run_key": "...", "runs": [{"run_key": "...", "seed": 0}, ...],
+         "inputs": {"config_digest": "...", "config": {...}, "data": {...}, "global_step": 348,
+                    "model": "tiny-phi3"},
+         "metrics": {
+           "bleu": {"value": 1.83, "direction": "higher", "spread": 0.11, "samples": [...],
+                    "k": 3, "rel_floor": 0.1, "band": {"low": 1.5, "high": null}},
+           "adapter_dtype": {"value": "BF16", "direction": "exact"}, ...}}
       ]
     }
+
+Every metric `measure` reads from a run has a row in `POLICY` (direction, relative floor, k)
+and is compared; the band written in the entry is what the comparison applies, so a reviewer
+reads the tolerance in the file. Schema-1 files (absolute tolerances, no inputs) still load:
+their entries are converted to the policy's bands around the recorded value, marked `legacy`.
 
 A file that does not match this shape is an error naming the file and the field: a corrupt or
 hand-mangled baseline never passes silently.
@@ -17,69 +28,125 @@ hand-mangled baseline never passes silently.
 from __future__ import annotations
 
 import contextlib
+import difflib
+import hashlib
 import json
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness import artifacts, env
 
-SCHEMA = 1
+SCHEMA = 2
+LEGACY_SCHEMAS = (1,)
 MB = 1_000_000
 
-# How far a metric may move from its baseline before a check fails (policy, per metric).
-# Structural figures must be exact; learned ones move with library versions and hardware.
-DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {
-    "footprint_loaded_mb": {"abs": 0.0},
-    "footprint_adapted_mb": {"abs": 0.0},
-    "trainable_parameters": {"abs": 0.0},
-    "total_parameters": {"abs": 0.0},
-    "global_step": {"abs": 0.0},
-    "packed_rows": {"abs": 0.0},
-    "adapter_data_bytes": {"abs": 0.0},
-    "adapter_dtype": {"abs": 0.0},
-    "loss_first": {"rel": 0.10},
-    "loss_last": {"rel": 0.25},
-    "train_loss": {"rel": 0.15},
-    "bleu": {"abs": 3.0},
-    "bleu_plain": {"abs": 3.0},
-    "chrf": {"abs": 4.0},
-    "ter": {"abs": 8.0},
-    "base_bleu": {"abs": 3.0},
-    "stop_rate": {"abs": 0.10},
-    "non_empty_stop_rate": {"abs": 0.10},
-    "mean_new_tokens": {"rel": 0.25},
-    "mean_words": {"rel": 0.25},
-    "peak_gpu_allocated_mb": {"rel": 0.10},
-    "template_rendered": {"abs": 0.0},
+HIGHER, LOWER, TWO_SIDED, EXACT = "higher", "lower", "two-sided", "exact"
+DIRECTIONS = (HIGHER, LOWER, TWO_SIDED, EXACT)
+MODEL, RUN = "model", "run"
+# The config sections a model-scope metric depends on (the rest is training, data, generation).
+MODEL_SECTIONS = ("quantization", "lora")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How one metric is compared: which way is worse, and how wide its band is.
+
+    band half-width = max(k x measured spread, rel_floor x |value|, abs_floor). The floor keeps a
+    band from collapsing to the few digits a single seeded run reproduces exactly; k x spread
+    widens it where the seeds really disagree. `abs_floor` only for rates, whose grain is one
+    evaluation row (a rate of 0 has no relative floor).
+    """
+
+    direction: str
+    rel_floor: float = 0.0
+    k: float = 3.0
+    abs_floor: float = 0.0
+    group: str = "structure"  # the marker that lets a profile skip it: structure | quality | learning
+    unit: str = ""
+    hint: str = ""  # the likely cause, for the failure message
+    # What the metric depends on, so what a refusal covers: "model" (the model, its tokenizer,
+    # quantization and LoRA config) or "run" (also training, data, generation).
+    scope: str = "run"
+
+
+# The per-metric policy: one table. Structural figures must be equal; a seeded run on the same
+# libraries and device reproduces learned figures closely, so their floors are a few per cent.
+POLICY: dict[str, Policy] = {
+    # structure: any difference is a change
+    "footprint_loaded_mb": Policy(EXACT, unit=" MB", scope=MODEL),
+    "footprint_adapted_mb": Policy(EXACT, unit=" MB", scope=MODEL),
+    "trainable_parameters": Policy(EXACT, scope=MODEL),
+    "total_parameters": Policy(EXACT, scope=MODEL),
+    "global_step": Policy(EXACT),
+    "packed_rows": Policy(EXACT),
+    "adapter_data_bytes": Policy(EXACT, unit=" B", scope=MODEL),
+    "adapter_dtype": Policy(EXACT, hint="e.g. trl 1.x casts QLoRA adapters to bf16 in SFTTrainer; peft's "
+                                        "default keeps them fp32"),
+    "template_rendered": Policy(EXACT, scope=MODEL,
+                                hint="the chat template renders differently: a tokenizer or template change"),
+    "tokens_as_read": Policy(EXACT, scope=MODEL, hint="the tokenizer ships other special tokens than it did"),
+    "bleu_signature": Policy(EXACT, scope=MODEL),
+    "chrf_signature": Policy(EXACT, scope=MODEL),
+    "ter_signature": Policy(EXACT, scope=MODEL),
+    # memory: only more is worse
+    "peak_gpu_allocated_mb": Policy(LOWER, rel_floor=0.10, unit=" MB",
+                                    hint="adapters or optimizer state in another dtype, or gradient checkpointing off"),
+    # loss: a masking bug raises the first loss, a label bug can lower or raise the rest
+    "loss_first": Policy(TWO_SIDED, rel_floor=0.05, group="learning",
+                         hint="the loss before learning moved: which tokens are labelled changed (masking)"),
+    "loss_last": Policy(TWO_SIDED, rel_floor=0.05, group="learning"),
+    "train_loss": Policy(TWO_SIDED, rel_floor=0.05, group="learning"),
+    # quality of the tuned model: only worse fails
+    "bleu": Policy(HIGHER, rel_floor=0.10, group="quality"),
+    "bleu_plain": Policy(HIGHER, rel_floor=0.10, group="quality"),
+    "chrf": Policy(HIGHER, rel_floor=0.05, group="quality"),
+    "ter": Policy(LOWER, rel_floor=0.05, group="quality"),
+    "stop_rate": Policy(HIGHER, rel_floor=0.05, abs_floor=0.02, group="quality"),
+    "non_empty_stop_rate": Policy(HIGHER, rel_floor=0.05, abs_floor=0.02, group="quality"),
+    # length: running on and cutting short are both wrong
+    "mean_new_tokens": Policy(TWO_SIDED, rel_floor=0.10, group="quality"),
+    "mean_words": Policy(TWO_SIDED, rel_floor=0.10, group="quality"),
+    # the base model does not train: its scores move only with generation, template or tokenizer
+    "base_bleu": Policy(TWO_SIDED, rel_floor=0.05, group="quality"),
+    "base_stop_rate": Policy(TWO_SIDED, rel_floor=0.05, abs_floor=0.02, group="quality"),
 }
+METRIC_NAMES = tuple(POLICY)
+
+
+def scope_of(name: str) -> str:
+    return POLICY[name].scope if name in POLICY else RUN
+
+# Floats equal to this many parts in 1e12 are equal: JSON round trips and means of equal samples.
+_SLACK = 1e-12
+
+# The recipe inputs an entry was made with; a run that differs in one is refused, not compared.
+CONFIG_IGNORED = ("training.seed",)  # the seed varies across a spread recording; the band covers it
 
 
 class BaselineError(ValueError):
     """A baseline file that cannot be trusted; the message names the file and the field."""
 
 
-@dataclass(frozen=True)
-class Deviation:
-    name: str
-    baseline: Any
-    current: Any
-    tolerance: dict
-
-    def describe(self) -> str:
-        if isinstance(self.current, (int, float)) and isinstance(self.baseline, (int, float)):
-            delta = self.current - self.baseline
-            return (f"{self.name}: {self.current:g} vs baseline {self.baseline:g} "
-                    f"(Δ {delta:+g}, tolerance {self.tolerance})")
-        return f"{self.name}: changed from the baseline"
-
-
 # ------------------------------------------------------------------ metrics of a run
-def run_metrics(manifest: dict, template: dict | None = None) -> dict[str, Any]:
-    """Every metric the suites check, flattened from a finished run's manifest."""
+# What the prepared stage measures (everything before the first optimizer step): compared by
+# `pytest suites -m structural` too.
+PREPARED_METRICS = ("footprint_loaded_mb", "footprint_adapted_mb", "trainable_parameters", "total_parameters",
+                    "template_rendered", "tokens_as_read")
+
+
+def measure(manifest: dict, template: dict | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """(every metric of POLICY this run has, {metric: why this run has none}) from a finished run."""
+    if manifest.get("stage") == "prepared":
+        return _measure_prepared(manifest, template)
     structure, training, scores = manifest["structure"], manifest["training"], manifest["metrics"]
     losses = [point["loss"] for point in training["loss_history"]]
+    tuned, base = scores["tuned"], scores["base"]
+    signatures = tuned["vs_translation_extra"].get("signatures") or {}
+    as_read = (manifest.get("tokens") or {}).get("as_read")
+    peak = training.get("peak_gpu_allocated_bytes")
     values: dict[str, Any] = {
         "footprint_loaded_mb": round(structure["footprint_loaded_bytes"] / MB, 6),
         "footprint_adapted_mb": round(structure["footprint_adapted_bytes"] / MB, 6),
@@ -89,28 +156,226 @@ def run_metrics(manifest: dict, template: dict | None = None) -> dict[str, Any]:
         "packed_rows": training["packed_rows"],
         "adapter_data_bytes": manifest["adapter"]["safetensors_data_bytes"],
         "adapter_dtype": ",".join(manifest["adapter"].get("dtypes", [])) or None,
+        "template_rendered": template["rendered"] if template is not None else None,
+        "tokens_as_read": json.dumps(as_read, sort_keys=True) if as_read is not None else None,
+        "bleu_signature": signatures.get("bleu"),
+        "chrf_signature": signatures.get("chrf"),
+        "ter_signature": signatures.get("ter"),
+        "peak_gpu_allocated_mb": round(peak / MB, 3) if peak else None,
         "loss_first": losses[0] if losses else None,
         "loss_last": losses[-1] if losses else None,
-        "train_loss": training["train_loss"],
-        "bleu": scores["tuned"]["vs_translation_extra"]["bleu"],
-        "bleu_plain": scores["tuned"]["vs_translation"]["bleu"],
-        "chrf": scores["tuned"]["vs_translation_extra"]["chrf"],
-        "ter": scores["tuned"]["vs_translation_extra"]["ter"],
-        "base_bleu": scores["base"]["vs_translation_extra"]["bleu"],
-        "stop_rate": scores["tuned"]["stop_rate"],
-        "non_empty_stop_rate": scores["tuned"]["non_empty_stop_rate"],
-        "mean_new_tokens": scores["tuned"]["mean_new_tokens"],
-        "mean_words": scores["tuned"]["mean_words"],
-        "peak_gpu_allocated_mb": round(training["peak_gpu_allocated_bytes"] / MB, 3)
-        if training.get("peak_gpu_allocated_bytes") else None,
+        "train_loss": training.get("train_loss"),
+        "bleu": tuned["vs_translation_extra"]["bleu"],
+        "bleu_plain": tuned["vs_translation"]["bleu"],
+        "chrf": tuned["vs_translation_extra"]["chrf"],
+        "ter": tuned["vs_translation_extra"]["ter"],
+        "stop_rate": tuned["stop_rate"],
+        "non_empty_stop_rate": tuned["non_empty_stop_rate"],
+        "mean_new_tokens": tuned["mean_new_tokens"],
+        "mean_words": tuned["mean_words"],
+        "base_bleu": base["vs_translation_extra"]["bleu"],
+        "base_stop_rate": base.get("stop_rate"),
     }
-    if template is not None:
-        values["template_rendered"] = template["rendered"]
+    absent = {
+        "template_rendered": "the run's template.json was not read",
+        "tokens_as_read": "this run's manifest has no tokens.as_read (made before the harness recorded it)",
+        "peak_gpu_allocated_mb": "no GPU memory was measured (a CPU run)",
+        "loss_first": "no loss was logged",
+        "loss_last": "no loss was logged",
+        "adapter_dtype": "the adapter record names no dtype",
+    }
     if manifest.get("profile_kind") == "structural":
-        for name in ("bleu", "bleu_plain", "chrf", "ter", "base_bleu", "stop_rate", "non_empty_stop_rate",
-                     "mean_new_tokens", "mean_words", "loss_first", "loss_last", "train_loss"):
-            values.pop(name, None)  # random weights: these say nothing
-    return {name: value for name, value in values.items() if value is not None}
+        for name, policy in POLICY.items():
+            if policy.group in ("quality", "learning"):
+                values[name] = None
+                absent[name] = f"profile {manifest.get('profile')!r} has random weights: its {name} says nothing"
+    present = {name: value for name, value in values.items() if value is not None}
+    return present, {name: absent.get(name, f"this run did not record {name}") for name in POLICY
+                     if name not in present}
+
+
+def _measure_prepared(manifest: dict, template: dict | None) -> tuple[dict[str, Any], dict[str, str]]:
+    structure, as_read = manifest["structure"], (manifest.get("tokens") or {}).get("as_read")
+    values = {
+        "footprint_loaded_mb": round(structure["footprint_loaded_bytes"] / MB, 6),
+        "footprint_adapted_mb": round(structure["footprint_adapted_bytes"] / MB, 6),
+        "trainable_parameters": structure["trainable_parameters"],
+        "total_parameters": structure["total_parameters"],
+        "template_rendered": template["rendered"] if template is not None else None,
+        "tokens_as_read": json.dumps(as_read, sort_keys=True) if as_read is not None else None,
+    }
+    present = {name: value for name, value in values.items() if value is not None}
+    return present, {name: f"the prepared stage does not measure {name} (the trained stage does)"
+                     for name in POLICY if name not in present}
+
+
+def run_metrics(manifest: dict, template: dict | None = None) -> dict[str, Any]:
+    """Every metric the comparison reads, flattened from a finished run's manifest."""
+    return measure(manifest, template)[0]
+
+
+def run_inputs(manifest: dict) -> dict:
+    """What a comparison is only meaningful for: the same config, data, step count and model."""
+    config = _without(manifest["config"], CONFIG_IGNORED)
+    data = manifest.get("data") or {}
+    return {
+        "config_digest": _digest(config),
+        "config": config,
+        "data": {key: data.get(key) for key in ("source", "train_fingerprint", "eval_fingerprint",
+                                                "train_rows", "eval_rows")},
+        "global_step": manifest["training"].get("global_step"),  # None in the prepared stage
+        "model": {"profile": manifest.get("profile"), "model": manifest.get("model"),
+                  "identity": manifest.get("model_identity")},
+    }
+
+
+def _without(config: dict, dotted: tuple[str, ...]) -> dict:
+    copy = json.loads(json.dumps(config))
+    for path in dotted:
+        section, _, key = path.partition(".")
+        copy.get(section, {}).pop(key, None)
+    return copy
+
+
+def _digest(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------ bands and the one decision
+def band_for(policy: Policy, value: float, spread: float | None) -> dict:
+    """The band a metric of `value`, measured `spread` apart over seeds, may move in."""
+    half = max(policy.k * (spread or 0.0), policy.rel_floor * abs(value), policy.abs_floor)
+    low = value - half if policy.direction in (HIGHER, TWO_SIDED) else None
+    high = value + half if policy.direction in (LOWER, TWO_SIDED) else None
+    return {"low": low, "high": high}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One metric of one run against one stored metric: what pytest asserts and the report shows."""
+
+    name: str
+    status: str  # "ok" | "changed" | "not-recorded" (the entry lacks it) | "not-measured" (the run lacks it)
+    current: Any = None
+    baseline: Any = None
+    direction: str | None = None
+    band: dict | None = None
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def short(self) -> str:
+        """'peak_gpu_allocated_mb 450.3 -> 871.7 MB' for a summary line."""
+        unit = POLICY[self.name].unit if self.name in POLICY else ""
+        if _is_number(self.current) and _is_number(self.baseline):
+            return f"{self.name} {self.baseline:.6g} -> {self.current:.6g}{unit}"
+        if isinstance(self.current, str) and isinstance(self.baseline, str) and max(
+                len(self.current), len(self.baseline)) <= 24:
+            return f"{self.name} {self.baseline} -> {self.current}"
+        return f"{self.name} differs"
+
+    def describe(self) -> str:
+        if self.status != "changed":
+            return f"{self.name}: {self.reason or self.status}"
+        hint = POLICY[self.name].hint if self.name in POLICY else ""
+        return self._difference() + (f" ({hint})" if hint else "")
+
+    def _difference(self) -> str:
+        if self.direction == EXACT:
+            if isinstance(self.current, str) and "\n" in f"{self.current}{self.baseline}":
+                diff = "\n".join(difflib.unified_diff(str(self.baseline).splitlines(), self.current.splitlines(),
+                                                      "baseline", "this run", lineterm=""))
+                return f"{self.name} differs from the baseline (exact):\n{diff}"
+            return f"{self.name}: {self.current!r}, the baseline's is {self.baseline!r} (must be equal)"
+        return (f"{self.name}: {self.current:.6g} vs baseline {self.baseline:.6g} "
+                f"({self.current - self.baseline:+.4g}), outside the {self.direction} band {band_text(self.band)}")
+
+
+def band_text(band: dict | None) -> str:
+    if not band:
+        return "exact"
+    low, high = band.get("low"), band.get("high")
+    if low is not None and high is not None:
+        return f"[{low:.6g}, {high:.6g}]"
+    return f">= {low:.6g}" if low is not None else f"<= {high:.6g}"
+
+
+def judge(name: str, current: Any, stored: dict | None, absent_reason: str = "") -> Verdict:
+    """The one decision: is `current` within the stored metric's band (or equal, for exact)?"""
+    if stored is None:
+        return Verdict(name, "not-recorded", current=current,
+                       reason=f"the baseline entry has no {name}; record it with --update-baselines")
+    direction, value = stored["direction"], stored["value"]
+    if current is None:
+        return Verdict(name, "not-measured", baseline=value, direction=direction,
+                       reason=absent_reason or f"this run has no {name}")
+    band = stored.get("band")
+    inside = _equal(current, value) if direction == EXACT else _inside(current, band)
+    return Verdict(name, "ok" if inside else "changed", current, value, direction, band)
+
+
+def _equal(current: Any, baseline: Any) -> bool:
+    if _is_number(current) and _is_number(baseline):
+        return abs(current - baseline) <= _SLACK * max(1.0, abs(baseline))
+    return current == baseline
+
+
+def _inside(current: Any, band: dict) -> bool:
+    if not _is_number(current):
+        return False
+    low, high = band.get("low"), band.get("high")
+    slack = _SLACK * max(1.0, abs(current))
+    return (low is None or current >= low - slack) and (high is None or current <= high + slack)
+
+
+def refusal(entry: dict, manifest: dict, scope: str = RUN) -> str | None:
+    """Why this run must not be compared with `entry` (its inputs differ), or None.
+
+    scope "run": every input (config, data split, step count, model); scope "model": only the
+    model and its quantization and LoRA config, which is all a footprint or a template depends on.
+    """
+    stored = entry.get("inputs")
+    if stored is None:
+        return None  # a legacy entry recorded no inputs: nothing to refuse on
+    current = run_inputs(manifest)
+    reasons = []
+    old_config, new_config = stored.get("config") or {}, current["config"]
+    if scope == MODEL:
+        old_config = {key: old_config.get(key) for key in MODEL_SECTIONS}
+        new_config = {key: new_config.get(key) for key in MODEL_SECTIONS}
+    config_differs = old_config != new_config if scope == MODEL else stored["config_digest"] != current["config_digest"]
+    if config_differs:
+        changes = _config_changes(old_config, new_config)
+        reasons.append("config differs: " + (", ".join(changes) if changes else "digest only"))
+    if scope == RUN and stored["data"] != current["data"]:
+        reasons.append("data split differs: " + ", ".join(
+            f"{key} {stored['data'].get(key)} -> {current['data'].get(key)}"
+            for key in sorted(set(stored["data"]) | set(current["data"]))
+            if stored["data"].get(key) != current["data"].get(key)))
+    if scope == RUN and not reasons and stored["global_step"] != current["global_step"]:
+        reasons.append(f"step count differs: {stored['global_step']} -> {current['global_step']} "
+                       "(same config and data: packing or tokenization changed)")
+    if stored["model"] != current["model"]:
+        reasons.append(f"model differs: {_short_model(stored['model'])} -> {_short_model(current['model'])}")
+    return "; ".join(reasons) or None
+
+
+def _config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += _config_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changes.append(f"{prefix}{key} {json.dumps(a)} -> {json.dumps(b)}")
+    return changes
+
+
+def _short_model(model: dict) -> str:
+    return "/".join(str(model[key]) for key in ("profile", "model", "identity") if model.get(key) is not None)
 
 
 # ------------------------------------------------------------------ load / validate
@@ -119,7 +384,11 @@ def empty_file(profile: str) -> dict:
 
 
 def load(path: Path, profile: str) -> dict:
-    """The validated baseline file for `profile` (an empty one if the file does not exist)."""
+    """The validated baseline file for `profile` (an empty one if the file does not exist).
+
+    A schema-1 file is validated as such and converted: each entry's values get the policy's
+    bands around them (no spread was measured) and are marked `legacy`.
+    """
     if not path.exists():
         return empty_file(profile)
     try:
@@ -127,12 +396,14 @@ def load(path: Path, profile: str) -> dict:
     except json.JSONDecodeError as error:
         raise BaselineError(f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})") from None
     validate(raw, path, profile)
+    if raw["schema"] in LEGACY_SCHEMAS:
+        raw = _from_legacy(raw)
     return raw
 
 
 def validate(raw: Any, path: Path, profile: str) -> None:
-    def fail(field: str, problem: str):
-        raise BaselineError(f"{path}: {field}: {problem}")
+    def fail(field_: str, problem: str):
+        raise BaselineError(f"{path}: {field_}: {problem}")
 
     if not isinstance(raw, dict):
         fail("(top level)", "expected an object")
@@ -141,8 +412,8 @@ def validate(raw: Any, path: Path, profile: str) -> None:
             fail(key, "missing")
         if not isinstance(raw[key], kind):
             fail(key, f"expected {kind.__name__}, got {type(raw[key]).__name__}")
-    if raw["schema"] != SCHEMA:
-        fail("schema", f"version {raw['schema']} is not supported (expected {SCHEMA})")
+    if raw["schema"] != SCHEMA and raw["schema"] not in LEGACY_SCHEMAS:
+        fail("schema", f"version {raw['schema']} is not supported (expected {SCHEMA}, or legacy {LEGACY_SCHEMAS})")
     if raw["profile"] != profile:
         fail("profile", f"is {raw['profile']!r}, but this file is for profile {profile!r}")
     for name, value in raw["thresholds"].items():
@@ -156,36 +427,94 @@ def validate(raw: Any, path: Path, profile: str) -> None:
                           ("metrics", dict)):
             if not isinstance(entry.get(key), kind):
                 fail(f"{where}.{key}", f"expected {kind.__name__}, got {entry.get(key)!r}")
+        check_metric = _validate_legacy_metric if raw["schema"] in LEGACY_SCHEMAS else _validate_metric
         for name, metric in entry["metrics"].items():
-            field = f"{where}.metrics.{name}"
-            if not isinstance(metric, dict) or "value" not in metric or "tolerance" not in metric:
-                fail(field, "expected an object with 'value' and 'tolerance'")
-            value = metric["value"]
-            if not (_is_number(value) or isinstance(value, str)):
-                fail(f"{field}.value", f"expected a number or text, got {value!r}")
-            tolerance = metric["tolerance"]
-            if not isinstance(tolerance, dict) or not tolerance or any(
-                key not in ("abs", "rel") or not _is_number(v) or v < 0 for key, v in tolerance.items()
-            ):
-                fail(f"{field}.tolerance", f"expected {{'abs': n}} and/or {{'rel': n}} with n >= 0, got {tolerance!r}")
+            problem = check_metric(name, metric)
+            if problem:
+                fail(f"{where}.metrics.{name}{problem[0]}", problem[1])
+        # A converted legacy entry, written back beside a new one, recorded no inputs.
+        if raw["schema"] == SCHEMA and not entry.get("legacy"):
+            problem = _validate_inputs(entry.get("inputs"))
+            if problem:
+                fail(f"{where}.inputs{problem[0]}", problem[1])
+
+
+def _validate_metric(name: str, metric: Any) -> tuple[str, str] | None:
+    if name not in POLICY:
+        return "", f"not a metric the harness compares (known: {', '.join(METRIC_NAMES)})"
+    if not isinstance(metric, dict) or "value" not in metric or "direction" not in metric:
+        return "", "expected an object with 'value' and 'direction'"
+    value, direction = metric["value"], metric["direction"]
+    if direction not in DIRECTIONS:
+        return ".direction", f"expected one of {DIRECTIONS}, got {direction!r}"
+    if direction == EXACT:
+        if not (_is_number(value) or isinstance(value, str)):
+            return ".value", f"expected a number or text, got {value!r}"
+        return None
+    if not _is_number(value):
+        return ".value", f"expected a number for a {direction} metric, got {value!r}"
+    band = metric.get("band")
+    if not isinstance(band, dict) or set(band) != {"low", "high"}:
+        return ".band", f"expected {{'low': n|null, 'high': n|null}}, got {band!r}"
+    needs_low, needs_high = direction in (HIGHER, TWO_SIDED), direction in (LOWER, TWO_SIDED)
+    for side, needed in (("low", needs_low), ("high", needs_high)):
+        bound = band[side]
+        if needed and not _is_number(bound):
+            return f".band.{side}", f"a {direction} metric needs a number, got {bound!r}"
+        if not needed and bound is not None:
+            return f".band.{side}", f"a {direction} metric has no {side} bound, got {bound!r}"
+    if (needs_low and band["low"] > value) or (needs_high and band["high"] < value):
+        return ".band", f"{band_text(band)} does not contain the value {value!r}"
+    spread = metric.get("spread")
+    if spread is not None and (not _is_number(spread) or spread < 0):
+        return ".spread", f"expected a number >= 0 or null, got {spread!r}"
+    return None
+
+
+def _validate_legacy_metric(name: str, metric: Any) -> tuple[str, str] | None:
+    if not isinstance(metric, dict) or "value" not in metric or "tolerance" not in metric:
+        return "", "expected an object with 'value' and 'tolerance'"
+    value = metric["value"]
+    if not (_is_number(value) or isinstance(value, str)):
+        return ".value", f"expected a number or text, got {value!r}"
+    tolerance = metric["tolerance"]
+    if not isinstance(tolerance, dict) or not tolerance or any(
+        key not in ("abs", "rel") or not _is_number(v) or v < 0 for key, v in tolerance.items()
+    ):
+        return ".tolerance", f"expected {{'abs': n}} and/or {{'rel': n}} with n >= 0, got {tolerance!r}"
+    return None
+
+
+def _validate_inputs(inputs: Any) -> tuple[str, str] | None:
+    if not isinstance(inputs, dict):
+        return "", f"expected an object (config digest, data, step count, model), got {inputs!r}"
+    for key, kind in (("config_digest", str), ("config", dict), ("data", dict), ("global_step", int),
+                      ("model", dict)):
+        if not isinstance(inputs.get(key), kind):
+            return f".{key}", f"expected {kind.__name__}, got {inputs.get(key)!r}"
+    return None
+
+
+def _from_legacy(raw: dict) -> dict:
+    """A schema-1 file as schema 2: policy bands around the recorded values, `legacy` marked."""
+    converted = dict(raw, schema=SCHEMA, legacy_schema=raw["schema"])
+    converted["entries"] = [dict(entry, legacy=True, metrics={
+        name: _metric_record(name, [metric["value"]], legacy=True)
+        for name, metric in entry["metrics"].items() if name in POLICY
+    }) for entry in raw["entries"]]
+    return converted
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-# ------------------------------------------------------------------ compare
-def within(current: Any, baseline: Any, tolerance: dict) -> bool:
-    """True when `current` is within `tolerance` of `baseline` (abs and rel combined: either suffices)."""
-    if isinstance(baseline, str) or isinstance(current, str):
-        return current == baseline
-    allowed = max(tolerance.get("abs", 0.0), tolerance.get("rel", 0.0) * abs(baseline))
-    # Slack for float rounding only: one part in 1e12 of the value.
-    return abs(current - baseline) <= allowed + 1e-12 * max(1.0, abs(baseline))
-
-
+# ------------------------------------------------------------------ choose an entry, compare
 def select_entry(baseline: dict, environment: dict) -> tuple[dict | None, str]:
-    """The entry to compare with: same version set and device, else the newest of the device."""
+    """The entry to compare with: same version set and device, else the nearest of the device.
+
+    Nearest = fewest tracked packages at another version, then the newest.
+    """
     device = env.device_kind(environment)
     version_set = env.version_set_id(environment)
     same_device = [e for e in baseline["entries"] if e["device"] == device]
@@ -193,8 +522,10 @@ def select_entry(baseline: dict, environment: dict) -> tuple[dict | None, str]:
     if exact:
         return exact[0], "same library versions and device"
     if same_device:
-        newest = max(same_device, key=lambda e: e["recorded"])
-        return newest, f"newest entry for {device} (library versions differ)"
+        newest_first = sorted(same_device, key=lambda e: e["recorded"], reverse=True)
+        # min() keeps the first of equals: of the entries nearest in versions, the newest.
+        nearest = min(newest_first, key=lambda e: len(env.changed_packages(e["packages"], environment["packages"])))
+        return nearest, f"nearest entry for {device} (library versions differ: every difference is CHANGED)"
     return None, f"no baseline entry for device {device!r}"
 
 
@@ -212,16 +543,25 @@ class Comparison:
             return None
         return self.entry["metrics"][name]["value"]
 
-    def check(self, name: str, current: Any) -> Deviation | None:
-        """None when `current` is within tolerance of the baseline, else the deviation."""
-        metric = self.entry["metrics"][name]
-        if within(current, metric["value"], metric["tolerance"]):
-            return None
-        return Deviation(name, metric["value"], current, metric["tolerance"])
+    def judge(self, name: str, manifest: dict, template: dict | None) -> Verdict:
+        values, absent = measure(manifest, template)
+        stored = self.entry["metrics"].get(name) if self.entry else None
+        return judge(name, values.get(name), stored, absent.get(name, ""))
+
+    def judge_all(self, manifest: dict, template: dict | None) -> list[Verdict]:
+        """Every metric of the policy or the entry, judged by the same function pytest uses."""
+        values, absent = measure(manifest, template)
+        stored = self.entry["metrics"] if self.entry else {}
+        return [judge(name, values.get(name), stored.get(name), absent.get(name, ""))
+                for name in sorted(set(values) | set(stored))]
+
+    def refusal(self, manifest: dict, scope: str = RUN) -> str | None:
+        return refusal(self.entry, manifest, scope) if self.entry else None
 
     def context(self) -> str:
         libs = "; ".join(self.changed) if self.changed else "no library changed"
-        return f"baseline {self.path.name} ({self.reason}; {libs})"
+        legacy = ", legacy entry: policy bands, no measured spread" if self.entry and self.entry.get("legacy") else ""
+        return f"baseline {self.path.name} ({self.reason}{legacy}; {libs})"
 
 
 def compare(path: Path, profile: str, environment: dict) -> Comparison:
@@ -231,8 +571,44 @@ def compare(path: Path, profile: str, environment: dict) -> Comparison:
     return Comparison(path, profile, baseline["thresholds"], entry, reason, changed)
 
 
-# ------------------------------------------------------------------ update
-def entry_from_run(manifest: dict, template: dict | None, provenance: dict | None = None) -> dict:
+# ------------------------------------------------------------------ record
+def _metric_record(name: str, samples: list, legacy: bool = False) -> dict:
+    policy = POLICY[name]
+    if policy.direction == EXACT:
+        record = {"value": samples[0], "direction": EXACT}
+    else:
+        value = statistics.fmean(samples)
+        spread = statistics.stdev(samples) if len(samples) > 1 else None
+        record = {"value": value, "direction": policy.direction, "spread": spread, "samples": samples,
+                  "k": policy.k, "rel_floor": policy.rel_floor, "abs_floor": policy.abs_floor,
+                  "band": band_for(policy, value, spread)}
+    if legacy:
+        record["legacy"] = True
+    return record
+
+
+def entry_from_runs(runs: list[tuple[dict, dict | None]], provenance: dict | None = None) -> dict:
+    """The entry for one or more runs of one config that differ only in their seed.
+
+    Numbers: the mean, the sample spread and the band from them. Exact metrics must agree across
+    the runs (a footprint that depends on the seed is no structural figure): else BaselineError.
+    """
+    (manifest, _template), others = runs[0], runs[1:]
+    inputs = run_inputs(manifest)
+    for other, _ in others:
+        if run_inputs(other) != inputs:
+            problem = refusal({"inputs": inputs}, other) or "inputs differ"
+            raise BaselineError(f"run {other['key']} cannot share an entry with {manifest['key']}: {problem}")
+    measured = [measure(m, t)[0] for m, t in runs]
+    metrics = {}
+    for name in sorted(measured[0]):
+        samples = [values.get(name) for values in measured]
+        if POLICY[name].direction == EXACT and any(sample != samples[0] for sample in samples):
+            raise BaselineError(f"{name} differs between the runs ({', '.join(map(repr, samples))[:200]}): "
+                                "an exact metric must not depend on the seed")
+        if None in samples:
+            raise BaselineError(f"{name} was measured in some runs only")
+        metrics[name] = _metric_record(name, samples)
     environment = manifest["environment"]
     return {
         # Which harness recorded it (commit, dirty tree), and whether invariants failed and it was forced.
@@ -243,20 +619,28 @@ def entry_from_run(manifest: dict, template: dict | None, provenance: dict | Non
         "packages": environment["packages"],
         "python": environment["python"],
         "run_key": manifest["key"],
+        "runs": [{"run_key": m["key"], "seed": m["config"]["training"]["seed"]} for m, _ in runs],
+        "inputs": inputs,
         # The curve itself, so a report can draw this run's loss against the baseline's.
         "loss_history": manifest["training"]["loss_history"],
-        "metrics": {
-            name: {"value": value, "tolerance": dict(DEFAULT_TOLERANCES.get(name, {"rel": 0.1}))}
-            for name, value in sorted(run_metrics(manifest, template).items())
-        },
+        "metrics": metrics,
     }
+
+
+def entry_from_run(manifest: dict, template: dict | None, provenance: dict | None = None) -> dict:
+    return entry_from_runs([(manifest, template)], provenance)
+
+
+def zero_spanning(entry: dict) -> list[str]:
+    """Higher-is-better metrics whose band reaches zero: such a comparison could never fail."""
+    return [name for name, metric in entry["metrics"].items()
+            if metric["direction"] == HIGHER and metric["band"]["low"] <= 0]
 
 
 @contextlib.contextmanager
 def file_lock(path: Path):
     """One writer of a baseline file at a time (processes of one machine), without a lock file beside it."""
     import fcntl
-    import hashlib
     import tempfile
 
     name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
@@ -269,19 +653,22 @@ def file_lock(path: Path):
 
 
 def update(path: Path, profile: str, manifest: dict, template: dict | None,
-           provenance: dict | None = None) -> list[str]:
-    """Record the run as the entry for its version set and device; return the old → new lines."""
+           spread_runs: list[tuple[dict, dict | None]] = (), provenance: dict | None = None) -> list[str]:
+    """Record the run (and the runs of other seeds in `spread_runs`) as the entry for its version
+    set and device, replacing the old one; return the old -> new lines. `provenance` (which harness
+    recorded it, whether invariants failed and it was forced) is stored in the entry."""
     baseline = load(path, profile)
-    new_entry = entry_from_run(manifest, template, provenance)
+    new_entry = entry_from_runs([(manifest, template), *spread_runs], provenance)
+    useless = zero_spanning(new_entry)
+    if useless:
+        raise BaselineError(f"{path}: not recorded: the band of {', '.join(useless)} reaches zero, so it could "
+                            "never fail; the seeds disagree too much (record over more seeds, or fix the run)")
     old_entry = next((e for e in baseline["entries"]
                       if e["version_set"] == new_entry["version_set"] and e["device"] == new_entry["device"]), None)
-    # Keep tolerances someone tuned on the entry being replaced.
-    if old_entry:
-        for name, metric in new_entry["metrics"].items():
-            if name in old_entry["metrics"]:
-                metric["tolerance"] = old_entry["metrics"][name]["tolerance"]
     baseline["entries"] = [e for e in baseline["entries"] if e is not old_entry] + [new_entry]
     baseline["entries"].sort(key=lambda e: (e["device"], e["recorded"]))
+    baseline.pop("legacy_schema", None)
+    baseline["schema"] = SCHEMA
     artifacts.write_json(path, baseline)
     return diff_entries(old_entry, new_entry)
 
@@ -298,4 +685,7 @@ def diff_entries(old: dict | None, new: dict) -> list[str]:
                 lines.append(f"{name}: text changed")
             else:
                 lines.append(f"{name}: {before} → {after}")
+        band = new["metrics"].get(name, {}).get("band")
+        if band and band != old["metrics"].get(name, {}).get("band"):
+            lines.append(f"{name}: band {band_text(band)} (spread {new['metrics'][name].get('spread')})")
     return lines or ["no metric changed"]

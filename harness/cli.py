@@ -118,26 +118,32 @@ def cmd_baselines(args) -> int:
                 print(f"  {entry['device']:<24} {entry['version_set']} {entry['recorded']}  "
                       f"transformers {entry['packages'].get('transformers')} trl {entry['packages'].get('trl')}")
         return 0
-    directory = Path(args.run_dir)
-    if directory.name.startswith(".") or not (directory / artifacts.MANIFEST).is_file():
-        print(f"error: {directory}: not a finished run directory (no {artifacts.MANIFEST}, or a staging "
-              "directory of a run that never finished)", file=sys.stderr)
-        return 2
-    manifest = artifacts.read_json(directory / artifacts.MANIFEST)
-    if manifest.get("status") != artifacts.COMPLETE:
-        print(f"error: {directory}: the run is not complete (status {manifest.get('status')!r}): only a "
-              "finished run can become a baseline", file=sys.stderr)
-        return 2
+    # Several run directories (the same config over other seeds) give the entry its spread.
+    runs = []
+    for name in args.run_dir:
+        directory = Path(name)
+        if directory.name.startswith(".") or not (directory / artifacts.MANIFEST).is_file():
+            print(f"error: {directory}: not a finished run directory (no {artifacts.MANIFEST}, or a staging "
+                  "directory of a run that never finished)", file=sys.stderr)
+            return 2
+        manifest = artifacts.read_json(directory / artifacts.MANIFEST)
+        if manifest.get("status") != artifacts.COMPLETE or manifest.get("stage", "trained") != "trained":
+            print(f"error: {directory}: the run is not complete (status {manifest.get('status')!r}, stage "
+                  f"{manifest.get('stage', 'trained')!r}): only a finished, trained run can become a baseline",
+                  file=sys.stderr)
+            return 2
+        runs.append((manifest, artifacts.read_json(directory / "template.json")))
+    (manifest, template), others = runs[0], runs[1:]
     path = Path(args.baselines_dir) / f"{manifest['profile']}.json"
-    # Recorded from a directory: no check ran in this command, and the entry says so.
+    # Recorded from directories: no check ran in this command, and the entry says so.
     provenance = {"harness": env.harness_revision(), "forced": False, "failed_invariants": [],
                   "checks": "not run by `harness baselines update`"}
     try:
         with baselines.file_lock(path):
-            lines = baselines.update(path, manifest["profile"], manifest,
-                                     artifacts.read_json(directory / "template.json"), provenance=provenance)
+            lines = baselines.update(path, manifest["profile"], manifest, template, spread_runs=others,
+                                     provenance=provenance)
     except baselines.BaselineError as error:
-        print(f"error: {directory}: {error}", file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
         return 2
     for line in lines:
         print(line)
@@ -228,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     base = sub.add_parser("baselines", help="show baseline files, or record a run directory as an entry")
     base.add_argument("action", choices=["show", "update"])
-    base.add_argument("run_dir", nargs="?")
+    base.add_argument("run_dir", nargs="*",
+                      help="update: run directories of one config, over one or more seeds (mean and spread)")
     base.add_argument("--baselines-dir", default="baselines")
     base.set_defaults(func=cmd_baselines)
 

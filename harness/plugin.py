@@ -24,6 +24,7 @@ import pytest
 
 from harness import baselines as baseline_store
 from harness import profiles as profile_registry
+from harness import verdicts
 from harness.data import DataError
 from harness.models import ModelInputError, ModelUnavailable
 
@@ -34,9 +35,6 @@ OUTCOMES_KEY = pytest.StashKey[dict]()
 SESSION_KEY = pytest.StashKey[str]()
 PROFILE_KEY = pytest.StashKey["object"]()
 PLUGIN_NAME = "yoda-harness-session"
-
-# The property each harness check's report carries (JUnit XML too): what kind of check it is.
-CHECK_KIND = "yoda_check"
 
 
 def default_cache_dir() -> Path:
@@ -68,6 +66,15 @@ def pytest_addoption(parser):
     group.addoption("--override", metavar="KEY=VALUE", action="append", default=[],
                     help="override one recipe config field for this run, e.g. training.num_train_epochs=3 "
                          "(JSON values; repeatable). Baselines are per config, so use with care")
+    group.addoption("--gate", choices=verdicts.GATES, default="all",
+                    help="which failures fail the session: all (default), or broken (invariants only: "
+                         "CHANGED comparisons are still reported, and the exit status is 0 when they are all)")
+    group.addoption("--summary-md", metavar="PATH", default=None,
+                    help="write the BROKEN / CHANGED summary as Markdown to PATH (also appended to "
+                         "$GITHUB_STEP_SUMMARY when set)")
+    group.addoption("--baseline-seeds", metavar="N", type=int, default=1,
+                    help="with --update-baselines: also run the recipe with the next N-1 seeds and store the "
+                         "mean and spread per metric; bands are k x spread with a relative floor")
 
 
 def requested_profile(config) -> tuple[str, str | None]:
@@ -89,8 +96,11 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "learning: reads the training loss; skipped on random-weight structural runs")
     config.addinivalue_line("markers", "structural: needs only the prepared stage (everything before the first "
                             "optimizer step); `-m structural` trains nothing, and these run first otherwise")
-    config.addinivalue_line("markers", "comparison: compares the run with its baseline entry (a failure is CHANGED); "
-                            "every other harness check is an invariant (a failure is BROKEN)")
+    config.addinivalue_line("markers", f"{verdicts.COMPARISON_MARKER}: compares with the baseline entry; its failure "
+                            "is CHANGED (every other check is an invariant: its failure is BROKEN)")
+    verdicts.register(config)
+    if config.getoption("--baseline-seeds") < 1:
+        raise pytest.UsageError(f"--baseline-seeds {config.getoption('--baseline-seeds')}: expected 1 or more")
     config.stash[OUTCOMES_KEY] = {}
     if config.getoption("--report") and config.getoption("numprocesses", None):
         # Each pytest-xdist worker writes the report from the run it holds and only its own checks.
@@ -216,10 +226,6 @@ def _uses_the_run(item) -> bool:
     return "harness_profile" in getattr(item, "fixturenames", ())
 
 
-def check_kind(item) -> str:
-    return "comparison" if item.get_closest_marker("comparison") else "invariant"
-
-
 def pytest_collection_modifyitems(config, items):
     import torch
 
@@ -251,16 +257,6 @@ def pytest_collection_finish(session):
     inputs = recipe.run_inputs(profile, model_options(config), recipe_config(config, profile))
     _announce(config, f"profile {profile.name}: "
                       f"{recipe.describe_cached(runs_dir(config), inputs.key, structural_only)}")
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item, call):
-    report = yield
-    if _uses_the_run(item):
-        # Carried to the xdist controller and into JUnit XML: what the session's verdict counts.
-        if (CHECK_KIND, check_kind(item)) not in report.user_properties:
-            report.user_properties.append((CHECK_KIND, check_kind(item)))
-    return report
 
 
 # ------------------------------------------------------------------ fixtures
@@ -394,7 +390,7 @@ def _profile_skips(request):
 class HarnessSession:
     """What this session's harness checks came to; records baselines and the report at the end.
 
-    Works from reports alone (their `yoda_check` property), so under pytest-xdist the controller,
+    Works from reports alone (their `check_kind` property, set by harness.verdicts), so under pytest-xdist the controller,
     which runs no check, sees every worker's outcomes and is the one process that writes.
     """
 
@@ -405,7 +401,7 @@ class HarnessSession:
         self._published = None
 
     def pytest_runtest_logreport(self, report):
-        kind = dict(report.user_properties).get(CHECK_KIND)
+        kind = dict(report.user_properties).get(verdicts.KIND_PROPERTY)
         if report.when == "call" or report.outcome == "skipped" or (report.when != "call" and report.failed):
             suite = report.nodeid.split("::")[0].rsplit("/", 1)[-1]
             self.config.stash[OUTCOMES_KEY].setdefault(suite, []).append((report.nodeid, report.outcome))
@@ -453,7 +449,7 @@ class HarnessSession:
             from harness.report import render_run_report
 
             written = render_run_report(finished, Path(report_path), outcomes=self.config.stash[OUTCOMES_KEY],
-                                        comparison=comparison)
+                                        comparison=comparison, verdicts=verdicts.collected(self.config))
             _announce(self.config, f"report written to {written}")
 
     def _finished_run(self):
@@ -487,7 +483,8 @@ class HarnessSession:
         path = baselines_dir(self.config) / f"{finished.profile}.json"
         with baseline_store.file_lock(path):
             lines = baseline_store.update(path, finished.profile, finished.manifest,
-                                          finished.artifact("template.json"), provenance=provenance)
+                                          finished.artifact("template.json"),
+                                          spread_runs=_seed_runs(self.config, finished), provenance=provenance)
         _announce(self.config, f"updated {path}:")
         for line in lines:
             _announce(self.config, f"  {line}")
@@ -519,6 +516,23 @@ def _published_run(config):
         if directory is not None:
             return recipe.Run(directory, artifacts.read_json(directory / artifacts.MANIFEST), reused=True)
     return None
+
+
+def _seed_runs(config, finished) -> list[tuple[dict, dict]]:
+    """`--baseline-seeds N`: the same recipe with the N-1 seeds after the run's, for the spread."""
+    from harness import recipe
+
+    count = config.getoption("--baseline-seeds")
+    profile = session_profile(config)
+    base = recipe_config(config, profile)
+    runs = []
+    for offset in range(1, count):
+        seed = base.training.seed + offset
+        seeded = base.with_overrides({"training.seed": seed})
+        other = recipe.run(profile, model_options(config), runs_dir(config), config=seeded,
+                           session=session_token(config))
+        runs.append((other.manifest, other.artifact("template.json")))
+    return runs
 
 
 def _comparison_for_report(config, finished):

@@ -459,6 +459,8 @@ def _prepare(profile: Profile, options: ModelOptions, config: RecipeConfig, inpu
         # The published figures this profile must reproduce (the report compares them too).
         "reference": dict(profile.reference),
         "model": checkpoint.name,
+        # By content or revision (a GGUF's sha256, a hub snapshot's commit): what a baseline refuses on.
+        "model_identity": profile.identity(options),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "config": config.to_dict(),
         "environment": inputs.environment,

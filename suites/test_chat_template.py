@@ -1,7 +1,6 @@
 """Chat template: the training text is templated, the prompt ends with the assistant marker,
 the rendering matches the baseline, and any text survives template -> tokenize -> decode."""
 
-import difflib
 import re
 
 import pytest
@@ -37,17 +36,6 @@ def test_generation_prompt_ends_with_the_assistant_marker(manifest, run_artifact
     assert prompt.rstrip("\n").endswith(assistant), (
         f"the generation prompt ends with {prompt[-30:]!r}, not {assistant!r}: add_generation_prompt is ignored"
     )
-
-
-@pytest.mark.structural
-def test_rendered_example_matches_the_baseline(run_artifacts, baseline_entry):
-    rendered = run_artifacts("template.json")["rendered"]
-    stored = baseline_entry.value("template_rendered")
-    if stored is None:
-        pytest.skip(f"{baseline_entry.path}: the entry has no template_rendered")
-    diff = "\n".join(difflib.unified_diff(stored.splitlines(), rendered.splitlines(), "baseline", "this run",
-                                          lineterm=""))
-    assert rendered == stored, f"the chat template renders differently ({baseline_entry.context()}):\n{diff}"
 
 
 message_text = st.text(

@@ -1,15 +1,21 @@
-"""Baseline store: round trip, corrupt files, tolerance logic, entry choice, atomic update."""
+"""Baseline store: round trip, corrupt and legacy files, the direction and band rules, entry
+choice, refusal, spread recording, committed files, and the one decision shared with the report."""
 
 import copy
 import json
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from harness import baselines
-from harness.baselines import BaselineError
+from harness.baselines import EXACT, HIGHER, LOWER, POLICY, TWO_SIDED, BaselineError, Policy
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "run_tiny"
+COMMITTED = sorted((ROOT / "baselines").glob("*.json"))
 
 ENV_A = {"python": "3.11.7", "packages": {"trl": "1.15.0", "transformers": "5.23.0"},
          "device": {"kind": "cpu", "name": "x86_64", "cuda": None, "count": 0}}
@@ -17,32 +23,57 @@ ENV_B = copy.deepcopy(ENV_A)
 ENV_B["packages"]["trl"] = "1.16.0"
 
 
-def manifest(env, bleu=10.0, created="2026-11-01T00:00:00Z"):
+def manifest(env, bleu=10.0, created="2026-11-01T00:00:00Z", seed=0, key="tiny-abc"):
+    signatures = {"bleu": "nrefs:1|tok:13a|version:2.6.0", "chrf": "nrefs:1|version:2.6.0",
+                  "ter": "nrefs:1|version:2.6.0"}
     return {
-        "key": "tiny-abc", "created": created, "environment": env, "profile_kind": "full",
+        "key": key, "created": created, "environment": env, "profile": "tiny", "profile_kind": "full",
+        "model": "tiny-phi3",
+        "config": {"training": {"learning_rate": 0.003, "seed": seed}, "lora": {"r": 8}},
+        "data": {"source": "bundled", "train_fingerprint": "t1", "eval_fingerprint": "e1", "train_rows": 786,
+                 "eval_rows": 94},
         "structure": {"footprint_loaded_bytes": 33_000_000, "footprint_adapted_bytes": 33_500_000,
                       "trainable_parameters": 100, "total_parameters": 1000},
         "training": {"global_step": 40, "packed_rows": 600, "loss_history": [{"step": 10, "loss": 8.0},
                                                                              {"step": 40, "loss": 3.0}],
                      "train_loss": 5.0, "peak_gpu_allocated_bytes": None},
-        "adapter": {"safetensors_data_bytes": 400},
+        "adapter": {"safetensors_data_bytes": 400, "dtypes": ["BF16"]},
+        "tokens": {"as_read": {"eos": "<|endoftext|>", "pad": "<|endoftext|>"}},
         "metrics": {
-            "tuned": {"vs_translation_extra": {"bleu": bleu, "chrf": 30.0, "ter": 80.0},
+            "tuned": {"vs_translation_extra": {"bleu": bleu, "chrf": 30.0, "ter": 80.0, "signatures": signatures},
                       "vs_translation": {"bleu": bleu - 1}, "stop_rate": 0.9, "non_empty_stop_rate": 0.9,
                       "mean_new_tokens": 20.0, "mean_words": 9.0},
-            "base": {"vs_translation_extra": {"bleu": 0.1}},
+            "base": {"vs_translation_extra": {"bleu": 0.1}, "stop_rate": 0.2},
         },
     }
 
 
+def fixture_run() -> tuple[dict, dict]:
+    return (json.loads((FIXTURE / "run.json").read_text()), json.loads((FIXTURE / "template.json").read_text()))
+
+
+# ------------------------------------------------------------------ store
 def test_update_then_load_round_trips(tmp_path):
     path = tmp_path / "tiny.json"
     lines = baselines.update(path, "tiny", manifest(ENV_A), {"rendered": "<|user|>\nhi<|end|>\n"})
     assert lines == [f"new entry for cpu / version set {baselines.env.version_set_id(ENV_A)}"]
     stored = baselines.load(path, "tiny")
+    assert stored["schema"] == baselines.SCHEMA == 2
     (entry,) = stored["entries"]
-    assert entry["metrics"]["bleu"] == {"value": 10.0, "tolerance": {"abs": 3.0}}
-    assert entry["metrics"]["template_rendered"]["value"] == "<|user|>\nhi<|end|>\n"
+    assert entry["metrics"]["bleu"]["direction"] == HIGHER
+    assert entry["metrics"]["bleu"]["band"] == {"low": pytest.approx(9.0), "high": None}
+    assert entry["metrics"]["template_rendered"] == {"value": "<|user|>\nhi<|end|>\n", "direction": EXACT}
+    assert entry["inputs"]["global_step"] == 40 and entry["inputs"]["data"]["train_fingerprint"] == "t1"
+
+
+def test_every_metric_a_run_has_is_recorded_with_a_policy(tmp_path):
+    entry = baselines.entry_from_run(manifest(ENV_A), {"rendered": "x"})
+    assert set(entry["metrics"]) == set(POLICY) - {"peak_gpu_allocated_mb"}  # a CPU run measures no GPU
+    real = baselines.entry_from_run(*fixture_run())
+    assert set(real["metrics"]) <= set(POLICY)
+    for name in ("loss_first", "base_bleu", "base_stop_rate", "ter", "packed_rows", "global_step",
+                 "adapter_data_bytes", "bleu_signature", "chrf_signature", "ter_signature", "template_rendered"):
+        assert name in real["metrics"], name
 
 
 def test_update_replaces_only_its_own_version_set(tmp_path):
@@ -74,9 +105,16 @@ def test_interrupted_update_leaves_the_old_file_intact(tmp_path, monkeypatch):
     (lambda d: d.update(schema=7), "schema: version 7"),
     (lambda d: d.update(profile="smollm2"), "profile: is 'smollm2'"),
     (lambda d: d["thresholds"].update(min_bleu_gain="lots"), "thresholds.min_bleu_gain: expected a number"),
-    (lambda d: d["entries"][0]["metrics"]["bleu"].pop("tolerance"), r"entries\[0\].metrics.bleu: expected an object"),
+    (lambda d: d["entries"][0]["metrics"]["bleu"].pop("direction"), r"entries\[0\].metrics.bleu: expected an object"),
+    (lambda d: d["entries"][0]["metrics"]["bleu"].update(direction="up"), r"metrics.bleu.direction: expected one"),
     (lambda d: d["entries"][0]["metrics"]["bleu"].update(value=[1]), r"entries\[0\].metrics.bleu.value"),
-    (lambda d: d["entries"][0]["metrics"]["bleu"].update(tolerance={"abs": -1}), r"metrics.bleu.tolerance"),
+    (lambda d: d["entries"][0]["metrics"]["bleu"].update(band={"low": None, "high": None}),
+     r"metrics.bleu.band.low: a higher metric needs a number"),
+    (lambda d: d["entries"][0]["metrics"]["bleu"].update(band={"low": 11.0, "high": None}),
+     r"metrics.bleu.band: >= 11 does not contain the value 10.0"),
+    (lambda d: d["entries"][0]["metrics"]["ter"]["band"].update(low=1.0), r"metrics.ter.band.low: a lower metric has no"),
+    (lambda d: d["entries"][0]["metrics"].update(blue={"value": 1, "direction": "exact"}), r"metrics.blue: not a metric"),
+    (lambda d: d["entries"][0]["inputs"].pop("config_digest"), r"entries\[0\].inputs.config_digest"),
     (lambda d: d["entries"][0].update(device=None), r"entries\[0\].device"),
 ])
 def test_hand_mangled_file_names_the_field(tmp_path, mangle, field):
@@ -92,7 +130,7 @@ def test_hand_mangled_file_names_the_field(tmp_path, mangle, field):
 
 def test_invalid_json_names_file_and_line(tmp_path):
     path = tmp_path / "tiny.json"
-    path.write_text('{\n  "schema": 1,\n  "profile": "tiny",,\n}')
+    path.write_text('{\n  "schema": 2,\n  "profile": "tiny",,\n}')
     with pytest.raises(BaselineError, match=r"tiny.json: not valid JSON \(line 3"):
         baselines.load(path, "tiny")
 
@@ -101,45 +139,252 @@ def test_missing_file_is_an_empty_store(tmp_path):
     assert baselines.load(tmp_path / "none.json", "tiny")["entries"] == []
 
 
-def test_comparison_prefers_the_same_version_set_then_the_newest(tmp_path):
+def legacy_file(path: Path) -> Path:
+    """A schema-1 file as the harness wrote it before: absolute tolerances, no inputs."""
+    path.write_text(json.dumps({"schema": 1, "profile": "tiny", "thresholds": {"min_bleu_gain": 1.0}, "entries": [
+        {"version_set": baselines.env.version_set_id(ENV_A), "device": "cpu", "recorded": "2026-11-01T00:00:00Z",
+         "packages": ENV_A["packages"], "metrics": {
+             "bleu": {"value": 10.0, "tolerance": {"abs": 3.0}},
+             "adapter_dtype": {"value": "BF16", "tolerance": {"abs": 0.0}},
+             "peak_gpu_allocated_mb": {"value": 450.3, "tolerance": {"rel": 0.1}}}}]}))
+    return path
+
+
+def test_a_legacy_file_loads_as_policy_bands_marked_legacy(tmp_path):
+    stored = baselines.load(legacy_file(tmp_path / "tiny.json"), "tiny")
+    (entry,) = stored["entries"]
+    assert entry["legacy"] is True and "inputs" not in entry
+    # the policy's 10 % floor, not the old +-3 that accepted any BLEU from 7 to 13
+    assert entry["metrics"]["bleu"]["band"] == {"low": pytest.approx(9.0), "high": None}
+    assert entry["metrics"]["bleu"]["spread"] is None and entry["metrics"]["bleu"]["legacy"] is True
+    assert entry["metrics"]["peak_gpu_allocated_mb"]["band"] == {"low": None, "high": pytest.approx(495.33)}
+    comparison = baselines.compare(tmp_path / "tiny.json", "tiny", ENV_A)
+    assert comparison.refusal(manifest(ENV_A)) is None  # no inputs recorded: nothing to refuse on
+    assert "legacy entry" in comparison.context()
+
+
+def test_updating_a_legacy_file_keeps_its_other_entries_readable(tmp_path):
+    path = legacy_file(tmp_path / "tiny.json")
+    baselines.update(path, "tiny", manifest(ENV_B), None)
+    entries = baselines.load(path, "tiny")["entries"]
+    assert json.loads(path.read_text())["schema"] == 2
+    assert [bool(e.get("legacy")) for e in entries] == [True, False]
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
+def test_committed_baseline_files_load(path):
+    baselines.load(path, path.stem)
+
+
+# ------------------------------------------------------------------ the direction and band rules
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
+positive = st.floats(min_value=1e-3, max_value=1e6, allow_nan=False)
+fraction = st.floats(min_value=0.0, max_value=0.9, allow_nan=False)
+spreads = st.one_of(st.none(), st.floats(min_value=0, max_value=1e3, allow_nan=False))
+
+
+def stored(direction, value, spread=None, rel_floor=0.1, k=3.0):
+    policy = Policy(direction, rel_floor=rel_floor, k=k)
+    band = baselines.band_for(policy, value, spread) if direction != EXACT else None
+    return {"value": value, "direction": direction, "band": band}
+
+
+@given(finite, spreads, fraction, st.floats(min_value=0, max_value=10, allow_nan=False))
+def test_a_band_holds_its_value_and_is_at_least_its_floor_and_k_spread(value, spread, rel_floor, k):
+    band = baselines.band_for(Policy(TWO_SIDED, rel_floor=rel_floor, k=k), value, spread)
+    half = (band["high"] - band["low"]) / 2
+    assert band["low"] <= value <= band["high"]
+    rounding = 1e-9 * max(1.0, abs(value))  # value +- half is computed in floats
+    assert half >= rel_floor * abs(value) - rounding and half >= k * (spread or 0) - rounding
+
+
+@given(positive, fraction, st.floats(min_value=0, max_value=10, allow_nan=False))
+def test_higher_is_better_fails_only_below_the_band(value, rel_floor, gain):
+    metric = stored(HIGHER, value, rel_floor=rel_floor)
+    assert metric["band"]["high"] is None
+    assert baselines.judge("bleu", value * (1 + gain), metric).ok  # any improvement passes
+    assert baselines.judge("bleu", metric["band"]["low"], metric).ok  # the edge is inside
+    below = metric["band"]["low"] - max(1e-6, 1e-6 * value)
+    assert baselines.judge("bleu", below, metric).status == "changed"
+
+
+@given(positive, fraction, st.floats(min_value=0, max_value=1, allow_nan=False))
+def test_lower_is_better_fails_only_above_the_band(value, rel_floor, drop):
+    metric = stored(LOWER, value, rel_floor=rel_floor)
+    assert metric["band"]["low"] is None
+    assert baselines.judge("ter", value * (1 - drop), metric).ok
+    above = metric["band"]["high"] + max(1e-6, 1e-6 * value)
+    assert baselines.judge("ter", above, metric).status == "changed"
+
+
+@given(finite, fraction, st.floats(min_value=1e-6, max_value=1e3, allow_nan=False), st.sampled_from([-1, 1]))
+def test_two_sided_fails_both_ways(value, rel_floor, beyond, sign):
+    metric = stored(TWO_SIDED, value, rel_floor=rel_floor)
+    assert baselines.judge("loss_first", value, metric).ok
+    edge = metric["band"]["high"] if sign > 0 else metric["band"]["low"]
+    outside = edge + sign * max(beyond, 1e-6 * abs(value))
+    assert baselines.judge("loss_first", outside, metric).status == "changed"
+
+
+@given(st.one_of(st.text(max_size=30), st.integers(min_value=-10**12, max_value=10**12)),
+       st.one_of(st.text(max_size=30), st.integers(min_value=-10**12, max_value=10**12)))
+def test_exact_passes_only_when_equal(recorded, current):
+    metric = stored(EXACT, recorded)
+    assert baselines.judge("packed_rows", recorded, metric).ok
+    assert baselines.judge("packed_rows", current, metric).ok == (current == recorded)
+
+
+def test_a_metric_the_entry_lacks_or_the_run_lacks_is_not_judged():
+    assert baselines.judge("bleu", 1.0, None).status == "not-recorded"
+    missing = baselines.judge("tokens_as_read", None, stored(EXACT, "{}"), "no tokens.as_read")
+    assert missing.status == "not-measured" and missing.reason == "no tokens.as_read"
+
+
+def test_a_bleu_drop_of_half_fails_on_tiny():
+    run, template = fixture_run()
+    entry = baselines.entry_from_run(run, template)
+    halved = copy.deepcopy(run)
+    halved["metrics"]["tuned"]["vs_translation_extra"]["bleu"] /= 2
+    values = baselines.run_metrics(halved, template)
+    verdict = baselines.judge("bleu", values["bleu"], entry["metrics"]["bleu"])
+    assert verdict.status == "changed", verdict
+    assert "bleu 1.8293 -> 0.91465" == verdict.short()
+    # and against the committed tiny entry, whatever its recorded spread
+    comparison = baselines.compare(ROOT / "baselines" / "tiny.json", "tiny", run["environment"])
+    if comparison.entry is None:
+        pytest.skip("baselines/tiny.json has no entry for the fixture's version set and device")
+    assert comparison.judge("bleu", halved, template).status == "changed"
+    assert comparison.judge("bleu", run, template).ok
+
+
+# ------------------------------------------------------------------ entries, nearest, refusal
+def test_comparison_prefers_the_same_version_set_then_the_nearest(tmp_path):
     path = tmp_path / "tiny.json"
     baselines.update(path, "tiny", manifest(ENV_A, bleu=10.0, created="2026-11-01T00:00:00Z"), None)
+    far = copy.deepcopy(ENV_A)
+    far["packages"].update(trl="0.9.0", transformers="4.0.0")
+    baselines.update(path, "tiny", manifest(far, bleu=5.0, created="2026-11-05T00:00:00Z"), None)
     exact = baselines.compare(path, "tiny", ENV_A)
     assert exact.value("bleu") == 10.0 and exact.changed == []
-    other = baselines.compare(path, "tiny", ENV_B)
+    other = baselines.compare(path, "tiny", ENV_B)  # one package from ENV_A, two from `far` (newer)
     assert other.value("bleu") == 10.0 and other.changed == ["trl 1.15.0 → 1.16.0"]
-    assert "trl 1.15.0 → 1.16.0" in other.context()
+    assert "nearest entry" in other.context() and "trl 1.15.0 → 1.16.0" in other.context()
     gpu = copy.deepcopy(ENV_A)
     gpu["device"] = {"kind": "cuda", "name": "NVIDIA H100 80GB HBM3", "cuda": "13.0", "count": 1}
     assert baselines.compare(path, "tiny", gpu).entry is None
 
 
-def test_check_reports_the_deviation(tmp_path):
+@pytest.mark.parametrize("change, expected", [
+    (lambda m: m["config"]["training"].update(learning_rate=0.001), "config differs: training.learning_rate 0.003 -> 0.001"),
+    (lambda m: m["data"].update(eval_fingerprint="e2"), "data split differs: eval_fingerprint e1 -> e2"),
+    (lambda m: m["training"].update(global_step=80), "step count differs: 40 -> 80"),
+    (lambda m: m.update(model="smollm2-135m"), "model differs: tiny/tiny-phi3 -> tiny/smollm2-135m"),
+])
+def test_a_run_whose_inputs_differ_is_refused_by_name(tmp_path, change, expected):
     path = tmp_path / "tiny.json"
-    baselines.update(path, "tiny", manifest(ENV_A, bleu=10.0), None)
+    baselines.update(path, "tiny", manifest(ENV_A), None)
     comparison = baselines.compare(path, "tiny", ENV_A)
-    assert comparison.check("bleu", 12.9) is None
-    deviation = comparison.check("bleu", 13.5)
-    assert deviation and "13.5 vs baseline 10" in deviation.describe()
+    assert comparison.refusal(manifest(ENV_A)) is None
+    run = manifest(ENV_A)
+    change(run)
+    assert expected in comparison.refusal(run)
 
 
-finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
-tolerance = st.floats(min_value=0, max_value=1e3, allow_nan=False)
+def test_the_seed_is_not_an_input(tmp_path):
+    path = tmp_path / "tiny.json"
+    baselines.update(path, "tiny", manifest(ENV_A), None)
+    assert baselines.compare(path, "tiny", ENV_A).refusal(manifest(ENV_A, seed=7)) is None
 
 
-@given(finite, tolerance)
-def test_a_value_is_within_its_own_tolerance_band_edges(base, abs_tol):
-    assert baselines.within(base + abs_tol * 0.999, base, {"abs": abs_tol})
-    assert baselines.within(base - abs_tol * 0.999, base, {"abs": abs_tol})
-    assert not baselines.within(base + abs_tol + 1.0, base, {"abs": abs_tol})
+# ------------------------------------------------------------------ spread over seeds
+def test_recording_over_seeds_stores_mean_spread_and_a_band_of_k_spread():
+    runs = [(manifest(ENV_A, bleu=b, seed=s, key=f"tiny-{s}"), None) for s, b in enumerate((9.0, 10.0, 11.0))]
+    entry = baselines.entry_from_runs(runs)
+    bleu = entry["metrics"]["bleu"]
+    assert bleu["value"] == pytest.approx(10.0) and bleu["spread"] == pytest.approx(1.0)
+    assert bleu["samples"] == [9.0, 10.0, 11.0] and bleu["band"]["low"] == pytest.approx(10.0 - 3 * 1.0)
+    chrf = entry["metrics"]["chrf"]  # equal across seeds: the relative floor alone
+    assert chrf["spread"] == 0.0 and chrf["band"]["low"] == pytest.approx(30.0 * (1 - POLICY["chrf"].rel_floor))
+    assert [r["seed"] for r in entry["runs"]] == [0, 1, 2]
 
 
-@given(finite, st.floats(min_value=0, max_value=2, allow_nan=False), finite)
-def test_within_is_symmetric_for_absolute_tolerance(base, abs_tol, other):
-    assert baselines.within(other, base, {"abs": abs_tol}) == baselines.within(base, other, {"abs": abs_tol})
+def test_an_exact_metric_that_depends_on_the_seed_is_not_recorded():
+    other = manifest(ENV_A, seed=1, key="tiny-1")
+    other["training"]["packed_rows"] = 601
+    with pytest.raises(BaselineError, match="packed_rows differs between the runs"):
+        baselines.entry_from_runs([(manifest(ENV_A), None), (other, None)])
 
 
-@given(st.floats(min_value=1, max_value=1e6, allow_nan=False), st.floats(min_value=1e-9, max_value=1, allow_nan=False))
-def test_relative_tolerance_scales_with_the_baseline(base, rel):
-    assert baselines.within(base * (1 + rel * 0.99), base, {"rel": rel})
-    assert not baselines.within(base * (1 + rel) * 1.01, base, {"rel": rel})
+def test_runs_of_another_config_cannot_share_an_entry():
+    other = manifest(ENV_A, seed=1, key="tiny-1")
+    other["config"]["lora"]["r"] = 16
+    with pytest.raises(BaselineError, match="lora.r 8 -> 16"):
+        baselines.entry_from_runs([(manifest(ENV_A), None), (other, None)])
+
+
+def test_a_band_that_reaches_zero_is_refused_at_recording(tmp_path):
+    runs = [(manifest(ENV_A, bleu=b, seed=s, key=f"tiny-{s}"), None) for s, b in enumerate((1.0, 10.0, 19.0))]
+    with pytest.raises(BaselineError, match="the band of bleu.* reaches zero"):
+        baselines.update(tmp_path / "tiny.json", "tiny", runs[0][0], None, spread_runs=runs[1:])
+    assert not (tmp_path / "tiny.json").exists()
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
+def test_no_committed_higher_is_better_band_reaches_zero(path):
+    for entry in baselines.load(path, path.stem)["entries"]:
+        assert baselines.zero_spanning(entry) == [], f"{path.name} {entry['version_set']}/{entry['device']}"
+
+
+# ------------------------------------------------------------------ the report decides with the same function
+def test_the_report_rows_are_the_decisions_of_judge(tmp_path):
+    from harness.report.render import _ROW_STATUS, baseline_context
+
+    run, template = fixture_run()
+    path = tmp_path / "tiny.json"
+    baselines.update(path, "tiny", run, template)
+    changed = copy.deepcopy(run)
+    changed["metrics"]["tuned"]["vs_translation_extra"]["bleu"] /= 2
+    changed["adapter"]["dtypes"] = ["F32"]
+    changed["structure"]["footprint_adapted_bytes"] += 1
+    comparison = baselines.compare(path, "tiny", run["environment"])
+    rows = {row["name"]: row["status"] for row in baseline_context(changed, template, comparison)["rows"]}
+    decided = {v.name: _ROW_STATUS[v.status] for v in comparison.judge_all(changed, template)}
+    assert rows == decided
+    assert {name for name, status in rows.items() if status == "outside"} == {
+        "bleu", "adapter_dtype", "footprint_adapted_mb"}
+
+
+def test_a_training_setting_refuses_the_learned_metrics_not_the_models_own(tmp_path):
+    path = tmp_path / "tiny.json"
+    baselines.update(path, "tiny", manifest(ENV_A), None)
+    comparison = baselines.compare(path, "tiny", ENV_A)
+    faster = manifest(ENV_A)
+    faster["config"]["training"]["learning_rate"] = 0.001
+    assert comparison.refusal(faster, baselines.MODEL) is None
+    assert "training.learning_rate" in comparison.refusal(faster, baselines.RUN)
+    wider = manifest(ENV_A)
+    wider["config"]["lora"]["r"] = 16
+    assert comparison.refusal(wider, baselines.MODEL) == "config differs: lora.r 8 -> 16"
+    assert {baselines.scope_of(n) for n in ("template_rendered", "footprint_adapted_mb", "bleu_signature")} == {"model"}
+    assert {baselines.scope_of(n) for n in ("bleu", "global_step", "adapter_dtype", "loss_first")} == {"run"}
+
+
+def test_the_cli_records_several_seeds_as_one_entry(tmp_path, capsys):
+    import shutil
+
+    from harness import cli
+
+    directories = []
+    for seed, bleu in ((0, 1.8), (1, 2.0), (2, 2.2)):
+        directory = Path(shutil.copytree(FIXTURE, tmp_path / f"run{seed}"))
+        run = json.loads((directory / "run.json").read_text())
+        run["config"]["training"]["seed"], run["key"] = seed, f"tiny-seed{seed}"
+        run["metrics"]["tuned"]["vs_translation_extra"]["bleu"] = bleu
+        (directory / "run.json").write_text(json.dumps(run))
+        directories.append(str(directory))
+    assert cli.main(["baselines", "update", *directories, "--baselines-dir", str(tmp_path)]) == 0
+    (entry,) = baselines.load(tmp_path / "tiny.json", "tiny")["entries"]
+    assert entry["metrics"]["bleu"]["samples"] == [1.8, 2.0, 2.2]
+    assert entry["metrics"]["bleu"]["spread"] == pytest.approx(0.2)
+    assert [r["seed"] for r in entry["runs"]] == [0, 1, 2]
+    assert "updated" in capsys.readouterr().out

@@ -250,7 +250,7 @@ def test_the_cli_refuses_a_run_that_never_finished(tmp_path, capsys):
     unfinished = tmp_path / "tiny-abc"
     shutil.copytree(staging, unfinished)
     assert main(["baselines", "update", str(unfinished), "--baselines-dir", str(tmp_path)]) == 2
-    assert "the run is not complete (status 'running')" in capsys.readouterr().err
+    assert "the run is not complete (status 'running'" in capsys.readouterr().err
     assert not (tmp_path / "tiny.json").exists()
 
 

@@ -69,11 +69,11 @@ def row_cells(table, label: str) -> list[str]:
 
 
 def write_baseline(directory: Path, manifest: dict, template: dict, **entry_fields) -> Path:
-    """A baseline file whose one entry is this run with trl one release older and one step fewer."""
+    """A baseline file whose one entry is this run with trl one release older and one packed row fewer."""
     entry = baselines.entry_from_run(manifest, template)
     entry["packages"] = {**entry["packages"], "trl": "1.15.0"}
     entry["version_set"] = "older-set"
-    entry["metrics"]["global_step"]["value"] -= 1
+    entry["metrics"]["packed_rows"]["value"] -= 1
     entry.update(entry_fields)
     path = directory / f"{manifest['profile']}.json"
     path.write_text(json.dumps({"schema": baselines.SCHEMA, "profile": manifest["profile"],
@@ -189,10 +189,10 @@ def test_header_shows_the_baseline_entry_its_deltas_and_the_libraries_that_chang
     line = text(by_id(page, "baseline-line"))
     assert "entry older-set" in line and "library versions differ" in line
     assert "trl 1.15.0 → 1.16.0" in line
-    assert "outside tolerance: global_step" in line
+    assert "outside tolerance: packed_rows" in line
     (trl,) = [li for li in by_id(page, "packages").xpath("./li") if text(li).startswith("trl ")]
     assert "changed" in trl.classes and "baseline 1.15.0" in text(trl)
-    _current, _baseline, delta, tolerance, status = row_cells(by_id(page, "baseline-table"), "global_step")
+    _current, _baseline, delta, tolerance, status = row_cells(by_id(page, "baseline-table"), "packed_rows")
     assert (delta, tolerance, status) == ("+1", "exact", "outside")
     assert row_cells(by_id(page, "baseline-table"), "bleu")[-1] == "ok"
 
@@ -474,3 +474,19 @@ def test_the_page_in_headless_chromium_sorts_filters_and_logs_no_error(report, r
     assert screenshot.stat().st_size > 10_000
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == [], errors
+
+
+def test_the_verdict_lists_broken_first_then_changed(run, comparison, tmp_path):
+    verdicts = {"headline": "1 thing broke: test_eos (EOS masked); 1 thing changed: bleu 1.83 -> 0.91",
+                "compared_with": "baseline tiny.json", "gated_off": False,
+                "broken": [{"nodeid": "suites/test_labels.py::test_eos", "verdict": "BROKEN",
+                            "summary": "test_eos (EOS masked)", "message": "EOS masked"}],
+                "changed": [{"nodeid": "suites/test_baseline.py::test_metric_matches_the_baseline[bleu]",
+                             "verdict": "CHANGED", "summary": "bleu 1.83 -> 0.91", "message": ""}]}
+    page = parse(render_run_report(run, tmp_path / "r.html", outcomes=OUTCOMES, comparison=comparison,
+                                   verdicts=verdicts))
+    block = text(by_id(page, "verdicts"))
+    assert block.startswith("1 thing broke: test_eos (EOS masked); 1 thing changed: bleu 1.83 -> 0.91")
+    assert block.index("BROKEN (an invariant failed)") < block.index("CHANGED (a difference from the baseline)")
+    assert "test_metric_matches_the_baseline[bleu]: bleu 1.83 -> 0.91" in text(by_id(page, "changed"))
+    assert "test_eos: EOS masked" in text(by_id(page, "broken"))

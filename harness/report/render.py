@@ -47,14 +47,16 @@ _SPECIAL = re.compile(r"<\|[^|<>\s]{1,40}\|>|<unk>|</?s>|<0x[0-9A-Fa-f]{2}>")
 
 # ------------------------------------------------------------------ public
 def render_run_report(run, path: Path, outcomes: dict | None = None, comparison=None, *,
-                      matrix_rows: list[dict] | None = None) -> Path:
+                      matrix_rows: list[dict] | None = None, verdicts: dict | None = None) -> Path:
     """Write the report of a finished run (`harness.recipe.Run`) to `path`; return the path.
 
     outcomes: {suite file: [(node id, "passed" | "failed" | "skipped"), ...]} as the plugin
     records them, or None when only the run directory is known (the CLI).
     comparison: `harness.baselines.Comparison` for the run's profile, or None.
+    verdicts: `harness.verdicts.collected(config)` (the BROKEN and CHANGED lists), or None.
     """
     context = run_context(run, outcomes, comparison, matrix_rows)
+    context["verdicts"] = verdicts
     return _write(Path(path), _render("run.html", context))
 
 
@@ -247,20 +249,22 @@ def _status(counts: dict) -> str:
 
 
 def baseline_context(manifest: dict, template: dict | None, comparison) -> dict:
-    """This run's metrics against the baseline entry the suites compared with."""
+    """This run's metrics against the baseline entry, judged by the function the suites use."""
     if comparison is None:
         return {"available": False, "reason": "no baseline comparison was given", "file": None, "entry": None,
-                "changed": [], "thresholds": [], "problem": None, "rows": [], "outside": []}
+                "changed": [], "thresholds": [], "problem": None, "rows": [], "outside": [], "refusal": None}
     from harness import baselines
 
-    try:
-        current, problem = baselines.run_metrics(manifest, template), None
-    except (KeyError, TypeError, IndexError) as error:
-        current, problem = {}, f"metrics of this run could not be read: {error!r}"
     entry = comparison.entry
-    stored = entry["metrics"] if entry else {}
-    rows = [_baseline_row(name, current.get(name), stored.get(name))
-            for name in sorted(set(current) | set(stored))] if entry else []
+    try:
+        verdicts, problem = (comparison.judge_all(manifest, template) if entry else []), None
+        refusals = {scope: comparison.refusal(manifest, scope) for scope in (baselines.MODEL, baselines.RUN)}
+    except (KeyError, TypeError, IndexError) as error:
+        verdicts, problem = [], f"metrics of this run could not be read: {error!r}"
+        refusals = {baselines.MODEL: None, baselines.RUN: None}
+    refusal = refusals[baselines.RUN]
+    rows = [_baseline_row(verdict, refused=refusals[baselines.scope_of(verdict.name)] is not None)
+            for verdict in verdicts]
     return {
         "available": entry is not None,
         "file": comparison.path.name if comparison.path else None,
@@ -268,36 +272,30 @@ def baseline_context(manifest: dict, template: dict | None, comparison) -> dict:
         "changed": list(comparison.changed or []),
         "thresholds": sorted((comparison.thresholds or {}).items()),
         "problem": problem,
+        "refusal": refusal,
         "entry": {key: entry.get(key) for key in ("version_set", "device", "recorded", "run_key")} if entry else None,
         "rows": rows,
         "outside": [row["name"] for row in rows if row["status"] == "outside"],
     }
 
 
-def _baseline_row(name: str, value: Any, stored: dict | None) -> dict:
+# The decision's statuses as the report has always named them.
+_ROW_STATUS = {"ok": "ok", "changed": "outside", "not-recorded": "new", "not-measured": "missing"}
+
+
+def _baseline_row(verdict, refused: bool = False) -> dict:
     from harness import baselines
 
-    row = {"name": name, "current": value, "baseline": None, "delta": None, "tolerance": None, "status": "new",
-           "text": isinstance(value, str) or isinstance((stored or {}).get("value"), str)}
-    if stored is None:
-        return row
-    row.update(baseline=stored["value"], tolerance=_tolerance_text(stored["tolerance"]))
-    if value is None:
-        row["status"] = "missing"
-        return row
-    row["status"] = "ok" if baselines.within(value, stored["value"], stored["tolerance"]) else "outside"
-    if _is_number(value) and _is_number(stored["value"]):
-        row["delta"] = value - stored["value"]
+    current, stored = verdict.current, verdict.baseline
+    row = {"name": verdict.name, "current": current, "baseline": stored, "delta": None,
+           "tolerance": None if verdict.status == "not-recorded" else (
+               verdict.direction if verdict.direction == baselines.EXACT or not verdict.band
+               else f"{verdict.direction} {baselines.band_text(verdict.band)}"),
+           "status": "refused" if refused and verdict.status in ("ok", "changed") else _ROW_STATUS[verdict.status],
+           "text": isinstance(current, str) or isinstance(stored, str)}
+    if _is_number(current) and _is_number(stored):
+        row["delta"] = current - stored
     return row
-
-
-def _tolerance_text(tolerance: dict) -> str:
-    parts = []
-    if tolerance.get("abs"):
-        parts.append(f"±{tolerance['abs']:g}")
-    if tolerance.get("rel"):
-        parts.append(f"±{100 * tolerance['rel']:g} %")
-    return " or ".join(parts) if parts else "exact"
 
 
 QUALITY_ROWS = (

@@ -1,0 +1,231 @@
+"""BROKEN apart from CHANGED, as a user meets it: the suites' baseline comparison run by pytester on
+the committed finished run (tests/fixtures/run_tiny), with a defect injected into its manifest."""
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from harness import baselines
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "run_tiny"
+
+CONFTEST = '''
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.profiles import PROFILES
+from harness.recipe import Run
+
+FIXTURE = Path({fixture!r})
+
+
+def change(manifest):
+{change}
+
+
+@pytest.fixture(scope="session")
+def harness_profile():
+    return PROFILES["tiny"]
+
+
+@pytest.fixture(scope="session")
+def recipe_run(harness_profile):  # as the plugin's own: every check of the recipe needs the profile
+    manifest = json.loads((FIXTURE / "run.json").read_text())
+    change(manifest)
+    return Run(FIXTURE, manifest, reused=True)
+
+
+@pytest.fixture(scope="session")
+def run_artifacts(recipe_run):
+    return recipe_run.artifact
+'''
+
+INVARIANTS = '''
+def test_every_eos_keeps_its_label(manifest):
+    assert manifest["tokens"]["eos_id"] == 32000, "EOS has label -100: the collator masked EOS"
+
+
+def test_pad_token_is_not_eos(manifest):
+    assert manifest["tokens"]["pad_id"] != manifest["tokens"]["eos_id"]
+'''
+
+
+@pytest.fixture
+def suite(pytester, tmp_path):
+    """Write the comparison suite, two invariants and a baseline of the unchanged fixture run;
+    return a function that injects `change` (Python statements on `manifest`) and runs pytest."""
+    manifest = json.loads((FIXTURE / "run.json").read_text())
+    template = json.loads((FIXTURE / "template.json").read_text())
+    baselines_dir = tmp_path / "baselines"
+    baselines_dir.mkdir()
+    baselines.update(baselines_dir / "tiny.json", "tiny", manifest, template)
+    pytester.makepyfile(test_baseline=(ROOT / "suites" / "test_baseline.py").read_text(),
+                        test_invariants=INVARIANTS)
+
+    def run(change: str = "pass", *args: str):
+        body = "\n".join("    " + line for line in change.splitlines())
+        pytester.makeconftest(CONFTEST.format(fixture=str(FIXTURE), change=body))
+        return pytester.runpytest_inprocess("--baselines-dir", str(baselines_dir), "-rs", *args)
+
+    return run
+
+
+HALF_BLEU = 'manifest["metrics"]["tuned"]["vs_translation_extra"]["bleu"] /= 2'
+EOS_MASKED = 'manifest["tokens"]["eos_id"] = 7'
+
+
+def test_an_unchanged_run_passes_every_comparison(suite):
+    result = suite()
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*yoda-harness verdict*", "nothing broke; nothing changed",
+                                 "compared with baseline tiny.json (same library versions and device*"])
+
+
+def test_a_changed_only_run_is_reported_as_changed(suite):
+    result = suite(HALF_BLEU)
+    result.assert_outcomes(failed=1, passed=result.parseoutcomes()["passed"], skipped=result.parseoutcomes().get("skipped", 0))
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # CHANGED gates by default
+    result.stdout.fnmatch_lines([
+        "nothing broke; 1 thing changed: bleu 1.8293 -> 0.91465",
+        "CHANGED (a difference from the baseline):",
+        "  *test_baseline.py::test_metric_matches_the_baseline[[]bleu[]]: bleu 1.8293 -> 0.91465",
+    ])
+    assert "BROKEN (an invariant failed)" not in result.stdout.str()
+
+
+def test_a_broken_run_lists_broken_first(suite):
+    result = suite(f"{HALF_BLEU}\n{EOS_MASKED}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([
+        "1 thing broke: test_every_eos_keeps_its_label (EOS has label -100: the collator masked EOS*); "
+        "1 thing changed: bleu 1.8293 -> 0.91465",
+        "BROKEN (an invariant failed):",
+        "  *test_invariants.py::test_every_eos_keeps_its_label: EOS has label -100: the collator masked EOS",
+        "CHANGED (a difference from the baseline):",
+        "  *test_baseline.py::test_metric_matches_the_baseline[[]bleu[]]: *",
+    ])
+
+
+def test_gate_broken_passes_a_changed_only_run_and_says_so(suite):
+    result = suite(HALF_BLEU, "--gate", "broken")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["nothing broke; 1 thing changed: *",
+                                 "--gate broken: 1 CHANGED did not gate; exit status 0"])
+
+
+def test_gate_broken_still_fails_a_broken_run(suite):
+    result = suite(f"{HALF_BLEU}\n{EOS_MASKED}", "--gate", "broken")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "did not gate" not in result.stdout.str()
+
+
+def test_a_run_whose_config_differs_is_one_named_refusal(suite):
+    result = suite('manifest["config"]["training"]["learning_rate"] = 0.001\n' + HALF_BLEU)
+    outcomes = result.parseoutcomes()
+    run_scope = [name for name in baselines.POLICY if baselines.scope_of(name) == baselines.RUN]
+    assert outcomes["failed"] == 1 and outcomes["skipped"] >= len(run_scope)
+    result.stdout.fnmatch_lines([
+        "nothing broke; 1 thing changed: refused: config differs: training.learning_rate 0.003 -> 0.001",
+        "*SKIPPED*refused: config differs: training.learning_rate 0.003 -> 0.001*",
+    ])
+
+
+def test_a_one_epoch_run_still_compares_the_template(suite):
+    """Training settings refuse the learned metrics, not the model's own: template drift still shows."""
+    drift = ('manifest["config"]["training"]["num_train_epochs"] = 1\n'
+             'import harness.recipe\n'
+             'template = json.loads((FIXTURE / "template.json").read_text())\n'
+             'template["rendered"] = "<|system|>\\nYou are a helpful assistant.<|end|>\\n" + template["rendered"]\n'
+             'harness.recipe.Run.artifact = lambda self, name, real=harness.recipe.Run.artifact: '
+             'template if name == "template.json" else real(self, name)')
+    result = suite(drift, "-v")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    text = result.stdout.str()
+    assert "refused: config differs: training.num_train_epochs 3 -> 1" in text
+    assert "template_rendered differs from the baseline (exact)" in text and "renders differently" in text
+    result.stdout.fnmatch_lines(["*test_metric_matches_the_baseline[[]footprint_adapted_mb[]] PASSED*",
+                                 "*test_metric_matches_the_baseline[[]bleu[]] SKIPPED*"])
+
+
+def test_summary_as_markdown_and_in_the_github_step_summary(suite, tmp_path, monkeypatch):
+    step_summary = tmp_path / "step_summary.md"
+    step_summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
+    result = suite(f"{HALF_BLEU}\n{EOS_MASKED}", "--summary-md", str(tmp_path / "summary.md"))
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    text = (tmp_path / "summary.md").read_text()
+    assert text.startswith("### yoda-harness: 1 thing broke: ")
+    assert text.index("**BROKEN** (1)") < text.index("**CHANGED** (1)")
+    assert "test_baseline.py::test_metric_matches_the_baseline[bleu]`: bleu 1.8293 -> 0.91465" in text
+    assert step_summary.read_text() == "earlier step\n" + text + "\n"
+
+
+def test_junit_properties_name_the_kind_and_the_verdict(suite, tmp_path):
+    junit = tmp_path / "junit.xml"
+    suite(f"{HALF_BLEU}\n{EOS_MASKED}", f"--junitxml={junit}")
+    root = ET.parse(junit).getroot()
+    suite_properties = {p.get("name"): p.get("value") for p in root.iter("testsuite").__next__().iter("property")
+                        if p.get("name", "").startswith("yoda_harness")}
+    assert suite_properties["yoda_harness_broken"] == "1" and suite_properties["yoda_harness_changed"] == "1"
+    assert suite_properties["yoda_harness_verdict"].startswith("1 thing broke")
+    cases = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+             for case in root.iter("testcase")}
+    assert cases["test_every_eos_keeps_its_label"] == {"check_kind": "invariant", "verdict": "BROKEN"}
+    assert cases["test_pad_token_is_not_eos"] == {"check_kind": "invariant"}
+    assert cases["test_metric_matches_the_baseline[bleu]"]["verdict"] == "CHANGED"
+    assert cases["test_metric_matches_the_baseline[bleu]"]["check_kind"] == "comparison"
+
+
+def test_checks_that_do_not_use_the_recipe_are_not_classified(pytester, tmp_path, monkeypatch):
+    step_summary = tmp_path / "step_summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
+    pytester.makepyfile("def test_plain(): assert False")
+    result = pytester.runpytest_inprocess("--gate", "broken")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "yoda-harness verdict" not in result.stdout.str()
+    assert not step_summary.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--gate", "changed"], "*--gate: invalid choice: 'changed'*"),
+    (["--baseline-seeds", "0"], "*--baseline-seeds 0: expected 1 or more*"),
+])
+def test_bad_verdict_options_are_usage_errors(pytester, args, message):
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest(*args)
+    assert result.ret in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED)
+    result.stderr.fnmatch_lines([message])
+
+
+def test_baseline_seeds_runs_the_recipe_with_the_next_seeds(monkeypatch, tmp_path):
+    from harness import plugin, recipe
+
+    seeds = []
+
+    def fake_run(profile, options, runs_dir, fresh=False, config=None, session=None):
+        seeds.append((config.training.seed, config.training.learning_rate))
+        manifest = json.loads((FIXTURE / "run.json").read_text())
+        manifest["config"]["training"]["seed"] = config.training.seed
+        return recipe.Run(FIXTURE, manifest, reused=True)
+
+    class Config:
+        stash: dict = {}
+        options = {"--baseline-seeds": 3, "--override": ["training.learning_rate=0.001"],
+                   "--cache-dir": str(tmp_path), "--smollm2-gguf": None, "--phi3-path": None}
+
+        def getoption(self, name):
+            return self.options[name]
+
+    monkeypatch.setattr(recipe, "run", fake_run)
+    finished = recipe.Run(FIXTURE, json.loads((FIXTURE / "run.json").read_text()))
+    runs = plugin._seed_runs(Config(), finished)
+    assert seeds == [(1, 0.001), (2, 0.001)]  # the session's overrides, each seed after the run's
+    assert [m["config"]["training"]["seed"] for m, _ in runs] == [1, 2]
+    assert all(template["rendered"] for _, template in runs)
