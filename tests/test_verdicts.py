@@ -5,6 +5,7 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import datasets  # noqa: F401  (imported once here: pytester's in-process runs must not import it again)
 import pytest
 
 from harness import baselines
@@ -24,6 +25,7 @@ from harness.profiles import PROFILES
 from harness.recipe import Run
 
 FIXTURE = Path({fixture!r})
+ARTIFACTS = {{}}  # artifact name -> payload that `change` substitutes for the stored file
 
 
 def change(manifest):
@@ -39,7 +41,14 @@ def harness_profile():
 def recipe_run(harness_profile):  # as the plugin's own: every check of the recipe needs the profile
     manifest = json.loads((FIXTURE / "run.json").read_text())
     change(manifest)
-    return Run(FIXTURE, manifest, reused=True)
+    run = Run(FIXTURE, manifest, reused=True)
+    run._cache.update(ARTIFACTS)
+    return run
+
+
+@pytest.fixture(scope="session")
+def prepared_run(recipe_run):  # the stored run holds the prepared stage's records too
+    return recipe_run
 
 
 @pytest.fixture(scope="session")
@@ -140,11 +149,9 @@ def test_a_run_whose_config_differs_is_one_named_refusal(suite):
 def test_a_one_epoch_run_still_compares_the_template(suite):
     """Training settings refuse the learned metrics, not the model's own: template drift still shows."""
     drift = ('manifest["config"]["training"]["num_train_epochs"] = 1\n'
-             'import harness.recipe\n'
              'template = json.loads((FIXTURE / "template.json").read_text())\n'
              'template["rendered"] = "<|system|>\\nYou are a helpful assistant.<|end|>\\n" + template["rendered"]\n'
-             'harness.recipe.Run.artifact = lambda self, name, real=harness.recipe.Run.artifact: '
-             'template if name == "template.json" else real(self, name)')
+             'ARTIFACTS["template.json"] = template')
     result = suite(drift, "-v")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     text = result.stdout.str()
@@ -217,7 +224,7 @@ def test_baseline_seeds_runs_the_recipe_with_the_next_seeds(monkeypatch, tmp_pat
 
     class Config:
         stash: dict = {}
-        options = {"--baseline-seeds": 3, "--override": ["training.learning_rate=0.001"],
+        options = {"--baseline-seeds": 3, "--override": ["training.learning_rate=0.001"], "--profile": "tiny",
                    "--cache-dir": str(tmp_path), "--smollm2-gguf": None, "--phi3-path": None}
 
         def getoption(self, name):
