@@ -39,7 +39,14 @@ def cmd_run(args) -> int:
         return 2
     from harness.plugin import parse_overrides
 
-    config = profile.recipe_config().with_overrides(parse_overrides(args.override))
+    from harness import variants
+
+    try:
+        config = profile.recipe_config().with_overrides(variants.overrides(args.variant))
+    except variants.UnknownVariant as error:
+        print(f"error: --variant: {error}", file=sys.stderr)
+        return 2
+    config = config.with_overrides(parse_overrides(args.override))
     finished = recipe.run(profile, options, _runs_dir(args), fresh=args.fresh, config=config)
     if finished is None:  # a non-main rank of torchrun / accelerate launch: rank 0 writes and prints the run
         return 0
@@ -196,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     model_flags(run_parser)
     run_parser.add_argument("--fresh", action="store_true")
     run_parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
+    run_parser.add_argument("--variant", default=os.environ.get("YODA_HARNESS_VARIANT"), metavar="NAME",
+                            help="recipe variant (harness/variants.py): 2024, intermediate, 2025-10")
     run_parser.set_defaults(func=cmd_run)
 
     doctor = sub.add_parser("doctor", help="versions, CUDA, and which profiles can run here")

@@ -43,6 +43,9 @@ def pytest_addoption(parser):
     group.addoption("--override", metavar="KEY=VALUE", action="append", default=[],
                     help="override one recipe config field for this run, e.g. training.num_train_epochs=3 "
                          "(JSON values; repeatable). Baselines are per config, so use with care")
+    group.addoption("--variant", metavar="NAME", default=os.environ.get("YODA_HARNESS_VARIANT"),
+                    help="recipe variant: 2024 (as first published), intermediate, 2025-10 (today's default); "
+                         "harness/variants.py. --override applies on top [$YODA_HARNESS_VARIANT]")
 
 
 def pytest_configure(config):
@@ -60,11 +63,24 @@ def pytest_configure(config):
         raise pytest.UsageError(
             f"--profile {name!r}: unknown profile; choose one of: auto, {', '.join(profile_registry.PROFILES)}"
         )
+    from harness import variants
+
     try:
-        profile_registry.PROFILES.get(name, profile_registry.PROFILES["tiny"]).recipe_config().with_overrides(
-            parse_overrides(config.getoption("--override")))
+        variants.overrides(config.getoption("--variant"))
+    except variants.UnknownVariant as error:
+        raise pytest.UsageError(f"--variant: {error}") from None
+    try:
+        recipe_config_for(config, profile_registry.PROFILES.get(name, profile_registry.PROFILES["tiny"]))
     except ValueError as error:
         raise pytest.UsageError(f"--override: {error}") from None
+
+
+def recipe_config_for(config, profile):
+    """The profile's recipe config, with the --variant's switches, then the --override values."""
+    from harness import variants
+
+    return (profile.recipe_config().with_overrides(variants.overrides(config.getoption("--variant")))
+            .with_overrides(parse_overrides(config.getoption("--override"))))
 
 
 def parse_overrides(pairs: list[str], option: str = "--override") -> dict:
@@ -156,7 +172,7 @@ def recipe_run(pytestconfig, harness_profile):
     if cached is not None:
         return cached
     try:
-        config = harness_profile.recipe_config().with_overrides(parse_overrides(pytestconfig.getoption("--override")))
+        config = recipe_config_for(pytestconfig, harness_profile)
         finished = recipe.run(harness_profile, model_options(pytestconfig), runs_dir(pytestconfig),
                               fresh=pytestconfig.getoption("--fresh"), config=config,
                               session=session_token(pytestconfig))
@@ -287,3 +303,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.write_sep("-", "yoda-harness")
     terminalreporter.write_line(f"run {finished.directory} ({state}), profile {finished.profile}")
     terminalreporter.write_line(comparison.context())
+    _write_compat_and_warnings(terminalreporter, finished.manifest)
+
+
+def _write_compat_and_warnings(terminalreporter, manifest: dict) -> None:
+    """The release differences the harness adapted, and the libraries' deprecation warnings."""
+    from harness import libwarnings
+
+    for adaptation in manifest.get("compat") or []:
+        terminalreporter.write_line(f"adapted: {adaptation['description']}")
+    recorded = manifest.get("library_warnings") or []
+    if recorded:
+        terminalreporter.write_line(f"library deprecation warnings during the run ({len(recorded)}):", yellow=True)
+        for entry in recorded:
+            terminalreporter.write_line(f"  {libwarnings.describe(entry)}")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import artifacts, data, env, metrics
+from harness import artifacts, compat, data, env, libwarnings, metrics
 from harness.config import RecipeConfig
 from harness.generate import generate_batched
 from harness.models import Checkpoint, check_special_tokens
@@ -44,9 +44,16 @@ def load_quantized_model(checkpoint: Checkpoint, config: RecipeConfig):
     return quantized_model, tokenizer
 
 
-def prepare_tokenizer(tokenizer):
-    """Step 4: the recipe's fix for PAD == EOS — pad with UNK so EOS keeps its labels."""
-    tokenizer.pad_token = tokenizer.unk_token
+def prepare_tokenizer(tokenizer, config: RecipeConfig | None = None):
+    """Step 4: the recipe's fix for PAD == EOS — pad with UNK so EOS keeps its labels.
+
+    `tokenizer.pad_token = "as_shipped"` (a recipe variant from before the fix) keeps the
+    tokenizer's own pad token."""
+    choice = (config or RecipeConfig()).tokenizer.pad_token
+    if choice == "unk_token":
+        tokenizer.pad_token = tokenizer.unk_token
+    elif choice != "as_shipped":
+        raise ValueError(f"tokenizer.pad_token {choice!r}: expected 'unk_token' (the recipe's fix) or 'as_shipped'")
     return tokenizer
 
 
@@ -126,10 +133,8 @@ def prepare_and_collate(trainer, examples: list[dict], packing: bool | None = No
     from datasets import Dataset
 
     packing = trainer.args.packing if packing is None else packing
-    prepared = trainer._prepare_dataset(
-        Dataset.from_list(examples), trainer.processing_class, trainer.args, packing, None, "check"
-    )
-    return trainer.data_collator([prepared[i] for i in range(len(prepared))])
+    rows = compat.prepared_rows(trainer, Dataset.from_list(examples), trainer.args, packing, "check")
+    return trainer.data_collator(rows)
 
 
 # ------------------------------------------------------------------ the run
@@ -206,9 +211,14 @@ def run(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = F
                 return None
             return Run(existing, artifacts.read_json(existing / artifacts.MANIFEST), reused=True)
         try:
-            manifest, live = _execute(profile, options, config, environment, key, staging, state)
+            with compat.recording() as adaptations, libwarnings.recording(config) as library_warnings:
+                manifest, live = _execute(profile, options, config, environment, key, staging, state)
             if not state.is_main_process:
                 return None
+            # Every release difference the harness adapted, and every deprecation the libraries
+            # announced during the run: what an upgrade will break next.
+            manifest["compat"] = [adaptation.as_dict() for adaptation in adaptations]
+            manifest["library_warnings"] = library_warnings
             manifest["session"] = session
             artifacts.write_json(staging / artifacts.MANIFEST, manifest)
             final = artifacts.publish(staging, runs_dir, key)
@@ -303,7 +313,7 @@ def _execute(profile: Profile, options: ModelOptions, config: RecipeConfig, envi
     with phase("load"):
         quantized_model, tokenizer = load_quantized_model(checkpoint, config)
         tokenizer_as_shipped = {"pad": tokenizer.pad_token, "eos": tokenizer.eos_token}
-        prepare_tokenizer(tokenizer)
+        prepare_tokenizer(tokenizer, config)
         record["quantized_linear_modules"] = _linear4bit_modules(quantized_model)
         record["unquantized_modules"] = _unquantized_named(quantized_model)
         footprint_loaded = quantized_model.get_memory_footprint()
@@ -418,7 +428,7 @@ def rebuild_live(run_: Run, profile: Profile, options: ModelOptions) -> LiveObje
 
     config = RecipeConfig.from_plain(run_.manifest["config"])
     checkpoint = profile.build_checkpoint(options)
-    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(run_.directory / "adapter"))
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(run_.directory / "adapter"), config)
     peft_model = reload_tuned_model(checkpoint, run_.directory / "adapter", config, trainable=True)
     split = load_data(config)
     trainer = build_trainer(peft_model, tokenizer, to_training_dataset(split.train, config), config,
@@ -493,11 +503,9 @@ def _completion_only_batch(trainer, split: data.YodaSplit, config: RecipeConfig)
     saved = trainer.completion_only_loss
     trainer.completion_only_loss = True
     try:
-        prepared = trainer._prepare_dataset(Dataset.from_list(examples), tokenizer, args, False, None,
-                                            "completion-only")
+        rows = compat.prepared_rows(trainer, Dataset.from_list(examples), args, False, "completion-only")
     finally:
         trainer.completion_only_loss = saved
-    rows = [prepared[i] for i in range(len(prepared))]
     record = _batch_record(trainer.data_collator(rows), tokenizer)
     record["prompt_lengths"] = [len(_template_ids(tokenizer, ex["prompt"], add_generation_prompt=True))
                                 for ex in examples]
