@@ -111,7 +111,7 @@ def run_trial(python: str, version_set: matrix.VersionSet, variant: str, results
         facts["install_error"] = str(error)
     result = matrix.build_result(version_set=version_set, profile=profile, cache_dir=cache_dir,
                                  duration_s=time.monotonic() - started,
-                                 extra={"variant": variant, "checks": list(checks), "overrides": list(overrides),
+                                 extra={"variant": variant, "check_selection": list(checks), "overrides": list(overrides),
                                         "swaps": swaps, "timing": timing, "pytest_log": str(log_path)},
                                  **facts)
     matrix.write_result(results_dir / f"{stem}.json", result)

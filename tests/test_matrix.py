@@ -304,3 +304,79 @@ def test_nox_lists_one_session_per_version_set():
     sessions = {s["session"] for s in json.loads(listing.stdout)}
     expected = {f"suites(set='{name}')" for name in matrix.load_version_sets(ROOT / "versions.toml")}
     assert expected <= sessions and "matrix_table" in sessions
+
+
+# ------------------------------------------------------------------ the history table
+def _history_result(set_name, trl, variant, verdicts, warnings=()):
+    checks = {f"suites.test_x.{name}": {"suite": "test_x.py", "kind": "invariant", "outcome": "failed" if v == "BROKEN" else v,
+                                        "verdict": v, "message": ""} for name, v in verdicts.items()}
+    return {"schema": 1, "version_set": set_name, "variant": variant, "status": "failed" if "BROKEN" in verdicts.values() else "passed",
+            "reason": "r", "packages": {"trl": trl, "transformers": "4.53.3"}, "checks": checks,
+            "library_warnings": list(warnings), "duration_s": 120.0}
+
+
+def test_the_history_reads_as_the_history_broken_at_the_release_and_fixed_after():
+    eos, markers = "test_every_eos_keeps_its_label", "test_training_text_carries_the_role_markers_in_order"
+    results = [
+        _history_result("trl-0.16.1", "0.16.1", "intermediate", {eos: "passed", markers: "passed"}),
+        _history_result("trl-0.14.0", "0.14.0", "intermediate", {eos: "passed", markers: "passed"}),
+        _history_result("trl-0.15.0", "0.15.0", "intermediate", {eos: "BROKEN", markers: "passed"}),
+        _history_result("trl-0.15.0", "0.15.0", "2024", {eos: "BROKEN", markers: "BROKEN"}),
+    ]
+    rows = matrix.history_rows(results, ["trl-0.14.0", "trl-0.15.0", "trl-0.16.1"], ["2024", "intermediate"])
+    assert [(r["version_set"], r["variant"]) for r in rows] == [
+        ("trl-0.15.0", "2024"), ("trl-0.14.0", "intermediate"), ("trl-0.15.0", "intermediate"), ("trl-0.16.1", "intermediate")]
+    table = matrix.history_markdown(rows)
+    assert "BROKEN: EOS never labelled; training text has no role markers" in table
+    assert "| trl-0.16.1 | 0.16.1 | 4.53.3 | intermediate | 2 | 0 | 0 | 0 | fixed: EOS never labelled |" in table
+
+
+def test_a_failed_comparison_is_changed_and_a_failed_invariant_broken():
+    assert matrix.verdict("failed", "comparison") == "CHANGED"
+    assert matrix.verdict("failed", "invariant") == "BROKEN"
+    assert matrix.verdict("error", "comparison") == "BROKEN"  # the check could not even compare
+    assert matrix.verdict("skipped", "invariant") == "skipped"
+
+
+def test_junit_check_kinds_come_from_the_plugins_property(tmp_path):
+    junit = tmp_path / "j.xml"
+    junit.write_text('<testsuites><testsuite>'
+                     '<testcase classname="suites.test_chat_template" name="test_rendered_example_matches_the_baseline">'
+                     '<properties><property name="check_kind" value="comparison"/></properties><failure message="differs"/></testcase>'
+                     '<testcase classname="suites.test_labels" name="test_every_eos_keeps_its_label">'
+                     '<properties><property name="check_kind" value="invariant"/></properties><failure message="masked"/></testcase>'
+                     '</testsuite></testsuites>')
+    checks = matrix.junit_outcomes(junit)["checks"]
+    assert checks["suites.test_chat_template.test_rendered_example_matches_the_baseline"]["verdict"] == "CHANGED"
+    assert checks["suites.test_labels.test_every_eos_keeps_its_label"]["verdict"] == "BROKEN"
+
+
+def test_a_warning_that_named_the_broken_setting_is_shown_as_preceding_the_break():
+    warned = {"library": "trl 0.18.2", "category": "FutureWarning", "message": "packing_strategy default will change",
+              "settings": ["training.packing_strategy"], "count": 1}
+    packed = "test_packed_rows_are_exactly_max_length"
+    results = [_history_result("trl-0.18.2", "0.18.2", "intermediate", {packed: "passed"}, [warned]),
+               _history_result("trl-0.19.0", "0.19.0", "intermediate", {packed: "BROKEN"})]
+    rows = matrix.history_rows(results, ["trl-0.18.2", "trl-0.19.0"])
+    assert matrix.warnings_before_breaks(rows) == [
+        'intermediate: trl 0.18.2 (trl-0.18.2) warned "packing_strategy default will change" before trl-0.19.0 broke: '
+        "packing no longer wrapped"]
+
+
+def test_swapping_refuses_a_set_that_differs_in_more_than_small_packages(monkeypatch):
+    from harness import history
+
+    monkeypatch.setattr(history, "installed_versions", lambda python: {"trl": "0.14.0", "transformers": "4.53.3"})
+    version_set = matrix.VersionSet("s", ("transformers==4.56.1", "trl==0.15.0"))
+    with pytest.raises(history.SwapError, match=r"differs in transformers 4.53.3 \(set: 4.56.1\)"):
+        history.swap_into("python", version_set)
+    assert history.swap_into("python", matrix.VersionSet("same", ("transformers==4.53.3", "trl==0.14.0"))) == []
+
+
+def test_nox_lists_one_history_session_per_set_and_variant():
+    listing = subprocess.run([sys.executable, "-m", "nox", "-l", "--json"], cwd=ROOT, capture_output=True, text=True)
+    if listing.returncode != 0 and "No module named nox" in listing.stderr:
+        pytest.skip("nox is not installed")
+    sessions = {s["session"] for s in json.loads(listing.stdout)}
+    assert "history(set='trl-0.15.0', variant='2024')" in sessions
+    assert "history(set='seed-2025-10', variant='2025-10')" in sessions

@@ -1,0 +1,104 @@
+"""Recipe variants (the recipe as first published, intermediate, today's) and the switches they set."""
+
+import logging
+import warnings
+
+import pytest
+
+from harness import data, libwarnings, variants
+from harness.config import RecipeConfig
+
+ROW = {"sentence": "The Force is strong.", "translation": "Strong, the Force is.", "translation_extra": "Strong, the Force is. Yes."}
+
+
+def test_todays_variant_is_the_default_config_exactly():
+    # Same fingerprint: a run with --variant 2025-10 is the run without it (same cache key, same baseline).
+    config = RecipeConfig().with_overrides(variants.overrides("2025-10"))
+    assert config.fingerprint() == RecipeConfig().fingerprint()
+
+
+def test_the_2024_variant_carries_none_of_the_fixes():
+    config = RecipeConfig().with_overrides(variants.overrides("2024"))
+    assert config.data.format == "instruction" and config.tokenizer.pad_token == "as_shipped"
+    assert config.training.packing_strategy is None and config.training.bf16 is None
+    assert config.training.left_to_library() == ("packing_strategy", "bf16")
+
+
+def test_the_intermediate_variant_is_conversational_with_pad_equal_to_eos():
+    config = RecipeConfig().with_overrides(variants.overrides("intermediate"))
+    assert config.data.format == "conversational" and config.tokenizer.pad_token == "as_shipped"
+
+
+def test_every_variant_names_the_regressions_it_works_around():
+    assert variants.get("2024").works_around == ()
+    assert set(variants.get("intermediate").works_around) < set(variants.get("2025-10").works_around)
+
+
+def test_an_unknown_variant_is_an_error_naming_the_choices():
+    with pytest.raises(variants.UnknownVariant, match="unknown recipe variant '2023'; choose one of: 2024, intermediate, 2025-10"):
+        variants.overrides("2023")
+    assert variants.overrides(None) == {}
+
+
+def test_the_instruction_format_is_prompt_completion_strings():
+    assert data.format_rows([ROW], "instruction", "sentence", "translation_extra") == [
+        {"prompt": "The Force is strong.", "completion": "Strong, the Force is. Yes."}]
+    assert data.from_conversation({"prompt": "a", "completion": "b"}) == ("a", "b")
+
+
+def test_the_pad_token_switch_reaches_the_tokenizer():
+    from types import SimpleNamespace
+
+    from harness.recipe import prepare_tokenizer
+
+    shipped = SimpleNamespace(pad_token="<|endoftext|>", unk_token="<unk>")
+    assert prepare_tokenizer(shipped, RecipeConfig()).pad_token == "<unk>"
+    shipped = SimpleNamespace(pad_token="<|endoftext|>", unk_token="<unk>")
+    as_shipped = RecipeConfig().with_overrides({"tokenizer.pad_token": "as_shipped"})
+    assert prepare_tokenizer(shipped, as_shipped).pad_token == "<|endoftext|>"
+    with pytest.raises(ValueError, match="tokenizer.pad_token 'eos'"):
+        prepare_tokenizer(shipped, RecipeConfig().with_overrides({"tokenizer.pad_token": "eos"}))
+
+
+def test_a_run_recorded_before_the_tokenizer_section_reads_as_the_recipes_fix():
+    raw = RecipeConfig().to_dict()
+    del raw["tokenizer"]
+    assert RecipeConfig.from_plain(raw).tokenizer.pad_token == "unk_token"
+
+
+def test_the_cli_refuses_an_unknown_variant():
+    from harness import cli
+
+    assert cli.main(["run", "--profile", "tiny", "--variant", "nope"]) == 2
+
+
+# ------------------------------------------------------------------ library warnings
+def test_deprecations_from_a_library_are_recorded_with_the_setting_they_name():
+    config = RecipeConfig()
+    with libwarnings.recording(config) as recorded:
+        warnings.warn_explicit("`max_seq_length` is deprecated and will be removed in v0.20.0; use `max_length`",
+                               FutureWarning, "/venv/lib/python3.11/site-packages/trl/trainer/sft_config.py", 10)
+        warnings.warn_explicit("`max_seq_length` is deprecated and will be removed in v0.20.0; use `max_length`",
+                               FutureWarning, "/venv/lib/python3.11/site-packages/trl/trainer/sft_config.py", 10)
+        logging.getLogger("transformers.modeling_utils").warning("`torch_dtype` is deprecated! Use `dtype` instead!")
+    assert [(e["library"].split()[0], e["category"], e["count"]) for e in recorded] == [
+        ("transformers", "log:warning", 1), ("trl", "FutureWarning", 2)]
+    trl_entry = recorded[1]
+    assert trl_entry["settings"] == ["training.max_length"]  # trl's old name for it
+    assert "[recipe setting: training.max_length]" in libwarnings.describe(trl_entry)
+
+
+def test_other_warnings_are_not_recorded_and_still_reach_pytest():
+    with pytest.warns(UserWarning, match="padding_side"):
+        with libwarnings.recording() as recorded:
+            warnings.warn_explicit("You passed a processing_class with `padding_side` not equal to `right`",
+                                   UserWarning, "/venv/lib/python3.11/site-packages/trl/trainer/sft_trainer.py", 300)
+            warnings.warn_explicit("deprecated here", DeprecationWarning, "/home/me/project/mine.py", 1)
+    assert recorded == []  # a user warning without deprecation wording; a deprecation from no library
+
+
+def test_a_warning_the_baseline_did_not_see_is_new_whatever_its_line_numbers():
+    seen = {"library": "trl 0.16.0", "category": "FutureWarning", "message": "`max_seq_length` will be removed in v0.20.0"}
+    same = dict(seen, library="trl 0.17.0", message="`max_seq_length` will be removed in v0.21.0")
+    other = {"library": "trl 0.17.0", "category": "FutureWarning", "message": "`packing_strategy` default will change"}
+    assert libwarnings.new_warnings([same, other], [seen]) == [other]
