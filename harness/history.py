@@ -170,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="version set from versions.toml (repeatable)")
     parser.add_argument("--variant", dest="variants", action="append", metavar="NAME",
                         help="recipe variant (repeatable; default: every variant)")
+    parser.add_argument("--profile", default=os.environ.get("YODA_HARNESS_PROFILE", "tiny"))
     parser.add_argument("--results-dir", default="reports/history")
-    parser.add_argument("--cache-dir", default=None, help="harness cache for the runs (default: RESULTS_DIR/cache)")
+    parser.add_argument("--cache-dir", default=None, help="harness cache for the runs (default: RESULTS_DIR-cache)")
     parser.add_argument("--versions", default=matrix.VERSIONS_FILE)
     parser.add_argument("--find-links", action="append", default=[], metavar="DIR",
                         help="local wheels for the swapped packages (pip --find-links)")
@@ -188,12 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"{args.versions}: no version set {', '.join(map(repr, unknown))}; sets: {', '.join(sets)}")
     results_dir = Path(args.results_dir).resolve()
-    cache_dir = Path(args.cache_dir).resolve() if args.cache_dir else results_dir / "cache"
+    # Beside the results, not under them: `harness matrix` reads every JSON below its directory.
+    cache_dir = Path(args.cache_dir).resolve() if args.cache_dir else results_dir.with_name(results_dir.name + "-cache")
     failed = 0
     for name in args.sets:
         for variant in args.variants or list(variants.VARIANTS):
             result = run_trial(args.python, sets[name], variant, results_dir, cache_dir,
                                checks=args.checks or DEFAULT_CHECKS, overrides=args.overrides or DEFAULT_OVERRIDES,
-                               project_root=Path.cwd(), find_links=args.find_links, swap=not args.no_swap)
+                               profile=args.profile, project_root=Path.cwd(), find_links=args.find_links,
+                               swap=not args.no_swap)
             failed += result["status"] == "failed"
     return 1 if failed else 0

@@ -102,3 +102,27 @@ def test_a_warning_the_baseline_did_not_see_is_new_whatever_its_line_numbers():
     same = dict(seen, library="trl 0.17.0", message="`max_seq_length` will be removed in v0.21.0")
     other = {"library": "trl 0.17.0", "category": "FutureWarning", "message": "`packing_strategy` default will change"}
     assert libwarnings.new_warnings([same, other], [seen]) == [other]
+
+
+def test_the_report_lists_the_adaptations_and_the_library_warnings(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    import lxml.html
+
+    from harness import artifacts
+    from harness.recipe import Run
+    from harness.report import render_run_report
+
+    directory = Path(shutil.copytree(Path(__file__).parent / "fixtures" / "run_tiny", tmp_path / "run"))
+    manifest = artifacts.read_json(directory / "run.json")
+    manifest["compat"] = [{"library": "trl 0.14.0", "setting": "max_length", "action": "passed as max_seq_length",
+                           "description": "trl 0.14.0: max_length passed as max_seq_length"}]
+    manifest["library_warnings"] = [{"library": "trl 0.16.0", "category": "FutureWarning", "count": 2,
+                                     "message": "`max_seq_length` is deprecated <b>", "settings": ["training.max_length"]}]
+    artifacts.write_json(directory / "run.json", manifest)
+    page = lxml.html.fromstring(render_run_report(Run(directory, manifest, reused=True), tmp_path / "r.html")
+                                .read_text(encoding="utf-8"))
+    assert page.get_element_by_id("compat").text_content().strip() == "trl 0.14.0: max_length passed as max_seq_length"
+    row = [cell.text_content() for cell in page.get_element_by_id("library-warnings").xpath(".//tbody/tr/td")]
+    assert row == ["trl 0.16.0", "FutureWarning", "`max_seq_length` is deprecated <b>", "training.max_length", "2"]
