@@ -126,3 +126,24 @@ def test_the_report_lists_the_adaptations_and_the_library_warnings(tmp_path):
     assert page.get_element_by_id("compat").text_content().strip() == "trl 0.14.0: max_length passed as max_seq_length"
     row = [cell.text_content() for cell in page.get_element_by_id("library-warnings").xpath(".//tbody/tr/td")]
     assert row == ["trl 0.16.0", "FutureWarning", "`max_seq_length` is deprecated <b>", "training.max_length", "2"]
+
+
+def test_a_new_deprecation_against_the_baseline_fails_the_warnings_check_as_a_comparison():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("suite_warnings", Path(__file__).parents[1] / "suites" / "test_warnings.py")
+    suite = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(suite)
+    old = {"library": "trl 0.16.0", "category": "FutureWarning", "message": "`max_seq_length` is deprecated", "settings": []}
+    new = {"library": "trl 0.17.0", "category": "FutureWarning", "message": "`packing` default will change", "settings": []}
+
+    class Entry:
+        path, value = Path("baselines/tiny.json"), staticmethod(lambda name: [old])
+
+        def context(self):
+            return "baseline tiny.json"
+
+    suite.test_no_new_library_deprecation_warning({"library_warnings": [old]}, Entry())
+    with pytest.raises(AssertionError, match="(?s)1 library deprecation warning.*`packing` default will change"):
+        suite.test_no_new_library_deprecation_warning({"library_warnings": [old, new]}, Entry())
