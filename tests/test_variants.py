@@ -8,6 +8,8 @@ import pytest
 from harness import data, libwarnings, variants
 from harness.config import RecipeConfig
 
+pytest_plugins = ["pytester"]
+
 ROW = {"sentence": "The Force is strong.", "translation": "Strong, the Force is.", "translation_extra": "Strong, the Force is. Yes."}
 
 
@@ -147,3 +149,30 @@ def test_a_new_deprecation_against_the_baseline_fails_the_warnings_check_as_a_co
     suite.test_no_new_library_deprecation_warning({"library_warnings": [old]}, Entry())
     with pytest.raises(AssertionError, match="(?s)1 library deprecation warning.*`packing` default will change"):
         suite.test_no_new_library_deprecation_warning({"library_warnings": [old, new]}, Entry())
+
+
+def test_an_unknown_variant_is_a_pytest_usage_error(pytester):
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest("--variant", "2023")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--variant: unknown recipe variant '2023'; choose one of: 2024, intermediate, 2025-10*"])
+
+
+def test_the_variant_option_reaches_the_recipe_config_and_overrides_apply_on_top(pytester):
+    pytester.makeconftest("""
+        import pytest
+        from harness import profiles
+        from harness.plugin import recipe_config_for
+
+        @pytest.fixture
+        def resolved(pytestconfig):
+            return recipe_config_for(pytestconfig, profiles.PROFILES["tiny"])
+    """)
+    pytester.makepyfile("""
+        def test_config(resolved):
+            assert resolved.data.format == "instruction" and resolved.tokenizer.pad_token == "as_shipped"
+            assert resolved.training.packing_strategy == "bfd"   # the --override, on top of the variant
+            assert resolved.training.per_device_train_batch_size == 4   # the profile's own override kept
+    """)
+    result = pytester.runpytest("--variant", "2024", "--override", "training.packing_strategy=bfd")
+    assert result.ret == 0, result.stdout.str()
