@@ -10,6 +10,7 @@ run's manifest lists them under `compat`: a run on an old release never differs 
     generation_inputs(model, batch)      tokenizer outputs the model's forward does not take
     unquantized_load_dtype(config)       the dtype non-quantized layers load in under 4-bit
     prepared_rows(trainer, ...)          trl's private dataset preparation (two signatures)
+    completion_only_collator(trainer)    a collator that masks the prompt, whichever trl built it
 """
 
 from __future__ import annotations
@@ -196,3 +197,26 @@ def _rows(prepared) -> list[dict]:
     if hasattr(prepared, "infinite"):
         prepared.infinite = False
     return list(prepared)
+
+
+@contextlib.contextmanager
+def completion_only_collator(trainer):
+    """The trainer's collator, masking the prompt as with `completion_only_loss=True`, for the block.
+
+    trl 0.16-0.18's collator takes `completion_only_loss` when the trainer builds it (False for
+    conversational data) and reads only its own copy; a harness probe of completion-only masking
+    must switch that copy too, as a trainer built with the option would have it.
+    """
+    collator = trainer.data_collator
+    had = hasattr(collator, "completion_only_loss")
+    saved = getattr(collator, "completion_only_loss", None)
+    if had and saved is not True:
+        collator.completion_only_loss = True
+        record(Adaptation(library("trl"), "completion-only probe",
+                          "switched the collator's own completion_only_loss on (this trl's collator keeps "
+                          "the value it was built with)"))
+    try:
+        yield collator
+    finally:
+        if had:
+            collator.completion_only_loss = saved

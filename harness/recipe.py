@@ -506,7 +506,8 @@ def _completion_only_batch(trainer, split: data.YodaSplit, config: RecipeConfig)
         rows = compat.prepared_rows(trainer, Dataset.from_list(examples), args, False, "completion-only")
     finally:
         trainer.completion_only_loss = saved
-    record = _batch_record(trainer.data_collator(rows), tokenizer)
+    with compat.completion_only_collator(trainer) as collator:
+        record = _batch_record(collator(rows), tokenizer)
     record["prompt_lengths"] = [len(_template_ids(tokenizer, ex["prompt"], add_generation_prompt=True))
                                 for ex in examples]
     record["sequence_lengths"] = [len(row["input_ids"]) for row in rows]

@@ -141,3 +141,21 @@ def test_the_recipes_sft_config_goes_through_compat(tmp_path):
     left = RecipeConfig().with_overrides({"training.packing_strategy": None, "training.bf16": None})
     sft, adaptations = left.training.to_sft_config(str(tmp_path))
     assert any(a.startswith("packing_strategy left to the library") for a in adaptations)
+
+
+def test_the_completion_only_probe_switches_the_collators_own_copy_and_restores_it():
+    class Collator:
+        completion_only_loss = False
+
+        def __call__(self, rows):
+            return self.completion_only_loss
+
+    trainer = type("Trainer", (), {"data_collator": Collator()})()
+    with compat.recording() as recorded:
+        with compat.completion_only_collator(trainer) as collator:
+            assert collator([]) is True
+    assert trainer.data_collator.completion_only_loss is False
+    assert [a.setting for a in recorded] == ["completion-only probe"]
+    plain = type("Trainer", (), {"data_collator": staticmethod(lambda rows: rows)})()  # no such attribute
+    with compat.completion_only_collator(plain) as collator:
+        assert collator([1]) == [1]
