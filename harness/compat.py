@@ -11,6 +11,8 @@ run's manifest lists them under `compat`: a run on an old release never differs 
     unquantized_load_dtype(config)       the dtype non-quantized layers load in under 4-bit
     prepared_rows(trainer, ...)          trl's private dataset preparation (two signatures)
     completion_only_collator(trainer)    a collator that masks the prompt, whichever trl built it
+    dtype_argument()                     `dtype=` (transformers >= 4.56) or `torch_dtype=`
+    template_ids(tokenizer, ...)         apply_chat_template(tokenize=True): a list, or an encoding
 """
 
 from __future__ import annotations
@@ -220,3 +222,18 @@ def completion_only_collator(trainer):
     finally:
         if had:
             collator.completion_only_loss = saved
+
+
+def dtype_argument() -> str:
+    """The name `from_pretrained` / `from_config` take the dtype under: `dtype` from transformers
+    4.56 (`torch_dtype` is deprecated there), `torch_dtype` before."""
+    if _major_minor("transformers") >= (4, 56):
+        return "dtype"
+    record(Adaptation(library("transformers"), "model dtype", "passed as torch_dtype (this transformers' name)"))
+    return "torch_dtype"
+
+
+def template_ids(tokenizer, messages, add_generation_prompt: bool = False) -> list[int]:
+    """Token ids of the chat template: transformers 4.x returns a list, 5.x an encoding (a mapping)."""
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt)
+    return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)

@@ -67,10 +67,9 @@ def _meta_model(model_config):
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
-        try:
-            model = AutoModelForCausalLM.from_config(model_config, dtype=_checkpoint_dtype(model_config))
-        except TypeError:  # transformers < 4.56 calls it torch_dtype
-            model = AutoModelForCausalLM.from_config(model_config, torch_dtype=_checkpoint_dtype(model_config))
+        from harness import compat
+
+        model = AutoModelForCausalLM.from_config(model_config, **{compat.dtype_argument(): _checkpoint_dtype(model_config)})
     model.tie_weights()
     return model
 

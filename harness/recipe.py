@@ -466,8 +466,7 @@ def _reference(row: dict, config: RecipeConfig) -> dict:
 
 
 def _template_ids(tokenizer, messages, add_generation_prompt: bool = False) -> list[int]:
-    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt)
-    return ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+    return compat.template_ids(tokenizer, messages, add_generation_prompt)
 
 
 def _template_record(tokenizer, config: RecipeConfig) -> dict:

@@ -115,7 +115,7 @@ def test_the_memory_prediction_differs_by_the_fp16_rule_exactly_where_it_should(
     unquantized = 128 * 64 * 2 + 64 * 3  # embed_tokens, lm_head (untied), 3 RMSNorms
     assert as_checkpoint.footprint_loaded_bytes - as_4x.footprint_loaded_bytes == unquantized * 2
     assert as_checkpoint.footprint_adapted_bytes == as_4x.footprint_adapted_bytes
-    assert [a.setting for a in recorded] == ["memory prediction"]
+    assert [a.setting for a in recorded] == ["model dtype", "memory prediction"]
 
 
 class _ConstantLength(torch.utils.data.IterableDataset):  # old trl's packed dataset: iterable only
@@ -159,3 +159,17 @@ def test_the_completion_only_probe_switches_the_collators_own_copy_and_restores_
     plain = type("Trainer", (), {"data_collator": staticmethod(lambda rows: rows)})()  # no such attribute
     with compat.completion_only_collator(plain) as collator:
         assert collator([1]) == [1]
+
+
+@pytest.mark.parametrize("release, name", [("4.53.3", "torch_dtype"), ("4.56.1", "dtype"), ("5.23.0", "dtype")])
+def test_the_dtype_argument_is_named_as_the_installed_transformers_names_it(monkeypatch, release, name):
+    monkeypatch.setattr(compat, "version", lambda package: release)
+    with compat.recording() as recorded:
+        assert compat.dtype_argument() == name
+    assert bool(recorded) == (name == "torch_dtype")
+
+
+@pytest.mark.parametrize("returned", [[5, 6, 7], {"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1]}])
+def test_template_ids_are_a_list_whatever_apply_chat_template_returns(returned):
+    tokenizer = type("T", (), {"apply_chat_template": lambda self, *a, **k: returned})()
+    assert compat.template_ids(tokenizer, []) == [5, 6, 7]
