@@ -214,6 +214,15 @@ def history(session: nox.Session, set: str, variant: str) -> None:  # noqa: A002
     session.run("python", "-m", "harness", "history", "--python", "python", "--no-swap", "--set", set,
                 "--variant", variant, "--results-dir", str(HISTORY_DIR), "--cache-dir", str(cache),
                 *session.posargs, env={"YODA_HARNESS_PROFILE": PROFILE}, success_codes=[0, 1])
+    # A BROKEN check is what a history trial is for: the session fails only when the trial itself
+    # failed without a verdict, and is a skip (with the reason) when the set cannot run here.
+    result = json.loads((HISTORY_DIR / f"{set}--{variant}.json").read_text(encoding="utf-8"))
+    if result["status"] == "cannot-run":
+        session.skip(f"version set {set!r} cannot run here: {result['reason']}")
+    verdicts = {check["verdict"] for check in (result.get("checks") or {}).values()}
+    if result["status"] == "failed" and not verdicts & {"BROKEN", "CHANGED"}:
+        session.error(f"{set} x {variant}: {result['reason']}")
+    session.log("%s x %s: %s (%s)", set, variant, result["status"], result["reason"])
 
 
 @nox.session(python=False)
