@@ -67,7 +67,7 @@ def test_packed_rows_are_exactly_max_length(manifest, run_artifacts):
     assert False, (
         f"{rows} collated rows (batch size {batch_size}) of lengths {lengths} with "
         f"{padded} padded positions; 'wrapped' packing gives a full batch of rows of exactly {max_length}: "
-        "the packing strategy changed (trl's default is 'bfd')"
+        "the packing strategy changed (trl 0.19 made padding-free 'ffd' the default, renamed 'bfd' in 0.20)"
     )
 
 
