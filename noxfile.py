@@ -4,6 +4,7 @@
     nox -s "suites(set='current')"          one set (or: nox -t current)
     nox -s "suites(set='current')" -- -k labels      extra pytest arguments after `--`
     nox                                     every set, then the table (`matrix`)
+    nox -s "history(set='trl-0.15.0', variant='2024')"   one history trial (set x recipe variant)
 
 Each `suites` session, in a fresh virtual environment of its own:
   1. installs torch ($YODA_HARNESS_TORCH_WHEEL, a local wheel path, else `torch` from the index),
@@ -36,7 +37,7 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from harness import matrix  # noqa: E402  (needs ROOT on sys.path; imports nothing heavy)
+from harness import matrix, variants  # noqa: E402  (needs ROOT on sys.path; imports nothing heavy)
 
 # uv when it is installed (much faster installs), else virtualenv.
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -178,6 +179,50 @@ def _run_set(session: nox.Session, version_set: matrix.VersionSet, env: dict, ca
     exit_code = int(exit_file.read_text()) if exit_file.exists() else None
     exit_file.unlink(missing_ok=True)
     return {"installed": installed, "probe": probe, "exit_code": exit_code, "junit": junit}
+
+
+HISTORY_DIR = Path(os.environ.get("YODA_HARNESS_HISTORY_DIR") or ROOT / "reports" / "history").resolve()
+# Sets worth running per recipe variant: the history sets and the seeds (current/latest have
+# their own `suites` sessions).
+HISTORY_SETS = [name for name in VERSION_SETS if name.startswith(("trl-", "seed-"))]
+
+
+@nox.session
+@nox.parametrize("variant", list(variants.VARIANTS))
+@nox.parametrize("set", HISTORY_SETS)
+def history(session: nox.Session, set: str, variant: str) -> None:  # noqa: A002
+    """One (version set x recipe variant) trial in a fresh environment: the structural checks and a
+    short training (harness/history.py); result in reports/history/<set>--<variant>.json.
+
+    Much faster for many trials of sets that differ only in trl: one environment per base and
+    `python -m harness history --python BASE/bin/python --set ...` (docs/history.md)."""
+    version_set = VERSION_SETS[set]
+    HISTORY_DIR.mkdir(parents=True, exist_ok=True)
+    install_log = HISTORY_DIR / f"{set}--{variant}.install.log"
+    install_log.unlink(missing_ok=True)
+    torch_spec = os.environ.get("YODA_HARNESS_TORCH_WHEEL") or "torch"
+    requirements = matrix.install_requirements(version_set, torch_spec, matrix.project_dependencies(ROOT / "pyproject.toml"))
+    problem = _install(session, install_log, *requirements)
+    if problem is None:
+        problem = _install(session, install_log, "--no-deps", "-e", str(ROOT))
+    cache = Path(session.virtualenv.location) / "harness-cache"
+    if problem is not None:
+        result = matrix.build_result(version_set=version_set, profile=PROFILE, install_error=problem,
+                                     extra={"variant": variant, "install_log": str(install_log)})
+        matrix.write_result(HISTORY_DIR / f"{set}--{variant}.json", result)
+        session.skip(f"version set {set!r} cannot be installed here: {problem}")
+    session.run("python", "-m", "harness", "history", "--python", "python", "--no-swap", "--set", set,
+                "--variant", variant, "--results-dir", str(HISTORY_DIR), "--cache-dir", str(cache),
+                *session.posargs, env={"YODA_HARNESS_PROFILE": PROFILE}, success_codes=[0, 1])
+    # A BROKEN check is what a history trial is for: the session fails only when the trial itself
+    # failed without a verdict, and is a skip (with the reason) when the set cannot run here.
+    result = json.loads((HISTORY_DIR / f"{set}--{variant}.json").read_text(encoding="utf-8"))
+    if result["status"] == "cannot-run":
+        session.skip(f"version set {set!r} cannot run here: {result['reason']}")
+    verdicts = {check["verdict"] for check in (result.get("checks") or {}).values()}
+    if result["status"] == "failed" and not verdicts & {"BROKEN", "CHANGED"}:
+        session.error(f"{set} x {variant}: {result['reason']}")
+    session.log("%s x %s: %s (%s)", set, variant, result["status"], result["reason"])
 
 
 @nox.session(python=False)

@@ -178,37 +178,57 @@ class _Session:
         self.trials: list[Trial] = []
         self.memo: dict[tuple, Trial] = {}
 
-    def run(self, label: str, pins: Pins) -> str:
+    def run(self, label: str, pins: Pins, again: bool = False) -> str:
+        """The check's outcome on `pins` (each set once); `again` runs it once more, from scratch
+        where the runner can (`fresh=True`), and keeps the first outcome in the memo."""
         key = _key(pins)
-        if key in self.memo:
+        if key in self.memo and not again:
             return self.memo[key].outcome
         try:
-            outcome, detail = (PASS, "") if self.runner(dict(pins)) else (FAIL, "")
+            passed = self.runner(dict(pins), fresh=True) if again and _takes_fresh(self.runner) else self.runner(dict(pins))
+            outcome, detail = (PASS, "") if passed else (FAIL, "")
         except CannotRun as error:
             outcome, detail = CANNOT_RUN, str(error)
         trial = Trial(label, dict(pins), outcome, detail)
         self.trials.append(trial)
-        self.memo[key] = trial
+        self.memo.setdefault(key, trial)
         self.log(trial.line(len(self.trials)))
         return outcome
 
 
+def _takes_fresh(runner) -> bool:
+    import inspect
+
+    try:
+        return "fresh" in inspect.signature(runner).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def bisect(good: Pins, bad: Pins, runner: Runner, releases: ReleaseLister | None = None,
-           log: Callable[[str], None] = lambda line: None, verify_ends: bool = True) -> BisectResult:
-    """Find the package upgrade (and its first bad release) that flips the check; see the module doc."""
+           log: Callable[[str], None] = lambda line: None, verify_ends: bool = True,
+           end_runs: int = 2) -> BisectResult:
+    """Find the package upgrade (and its first bad release) that flips the check; see the module doc.
+
+    Each end is run `end_runs` times (again from scratch where the runner takes `fresh`) before
+    anything is blamed: an end whose outcomes disagree makes the check flaky, and the search stops
+    saying so instead of naming a culprit.
+    """
     good = {canonical(k): v for k, v in good.items()}
     bad = {canonical(k): v for k, v in bad.items()}
     session = _Session(runner, log)
 
     if verify_ends:
-        first = session.run("good set", good)
-        if first != PASS:
-            return BisectResult([], session.trials, "the good set does not pass the check "
-                                f"({first}): nothing to bisect; pick a good set that passes")
-        last = session.run("bad set", bad)
-        if last != FAIL:
-            return BisectResult([], session.trials, "the bad set does not fail the check "
-                                f"({last}): nothing to bisect")
+        for label, pins, expected in (("good set", good, PASS), ("bad set", bad, FAIL)):
+            outcomes = [session.run(label, pins)]
+            outcomes += [session.run(f"{label}, run again", pins, again=True) for _ in range(end_runs - 1)]
+            if len(set(outcomes)) > 1:
+                return BisectResult([], session.trials, f"the check is flaky: the {label} gave "
+                                    f"{' then '.join(outcomes)} on the same versions; nothing is blamed")
+            if outcomes[0] != expected:
+                what = ("does not pass the check", "pick a good set that passes") if expected == PASS else (
+                    "does not fail the check", "nothing to bisect")
+                return BisectResult([], session.trials, f"the {label} {what[0]} ({outcomes[0]}): {what[1]}")
 
     order = list(bad) + [name for name in good if name not in bad]
     moves = [name for name in order if good.get(name) != bad.get(name)]
@@ -338,7 +358,82 @@ def pip_index_versions(name: str, python: str = sys.executable, extra_args: Iter
     return [v.strip() for v in match.group(1).split(",") if v.strip()]
 
 
-# ------------------------------------------------------------------ the real runner
+# ------------------------------------------------------------------ the real runners
+def pytest_selection(check: str) -> list[str]:
+    """A node id / path is passed as is; anything else is a `-k` expression on the suites."""
+    if "::" in check or check.endswith(".py") or check.startswith("suites/"):
+        return [check]
+    return ["suites", "-k", check]
+
+
+def outcome_of(code: int, junit: Path, log_path: Path, check: str) -> bool:
+    """pytest's exit code and JUnit XML -> passed? (raises CannotRun / BisectError)."""
+    from harness import matrix
+
+    outcomes = matrix.junit_outcomes(junit) if junit.is_file() else None
+    counts = {"passed": 0, "skipped": 0}
+    for tally in (outcomes or {}).get("suite_counts", {}).values():
+        for name in counts:
+            counts[name] += tally[name]
+    if code == 0 and counts["passed"]:
+        return True
+    if code == 0:
+        skips = [s["message"] for s in (outcomes or {}).get("skips", [])]
+        raise CannotRun(f"the check was skipped: {skips[0] if skips else 'no test ran'} (log {log_path})")
+    if code in (1, 2):
+        return False
+    if code == 5:
+        raise BisectError(f"the check {check!r} selects no test (log {log_path})")
+    raise BisectError(f"pytest exit {code} running the check (log {log_path})")
+
+
+@dataclass
+class SwapRunner:
+    """Run the check in one existing environment, swapping in each trial's versions of the small
+    pure-Python packages (harness.history.SWAPPABLE, e.g. trl) with --no-deps: seconds per trial
+    instead of a new environment. A trial that differs in anything else cannot run here."""
+
+    python: str
+    check: str
+    variant: str | None = None
+    profile: str = "tiny"
+    overrides: tuple[str, ...] = ()
+    work_dir: Path = Path(".nox/bisect-swap")
+    cache_dir: Path | None = None
+    find_links: tuple[str, ...] = ()
+    project_root: Path = Path(".")
+    log: Callable[[str], None] = print
+
+    def __call__(self, pins: Pins, fresh: bool = False) -> bool:
+        from harness import history, matrix
+
+        version_set = matrix.VersionSet("bisect-trial", tuple(requirement_strings(pins)))
+        try:
+            history.swap_into(self.python, version_set, self.find_links, log=self.log)
+        except history.SwapError as error:
+            raise CannotRun(str(error)) from None
+        root = Path(self.work_dir).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        key = hashlib.sha256(json.dumps([sorted(requirement_strings(pins)), self.variant, self.check]).encode()).hexdigest()[:12]
+        junit, log_path = root / f"{key}.junit.xml", root / f"{key}{'-fresh' if fresh else ''}.log"
+        junit.unlink(missing_ok=True)
+        cache = Path(self.cache_dir or root / "harness-cache").resolve()
+        env = dict(os.environ, YODA_HARNESS_CACHE=str(cache), YODA_HARNESS_MODELS_DIR=str(cache / "models"))
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        env.setdefault("HF_DATASETS_OFFLINE", "1")
+        command = [self.python, "-m", "pytest", *pytest_selection(self.check), "--profile", self.profile,
+                   "--cache-dir", str(cache), f"--junitxml={junit}", "-p", "no:cacheprovider", "-q"]
+        command += ["--variant", self.variant] if self.variant else []
+        command += ["--fresh"] if fresh else []
+        for override in self.overrides:
+            command += ["--override", override]
+        with open(log_path, "w", encoding="utf-8") as log:
+            log.write(f"$ {' '.join(command)}\n")
+            log.flush()
+            code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.project_root, env=env)
+        return outcome_of(code, junit, log_path, self.check)
+
+
 @dataclass
 class VenvRunner:
     """Install a set into a fresh virtual environment of its own and run the check there.
@@ -361,7 +456,10 @@ class VenvRunner:
             return [self.check]
         return ["suites", "-k", self.check]
 
-    def __call__(self, pins: Pins) -> bool:
+    variant: str | None = None
+    overrides: tuple[str, ...] = ()
+
+    def __call__(self, pins: Pins, fresh: bool = False) -> bool:
         from harness import matrix
 
         requirements = requirement_strings(pins)
@@ -388,6 +486,9 @@ class VenvRunner:
             env.setdefault("HF_DATASETS_OFFLINE", "1")
             command = [str(python), "-m", "pytest", *self.pytest_selection(), "--profile", self.profile,
                        "--cache-dir", str(cache), f"--junitxml={junit}", "-p", "no:cacheprovider", "-q"]
+            command += (["--variant", self.variant] if self.variant else []) + (["--fresh"] if fresh else [])
+            for override in self.overrides:
+                command += ["--override", override]
             log.write(f"$ {' '.join(command)}\n")
             log.flush()
             code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.project_root, env=env)

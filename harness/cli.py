@@ -39,7 +39,14 @@ def cmd_run(args) -> int:
         return 2
     from harness.plugin import parse_overrides
 
-    config = profile.recipe_config().with_overrides(parse_overrides(args.override))
+    from harness import variants
+
+    try:
+        config = profile.recipe_config().with_overrides(variants.overrides(args.variant))
+    except variants.UnknownVariant as error:
+        print(f"error: --variant: {error}", file=sys.stderr)
+        return 2
+    config = config.with_overrides(parse_overrides(args.override))
     finished = recipe.run(profile, options, _runs_dir(args), fresh=args.fresh, config=config)
     if finished is None:  # a non-main rank of torchrun / accelerate launch: rank 0 writes and prints the run
         return 0
@@ -169,6 +176,15 @@ def cmd_matrix(args) -> int:
         print(f"warning: {error}; sets listed by name", file=sys.stderr)
         order = []
     rows = matrix.report_rows(results, order)
+    if any(result.get("variant") for result in results):
+        # History results (version set x recipe variant): each check's verdict, read as the history.
+        from harness import variants
+
+        history = matrix.history_rows(results, order, list(variants.VARIANTS))
+        print(matrix.history_markdown(history, title=f"The recipe's history (profile {results[0].get('profile', '?')})"),
+              end="")
+        bad = [row for row in history if row["status"] == "failed" and not row["broken"] and not row["changed"]]
+        return 1 if bad else 0
     print(matrix.markdown(rows, title=f"Version matrix (profile {results[0].get('profile', '?')})"), end="")
     if args.html:
         written = matrix.render_html(rows, Path(args.html))
@@ -193,17 +209,41 @@ def cmd_bisect(args) -> int:
     good, bad = bisect.pins_of(sets[args.good].pins), bisect.pins_of(sets[args.bad].pins)
     if releases is not None:
         good, bad = bisect.resolve_unpinned(good, releases), bisect.resolve_unpinned(bad, releases)
-    runner = bisect.VenvRunner(check=args.check, profile=args.profile, work_dir=Path(args.work_dir),
-                               project_root=Path.cwd())
-    print(f"bisect {args.good} (good) .. {args.bad} (bad) on {args.check!r}, profile {args.profile}; "
-          f"each set in its own environment under {args.work_dir}")
+    from harness import variants
+
     try:
-        result = bisect.bisect(good, bad, runner, releases=releases, log=print, verify_ends=not args.assume_ends)
+        variants.overrides(args.variant)
+    except variants.UnknownVariant as error:
+        print(f"error: --variant: {error}", file=sys.stderr)
+        return 2
+    overrides = tuple(args.override)
+    if args.python:
+        runner = bisect.SwapRunner(python=args.python, check=args.check, variant=args.variant, profile=args.profile,
+                                   overrides=overrides, work_dir=Path(args.work_dir),
+                                   cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+                                   find_links=tuple(args.find_links), project_root=Path.cwd())
+        where = f"in {args.python}'s environment, swapping {', '.join(sorted(bisect_swappable()))} per trial"
+    else:
+        runner = bisect.VenvRunner(check=args.check, profile=args.profile, work_dir=Path(args.work_dir),
+                                   project_root=Path.cwd(), variant=args.variant, overrides=overrides)
+        where = f"each set in its own environment under {args.work_dir}"
+    print(f"bisect {args.good} (good) .. {args.bad} (bad) on {args.check!r}, profile {args.profile}, "
+          f"variant {args.variant or 'none (the profile as it is)'}; {where}; each end run {args.end_runs} times",
+          flush=True)
+    try:
+        result = bisect.bisect(good, bad, runner, releases=releases, log=lambda line: print(line, flush=True),
+                               verify_ends=not args.assume_ends, end_runs=args.end_runs)
     except bisect.BisectError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(result.report())
     return 0 if result.findings else 1
+
+
+def bisect_swappable():
+    from harness.history import SWAPPABLE
+
+    return SWAPPABLE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     model_flags(run_parser)
     run_parser.add_argument("--fresh", action="store_true")
     run_parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
+    run_parser.add_argument("--variant", default=os.environ.get("YODA_HARNESS_VARIANT"), metavar="NAME",
+                            help="recipe variant (harness/variants.py): 2024, intermediate, 2025-10")
     run_parser.set_defaults(func=cmd_run)
 
     doctor = sub.add_parser("doctor", help="versions, CUDA, and which profiles can run here")
@@ -260,11 +302,29 @@ def build_parser() -> argparse.ArgumentParser:
                                help="do not list releases from the index (package-level answer only)")
     bisect_parser.add_argument("--assume-ends", action="store_true",
                                help="skip confirming that the good set passes and the bad set fails")
+    bisect_parser.add_argument("--end-runs", type=int, default=2, metavar="N",
+                               help="run each end N times (again from scratch) before blaming anything: "
+                                    "ends that disagree make the check flaky (default 2)")
+    bisect_parser.add_argument("--variant", default=None, metavar="NAME",
+                               help="recipe variant to run the check on (harness/variants.py)")
+    bisect_parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                               help="recipe override for every trial (e.g. a short training)")
+    bisect_parser.add_argument("--python", default=None, metavar="PATH",
+                               help="run every trial in this existing environment, swapping trl/peft/accelerate "
+                                    "with --no-deps (fast), instead of a new environment per set")
+    bisect_parser.add_argument("--cache-dir", default=None, help="harness cache for the trials' runs (--python)")
+    bisect_parser.add_argument("--find-links", action="append", default=[], metavar="DIR",
+                               help="local wheels for the swapped packages (--python)")
     bisect_parser.set_defaults(func=cmd_bisect)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["history"]:  # its own parser: harness/history.py
+        from harness import history
+
+        return history.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "action", None) == "update" and not args.run_dir:

@@ -75,13 +75,28 @@ class DataSettings:
     target_column: str = "translation_extra"
     # Share of rows, chosen by a content hash of `sentence`, held out for evaluation.
     eval_fraction: float = 0.1
-    # "conversational" (messages, the recipe) or "prompt_completion".
+    # "conversational" (messages, the recipe), "prompt_completion" (trl's conversational
+    # prompt/completion pair) or "instruction" (prompt/completion *strings*: the recipe as first
+    # published in 2024, which trl <= 0.14 chat-templated itself and trl 0.15 stopped templating).
     format: str = "conversational"
 
 
 @dataclass
+class TokenizerSettings:
+    """The recipe's tokenizer fixes (step 4)."""
+
+    # "unk_token": the recipe's fix, `pad_token = unk_token`, so EOS stays distinct from PAD and
+    # keeps its labels; "as_shipped": Phi-3's own PAD == EOS (the recipe before that fix).
+    pad_token: str = "unk_token"
+
+
+@dataclass
 class TrainingSettings:
-    """Arguments of `trl.SFTConfig` (step 5). `bf16="auto"` = the recipe's hardware check."""
+    """Arguments of `trl.SFTConfig` (step 5). `bf16="auto"` = the recipe's hardware check.
+
+    `packing_strategy` and `bf16` may be None: not passed, left to the installed trl's default
+    (the recipe before its authors pinned them); the run records what the library chose.
+    """
 
     per_device_train_batch_size: int = 16
     auto_find_batch_size: bool = True
@@ -90,16 +105,22 @@ class TrainingSettings:
     gradient_checkpointing_use_reentrant: bool = False
     max_length: int = 64
     packing: bool = True
-    packing_strategy: str = "wrapped"
+    packing_strategy: str | None = "wrapped"
     num_train_epochs: float = 10
     learning_rate: float = 3e-4
     optim: str = "paged_adamw_8bit"
     logging_steps: int = 10
-    bf16: str | bool = "auto"
+    bf16: str | bool | None = "auto"
     completion_only_loss: bool | None = None
     seed: int = 42
 
-    def resolved_bf16(self) -> bool:
+    def left_to_library(self) -> tuple[str, ...]:
+        """The SFTConfig arguments this config does not pass (None: the library's default)."""
+        return tuple(name for name in ("packing_strategy", "bf16") if getattr(self, name) is None)
+
+    def resolved_bf16(self) -> bool | None:
+        if self.bf16 is None:
+            return None
         if self.bf16 != "auto":
             return bool(self.bf16)
         import torch
@@ -132,31 +153,14 @@ class TrainingSettings:
         )
 
     def to_sft_config(self, output_dir: str):
-        """`trl.SFTConfig` for the installed trl, and the adaptations that needed.
+        """`trl.SFTConfig` for the installed trl, and the adaptations that needed (descriptions).
 
-        trl renamed `max_seq_length` to `max_length` (0.20) and added `packing_strategy` and
-        `completion_only_loss`; on an older trl the harness passes the old name, drops what the
-        version cannot take, and records each adaptation so a run shows what it could not ask for.
+        The adapting (renamed, missing and library-default arguments) lives in `harness.compat`.
         """
-        import dataclasses as dc
+        from harness import compat
 
-        from trl import SFTConfig
-
-        accepted = {f.name for f in dc.fields(SFTConfig)}
-        kwargs, adaptations = {}, []
-        for name, value in self.sft_kwargs(output_dir).items():
-            if name in accepted:
-                kwargs[name] = value
-            elif name in SFT_RENAMES and SFT_RENAMES[name] in accepted:
-                kwargs[SFT_RENAMES[name]] = value
-                adaptations.append(f"{name} passed as {SFT_RENAMES[name]} (this trl's name)")
-            elif value is not None:
-                adaptations.append(f"{name}={value!r} dropped: this trl's SFTConfig has no such argument")
-        return SFTConfig(**kwargs), adaptations
-
-
-# Current trl name -> the name older trl releases used.
-SFT_RENAMES = {"max_length": "max_seq_length"}
+        sft, adaptations = compat.sft_config(self.sft_kwargs(output_dir), self.left_to_library())
+        return sft, [adaptation.describe() for adaptation in adaptations]
 
 
 @dataclass
@@ -173,6 +177,7 @@ class RecipeConfig:
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
     data: DataSettings = field(default_factory=DataSettings)
+    tokenizer: TokenizerSettings = field(default_factory=TokenizerSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
 
@@ -211,6 +216,8 @@ class RecipeConfig:
             quantization=QuantizationConfig(**raw["quantization"]),
             lora=LoraSettings(**raw["lora"]),
             data=DataSettings(**raw["data"]),
+            # Runs recorded before the tokenizer section existed used the recipe's fix.
+            tokenizer=TokenizerSettings(**raw.get("tokenizer", {})),
             training=TrainingSettings(**raw["training"]),
             generation=GenerationSettings(**raw["generation"]),
         )

@@ -214,16 +214,28 @@ def to_prompt_completion(row: dict, source_column: str = "sentence", target_colu
     }
 
 
+def to_instruction(row: dict, source_column: str = "sentence", target_column: str = "translation_extra") -> dict:
+    """Prompt/completion *strings*: the recipe's data as first published (2024). trl <= 0.14 found
+    these columns and applied the chat template itself; trl 0.15 stopped templating them."""
+    return {"prompt": row[source_column], "completion": row[target_column]}
+
+
 def from_conversation(example: dict) -> tuple[str, str]:
+    if isinstance(example.get("prompt"), str):
+        return example["prompt"], example["completion"]
     messages = example["messages"] if "messages" in example else example["prompt"] + example["completion"]
     return messages[0]["content"], messages[1]["content"]
 
 
 def format_rows(rows: list[dict], fmt: str, source_column: str, target_column: str) -> list[dict]:
-    formatter = {"conversational": to_conversation, "prompt_completion": to_prompt_completion}.get(fmt)
+    formatter = FORMATS.get(fmt)
     if formatter is None:
-        raise ValueError(f"unknown data format {fmt!r} (use 'conversational' or 'prompt_completion')")
+        raise ValueError(f"unknown data format {fmt!r} (use {', '.join(repr(name) for name in FORMATS)})")
     return [formatter(row, source_column, target_column) for row in rows]
+
+
+FORMATS = {"conversational": to_conversation, "prompt_completion": to_prompt_completion,
+           "instruction": to_instruction}
 
 
 def load_split(source: str = "hub", eval_fraction: float = 0.1) -> YodaSplit:

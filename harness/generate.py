@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 from dataclasses import asdict, dataclass
 
+from harness import compat
+
 STOP_EOS = "eos"
 STOP_LENGTH = "max_new_tokens"
 STOP_EOS_THEN_MORE = "eos_then_more"
@@ -61,9 +63,11 @@ def generate_batched(model, tokenizer, sentences: list[str], max_new_tokens: int
     for start in range(0, len(sentences), batch_size):
         prompts = [build_prompt(tokenizer, s) for s in sentences[start:start + batch_size]]
         batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        # transformers 4.x tokenizers add token_type_ids, which generate() refuses for Phi-3.
+        inputs, _ = compat.generation_inputs(model, batch)
         with torch.no_grad(), _autocast(device, autocast_dtype):
             output = model.generate(
-                **batch,
+                **inputs,
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 eos_token_id=tokenizer.eos_token_id,

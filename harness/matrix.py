@@ -225,22 +225,30 @@ def junit_outcomes(path: Path | str) -> dict[str, Any]:
     root = ET.parse(path).getroot()
     counts: dict[str, Counter] = {}
     failures, skips = [], []
+    checks: dict[str, dict] = {}
     for case in root.iter("testcase"):
         suite = _suite_of(case.get("classname", ""), case.get("name", ""))
         nodeid = ".".join(p for p in (case.get("classname"), case.get("name")) if p)
         tally = counts.setdefault(suite, Counter())
         children = {child.tag: child for child in case}
+        check = checks.setdefault(nodeid, {"suite": suite, "kind": _check_kind(case), "outcome": "passed",
+                                           "message": ""})
         if "failure" in children or "error" in children:
             kind = "failure" if "failure" in children else "error"
             tally["failed" if kind == "failure" else "error"] += 1
             element = children[kind]
             message = (element.get("message") or (element.text or "")).strip()
             failures.append({"nodeid": nodeid, "suite": suite, "kind": kind, "message": _first_lines(message, 6)})
+            check.update(outcome="failed" if kind == "failure" else "error", message=_first_lines(message, 3))
         elif "skipped" in children:
             tally["skipped"] += 1
             skips.append({"nodeid": nodeid, "suite": suite, "message": _first_lines(children["skipped"].get("message") or "", 3)})
+            if check["outcome"] == "passed":
+                check.update(outcome="skipped", message=skips[-1]["message"])
         else:
             tally["passed"] += 1
+    for check in checks.values():
+        check["verdict"] = verdict(check["outcome"], check["kind"])
     suites = {}
     for suite, tally in sorted(counts.items()):
         if tally["failed"] or tally["error"]:
@@ -254,7 +262,24 @@ def junit_outcomes(path: Path | str) -> dict[str, Any]:
         "suite_counts": {s: {k: t[k] for k in ("passed", "failed", "error", "skipped")} for s, t in sorted(counts.items())},
         "failures": failures,
         "skips": skips,
+        "checks": checks,
     }
+
+
+def _check_kind(case) -> str:
+    """'comparison' or 'invariant', as the plugin records it (property check_kind); results from
+    before it did: a check named after the baseline compares with it."""
+    for prop in case.iter("property"):
+        if prop.get("name") == "check_kind":
+            return prop.get("value") or "invariant"
+    return "comparison" if "baseline" in (case.get("name") or "") else "invariant"
+
+
+def verdict(outcome: str, kind: str) -> str:
+    """A failed or errored invariant is BROKEN; a failed comparison with the baseline is CHANGED."""
+    if outcome in ("failed", "error"):
+        return "CHANGED" if kind == "comparison" and outcome == "failed" else "BROKEN"
+    return outcome
 
 
 def _first_lines(text: str, count: int) -> str:
@@ -338,8 +363,10 @@ def build_result(*, version_set: VersionSet, profile: str, install_error: str | 
                  installed: dict[str, str] | None = None, probe: dict | None = None,
                  exit_code: int | None = None, junit: Path | str | None = None,
                  cache_dir: Path | str | None = None, duration_s: float | None = None,
-                 session_error: str | None = None, extra: dict | None = None) -> dict[str, Any]:
-    """The result JSON of one set (see the module docstring)."""
+                 session_error: str | None = None, extra: dict | None = None,
+                 run_dir: Path | str | None = None) -> dict[str, Any]:
+    """The result JSON of one set (see the module docstring); `run_dir` names the recipe run the
+    checks read (else the newest complete run in `cache_dir`)."""
     outcomes = None
     notes = []
     if junit is not None and Path(junit).is_file():
@@ -349,14 +376,15 @@ def build_result(*, version_set: VersionSet, profile: str, install_error: str | 
             notes.append(f"JUnit XML {junit} unreadable: {error}")
     status, reason = classify(install_error=install_error, probe=probe, exit_code=exit_code, outcomes=outcomes,
                               session_error=session_error)
-    metrics, run_dir = {}, None
-    if cache_dir is not None:
+    metrics, recorded = {}, {}
+    if run_dir is None and cache_dir is not None:
         run_dir = latest_run(cache_dir)
-        if run_dir is not None:
-            try:
-                metrics = metrics_of_run(run_dir)
-            except (KeyError, ValueError, TypeError, OSError) as error:
-                notes.append(f"metrics unreadable from {run_dir}/run.json: {type(error).__name__}: {error}")
+    if run_dir is not None:
+        try:
+            metrics = metrics_of_run(run_dir)
+            recorded = _run_records(run_dir)
+        except (KeyError, ValueError, TypeError, OSError) as error:
+            notes.append(f"metrics unreadable from {run_dir}/run.json: {type(error).__name__}: {error}")
     result = {
         "schema": RESULT_SCHEMA,
         "version_set": version_set.name,
@@ -372,7 +400,11 @@ def build_result(*, version_set: VersionSet, profile: str, install_error: str | 
         "suites": (outcomes or {}).get("suites", {}),
         "suite_counts": (outcomes or {}).get("suite_counts", {}),
         "failures": (outcomes or {}).get("failures", []),
+        "checks": (outcomes or {}).get("checks", {}),
         "metrics": metrics,
+        "compat": recorded.get("compat", []),
+        "library_warnings": recorded.get("library_warnings", []),
+        "variant_config": recorded.get("variant_config"),
         "run_dir": str(run_dir) if run_dir else None,
         "junit": str(junit) if junit else None,
         "duration_s": round(duration_s, 1) if duration_s is not None else None,
@@ -380,6 +412,18 @@ def build_result(*, version_set: VersionSet, profile: str, install_error: str | 
     }
     result.update(extra or {})
     return result
+
+
+def _run_records(run_dir: Path | str) -> dict:
+    """What a run recorded besides its metrics: adaptations, library warnings, the variant switches."""
+    manifest = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
+    config = manifest.get("config", {})
+    switches = {"data.format": config.get("data", {}).get("format"),
+                "tokenizer.pad_token": config.get("tokenizer", {}).get("pad_token", "unk_token"),
+                "training.packing_strategy": config.get("training", {}).get("packing_strategy"),
+                "training.bf16": config.get("training", {}).get("bf16")}
+    return {"compat": manifest.get("compat", []), "library_warnings": manifest.get("library_warnings", []),
+            "variant_config": switches}
 
 
 def write_result(path: Path | str, result: dict) -> Path:
@@ -481,3 +525,139 @@ def exit_status(rows: list[dict], allow_cannot_run: bool = False) -> int:
     """0 when every set passed (or could not run, if allowed), else 1."""
     bad = {"failed"} | (set() if allow_cannot_run else {"cannot-run"})
     return 1 if any(row["status"] in bad for row in rows) else 0
+
+
+# ------------------------------------------------------------------ the history table
+# What a failing check means, in the recipe's words (the table reads as the history).
+HEADLINES = {
+    "test_training_text_carries_the_role_markers_in_order": "training text has no role markers",
+    "test_every_eos_keeps_its_label": "EOS never labelled",
+    "test_collation_keeps_eos_and_labels_for_any_conversation": "EOS lost in collation",
+    "test_pad_token_is_not_eos": "PAD == EOS",
+    "test_packed_rows_are_exactly_max_length": "packing no longer wrapped",
+    "test_optimizer_steps_match_the_packing": "step count is not wrapped packing's",
+    "test_only_lora_weights_require_grad": "the trainer froze the LoRA adapters",
+    "test_adapters_changed_during_training": "the adapters did not train",
+    "test_footprint_matches_the_prediction": "memory footprint differs from the prediction",
+    "test_every_linear_layer_but_the_head_is_4bit": "layers not 4-bit",
+    "test_rendered_example_matches_the_baseline": "chat template renders differently",
+    "test_trainable_count_is_the_lora_sum": "trainable count is not the LoRA sum",
+    "test_completion_only_masks_the_prompt": "completion-only masking wrong",
+}
+# Which recipe settings a check's failure is about: a library warning naming one of them, first
+# seen in an earlier set, is shown as having preceded the break.
+CHECK_SETTINGS = {
+    "test_training_text_carries_the_role_markers_in_order": ("data.format",),
+    "test_every_eos_keeps_its_label": ("tokenizer.pad_token", "training.packing"),
+    "test_packed_rows_are_exactly_max_length": ("training.packing_strategy", "training.packing", "training.max_length"),
+    "test_optimizer_steps_match_the_packing": ("training.packing_strategy", "training.packing", "training.max_length"),
+    "test_only_lora_weights_require_grad": ("lora.r", "lora.target_modules"),
+}
+
+
+def check_name(nodeid: str) -> str:
+    """'suites.test_labels.test_x[param]' -> 'test_x'."""
+    return nodeid.split("[", 1)[0].replace("::", ".").rsplit(".", 1)[-1]
+
+
+def headline(nodeid: str) -> str:
+    return HEADLINES.get(check_name(nodeid), check_name(nodeid))
+
+
+def history_rows(results: Iterable[dict], set_order: Iterable[str] = (), variant_order: Iterable[str] = ()) -> list[dict]:
+    """One row per (set, variant) result, in versions.toml order, each with its verdicts, what
+    changed since the previous set of the same variant, and the new library warnings."""
+    set_rank = {name: i for i, name in enumerate(set_order)}
+    variant_rank = {name: i for i, name in enumerate(variant_order)}
+    ordered = sorted(results, key=lambda r: (variant_rank.get(r.get("variant"), len(variant_rank)), r.get("variant") or "",
+                                             set_rank.get(r["version_set"], len(set_rank)), r["version_set"]))
+    rows, previous = [], {}
+    for result in ordered:
+        variant = result.get("variant") or "-"
+        checks = result.get("checks") or {}
+        bad = {verdict_: sorted({headline(n) for n, c in checks.items() if c["verdict"] == verdict_})
+               for verdict_ in ("BROKEN", "CHANGED")}
+        before = previous.get(variant)
+        fixed = []
+        if before is not None and result["status"] != "cannot-run":
+            was_bad = {headline(n) for n, c in (before.get("checks") or {}).items() if c["verdict"] in ("BROKEN", "CHANGED")}
+            fixed = sorted(was_bad - set(bad["BROKEN"]) - set(bad["CHANGED"]))
+        from harness import libwarnings
+
+        new = libwarnings.new_warnings(result.get("library_warnings") or [],
+                                       (before or {}).get("library_warnings") or []) if before else []
+        rows.append({
+            "version_set": result["version_set"], "variant": variant, "status": result["status"],
+            "reason": result["reason"], "packages": dict(result.get("packages") or {}),
+            "broken": bad["BROKEN"], "changed": bad["CHANGED"], "fixed": fixed,
+            "counts": Counter(c["verdict"] for c in checks.values()),
+            "new_warnings": new, "warnings": result.get("library_warnings") or [],
+            "compat": result.get("compat") or [], "duration_s": result.get("duration_s"),
+            "timing": result.get("timing") or {}, "checks": checks,
+        })
+        if result["status"] != "cannot-run":
+            previous[variant] = result
+    return rows
+
+
+def _says(row: dict) -> str:
+    if row["status"] == "cannot-run":
+        return f"cannot run: {row['reason']}"
+    parts = []
+    if row["broken"]:
+        parts.append("BROKEN: " + "; ".join(row["broken"]))
+    if row["changed"]:
+        parts.append("CHANGED: " + "; ".join(row["changed"]))
+    if row["fixed"]:
+        parts.append("fixed: " + "; ".join(row["fixed"]))
+    if not parts:
+        parts.append("passed")
+    return " — ".join(parts)
+
+
+def history_markdown(rows: list[dict], title: str | None = "The recipe's history") -> str:
+    """Per variant: each set's trl, verdict counts, what the checks say, new warnings, time."""
+    lines = [f"## {title}", ""] if title else []
+    header = ["version set", "trl", "transformers", "variant", "passed", "BROKEN", "CHANGED", "skipped",
+              "what the checks say", "new library warnings", "time"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        counts = row["counts"]
+        warnings_cell = "; ".join(f"{w['library']}: {w['message'][:90]}" for w in row["new_warnings"]) or "—"
+        cells = [row["version_set"], _cell(row["packages"].get("trl")), _cell(row["packages"].get("transformers")),
+                 row["variant"], str(counts.get("passed", 0)), str(counts.get("BROKEN", 0)),
+                 str(counts.get("CHANGED", 0)), str(counts.get("skipped", 0)), _cell(_says(row)),
+                 _cell(warnings_cell), _cell(f"{row['duration_s']:.0f} s" if row["duration_s"] is not None else None)]
+        lines.append("| " + " | ".join(cells) + " |")
+    preceded = warnings_before_breaks(rows)
+    if preceded:
+        lines += ["", "Warnings that preceded a break (first seen in an earlier set, naming a setting the broken check is about):", ""]
+        lines += [f"- {line}" for line in preceded]
+    return "\n".join(lines) + "\n"
+
+
+def warnings_before_breaks(rows: list[dict]) -> list[str]:
+    """'trl 0.16.0 warned "...max_seq_length..." before trl-0.20.0 broke: ...' per (variant, break)."""
+    from harness import libwarnings
+
+    lines, seen_first = [], {}
+    by_variant: dict[str, list[dict]] = {}
+    for row in rows:
+        by_variant.setdefault(row["variant"], []).append(row)
+    for variant, sequence in by_variant.items():
+        first_seen: dict[tuple, tuple[str, dict]] = {}
+        for row in sequence:
+            for nodeid, check in row["checks"].items():
+                if check["verdict"] not in ("BROKEN", "CHANGED"):
+                    continue
+                settings = set(CHECK_SETTINGS.get(check_name(nodeid), ()))
+                for signature, (where, entry) in first_seen.items():
+                    if settings & set(entry.get("settings") or []) and where != row["version_set"]:
+                        line = (f"{variant}: {entry['library']} ({where}) warned \"{entry['message'][:160]}\" "
+                                f"before {row['version_set']} broke: {headline(nodeid)}")
+                        if line not in seen_first:
+                            seen_first[line] = True
+                            lines.append(line)
+            for entry in row["warnings"]:
+                first_seen.setdefault(libwarnings.signature(entry), (row["version_set"], entry))
+    return lines

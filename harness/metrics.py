@@ -67,19 +67,20 @@ def _meta_model(model_config):
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
-        try:
-            model = AutoModelForCausalLM.from_config(model_config, dtype=_checkpoint_dtype(model_config))
-        except TypeError:  # transformers < 4.56 calls it torch_dtype
-            model = AutoModelForCausalLM.from_config(model_config, torch_dtype=_checkpoint_dtype(model_config))
+        from harness import compat
+
+        model = AutoModelForCausalLM.from_config(model_config, **{compat.dtype_argument(): _checkpoint_dtype(model_config)})
     model.tie_weights()
     return model
 
 
 def _checkpoint_dtype(model_config):
-    import torch
+    """The dtype the unquantized layers load in: the installed transformers' rule (harness.compat)."""
+    from harness import compat
 
-    dtype = getattr(model_config, "dtype", None) or getattr(model_config, "torch_dtype", None) or "float32"
-    return getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    dtype, adaptation = compat.unquantized_load_dtype(model_config)
+    compat.record(adaptation)
+    return dtype
 
 
 def predict_structure(model_config, lora_r: int, target_modules: list[str]) -> StructurePrediction:
@@ -90,7 +91,8 @@ def predict_structure(model_config, lora_r: int, target_modules: list[str]) -> S
     - The NF4 absmax scales (double-quantized to 8 bits, with fp32 second-level scales) live in
       each weight's `quant_state`, which is neither a parameter nor a buffer, so
       `get_memory_footprint()` does not count them: the prediction leaves them out too.
-    - Every other parameter keeps the checkpoint's dtype at load;
+    - Every other parameter keeps the checkpoint's dtype at load (transformers 5.x), or becomes
+      float16 (4.x, when no dtype is given: `harness.compat.unquantized_load_dtype`);
       `prepare_model_for_kbit_training` upcasts fp16/bf16 ones to fp32.
     - Buffers (rotary `inv_freq`) are counted at their own dtype.
     - LoRA adds r x (in + out) fp32 parameters per target module; those are the trainable ones.

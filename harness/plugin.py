@@ -75,6 +75,9 @@ def pytest_addoption(parser):
     group.addoption("--baseline-seeds", metavar="N", type=int, default=1,
                     help="with --update-baselines: also run the recipe with the next N-1 seeds and store the "
                          "mean and spread per metric; bands are k x spread with a relative floor")
+    group.addoption("--variant", metavar="NAME", default=os.environ.get("YODA_HARNESS_VARIANT"),
+                    help="recipe variant: 2024 (as first published), intermediate, 2025-10 (today's default); "
+                         "harness/variants.py. --override applies on top [$YODA_HARNESS_VARIANT]")
 
 
 def requested_profile(config) -> tuple[str, str | None]:
@@ -112,8 +115,14 @@ def pytest_configure(config):
         named = profile_registry.PROFILES["tiny"] if name == "auto" else profile_registry.load_profile(name)
     except profile_registry.ProfileError as error:
         raise pytest.UsageError(f"{named_by} {name!r}: {error}") from None
+    from harness import variants
+
     try:
-        named.recipe_config().with_overrides(parse_overrides(config.getoption("--override")))
+        variants.overrides(config.getoption("--variant"))
+    except variants.UnknownVariant as error:
+        raise pytest.UsageError(f"--variant: {error}") from None
+    try:
+        recipe_config(config, named)
     except ValueError as error:
         raise pytest.UsageError(f"--override: {error}") from None
     config.pluginmanager.register(HarnessSession(config), PLUGIN_NAME)
@@ -188,7 +197,11 @@ def baselines_dir(config) -> Path:
 
 
 def recipe_config(config, profile):
-    return profile.recipe_config().with_overrides(parse_overrides(config.getoption("--override")))
+    """The profile's recipe config, with the --variant's switches, then the --override values."""
+    from harness import variants
+
+    return (profile.recipe_config().with_overrides(variants.overrides(config.getoption("--variant")))
+            .with_overrides(parse_overrides(config.getoption("--override"))))
 
 
 def session_profile(config) -> profile_registry.Profile:
@@ -257,6 +270,13 @@ def pytest_collection_finish(session):
     inputs = recipe.run_inputs(profile, model_options(config), recipe_config(config, profile))
     _announce(config, f"profile {profile.name}: "
                       f"{recipe.describe_cached(runs_dir(config), inputs.key, structural_only)}")
+
+
+def pytest_itemcollected(item):
+    """Each check's kind, in the JUnit XML for the version matrix: a comparison with the baseline
+    fails as CHANGED, an invariant as BROKEN."""
+    comparison = item.get_closest_marker("comparison") or "baseline_entry" in getattr(item, "fixturenames", ())
+    item.user_properties.append(("check_kind", "comparison" if comparison else "invariant"))
 
 
 # ------------------------------------------------------------------ fixtures
@@ -503,6 +523,20 @@ class HarnessSession:
         terminalreporter.write_sep("-", "yoda-harness")
         terminalreporter.write_line(f"run {finished.directory} ({state}), profile {finished.profile}")
         terminalreporter.write_line(comparison.context())
+        _write_compat_and_warnings(terminalreporter, finished.manifest)
+
+
+def _write_compat_and_warnings(terminalreporter, manifest: dict) -> None:
+    """The release differences the harness adapted, and the libraries' deprecation warnings."""
+    from harness import libwarnings
+
+    for adaptation in manifest.get("compat") or []:
+        terminalreporter.write_line(f"adapted: {adaptation['description']}")
+    recorded = manifest.get("library_warnings") or []
+    if recorded:
+        terminalreporter.write_line(f"library deprecation warnings during the run ({len(recorded)}):", yellow=True)
+        for entry in recorded:
+            terminalreporter.write_line(f"  {libwarnings.describe(entry)}")
 
 
 def _published_run(config):

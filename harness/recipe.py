@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import artifacts, data, env, metrics, progress
+from harness import artifacts, compat, data, env, libwarnings, metrics, progress
 from harness.config import RecipeConfig
 from harness.generate import generate_batched
 from harness.models import CONVERSION_RECORD, Checkpoint, check_special_tokens, tokens_as_read
@@ -56,9 +56,16 @@ def load_quantized_model(checkpoint: Checkpoint, config: RecipeConfig):
     return quantized_model, tokenizer
 
 
-def prepare_tokenizer(tokenizer):
-    """Step 4: the recipe's fix for PAD == EOS — pad with UNK so EOS keeps its labels."""
-    tokenizer.pad_token = tokenizer.unk_token
+def prepare_tokenizer(tokenizer, config: RecipeConfig | None = None):
+    """Step 4: the recipe's fix for PAD == EOS — pad with UNK so EOS keeps its labels.
+
+    `tokenizer.pad_token = "as_shipped"` (a recipe variant from before the fix) keeps the
+    tokenizer's own pad token."""
+    choice = (config or RecipeConfig()).tokenizer.pad_token
+    if choice == "unk_token":
+        tokenizer.pad_token = tokenizer.unk_token
+    elif choice != "as_shipped":
+        raise ValueError(f"tokenizer.pad_token {choice!r}: expected 'unk_token' (the recipe's fix) or 'as_shipped'")
     return tokenizer
 
 
@@ -139,10 +146,8 @@ def prepare_and_collate(trainer, examples: list[dict], packing: bool | None = No
     from datasets import Dataset
 
     packing = trainer.args.packing if packing is None else packing
-    prepared = trainer._prepare_dataset(
-        Dataset.from_list(examples), trainer.processing_class, trainer.args, packing, None, "check"
-    )
-    return trainer.data_collator([prepared[i] for i in range(len(prepared))])
+    rows = compat.prepared_rows(trainer, Dataset.from_list(examples), trainer.args, packing, "check")
+    return trainer.data_collator(rows)
 
 
 # ------------------------------------------------------------------ the run
@@ -263,7 +268,9 @@ def prepare(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool
             if existing is not None:
                 _progress(f"reusing the prepared records of {existing}")
                 return Run(existing, artifacts.read_json(existing / artifacts.MANIFEST), reused=True), None
-        prepared = _prepare(profile, options, config, inputs, _process_state())
+        with compat.recording() as adaptations, libwarnings.recording(config) as library_warnings:
+            prepared = _prepare(profile, options, config, inputs, _process_state())
+        _record_adaptations(prepared.manifest, adaptations, library_warnings)
         prepared.manifest["session"] = session
         directory = _publish(runs_dir, inputs.key + PREPARED, prepared.manifest, prepared.files)
     return Run(directory, prepared.manifest), prepared
@@ -298,12 +305,14 @@ def run(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = F
                 return None
             return Run(existing, artifacts.read_json(existing / artifacts.MANIFEST), reused=True)
         try:
-            if prepared is None or prepared.consumed or prepared.manifest["key"] != key:
-                prepared = _prepare(profile, options, config, inputs, state)
-            prepared.consumed = True
-            manifest = _train_and_score(prepared, config, staging, state)
+            with compat.recording() as adaptations, libwarnings.recording(config) as library_warnings:
+                if prepared is None or prepared.consumed or prepared.manifest["key"] != key:
+                    prepared = _prepare(profile, options, config, inputs, state)
+                prepared.consumed = True
+                manifest = _train_and_score(prepared, config, staging, state)
             if not state.is_main_process:
                 return None
+            _record_adaptations(manifest, adaptations, library_warnings)
             manifest["session"] = session
             final = _publish(runs_dir, key, manifest, prepared.files, staging)
         except BaseException:
@@ -313,6 +322,13 @@ def run(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = F
                 shutil.rmtree(staging, ignore_errors=True)
             raise
     return Run(final, manifest, reused=False)
+
+
+def _record_adaptations(manifest: dict, adaptations, library_warnings: list) -> None:
+    """Every release difference the harness adapted, and every deprecation the libraries announced:
+    what an upgrade will break next (a trained run adds its own to its prepared stage's)."""
+    manifest["compat"] = manifest.get("compat", []) + [adaptation.as_dict() for adaptation in adaptations]
+    manifest["library_warnings"] = manifest.get("library_warnings", []) + list(library_warnings)
 
 
 def _publish(runs_dir: Path, key: str, manifest: dict, files: dict[str, Any], staging: Path | None = None) -> Path:
@@ -422,7 +438,7 @@ def _prepare(profile: Profile, options: ModelOptions, config: RecipeConfig, inpu
         # What the library read: from the source file when the harness converted it (and had to
         # correct tokens), else from this load. Checked against the family's facts by the suites.
         as_read = _conversion_tokens(checkpoint) or tokens_as_read(tokenizer, checkpoint.special_tokens)
-        prepare_tokenizer(tokenizer)
+        prepare_tokenizer(tokenizer, config)
         record["quantized_linear_modules"] = _linear4bit_modules(quantized_model)
         record["unquantized_modules"] = _unquantized_named(quantized_model)
         footprint_loaded = quantized_model.get_memory_footprint()
@@ -597,8 +613,7 @@ def _reference(row: dict, config: RecipeConfig) -> dict:
 
 
 def _template_ids(tokenizer, messages, add_generation_prompt: bool = False) -> list[int]:
-    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt)
-    return ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+    return compat.template_ids(tokenizer, messages, add_generation_prompt)
 
 
 def _template_record(tokenizer, config: RecipeConfig) -> dict:
@@ -634,12 +649,11 @@ def _completion_only_batch(trainer, split: data.YodaSplit, config: RecipeConfig)
     saved = trainer.completion_only_loss
     trainer.completion_only_loss = True
     try:
-        prepared = trainer._prepare_dataset(Dataset.from_list(examples), tokenizer, args, False, None,
-                                            "completion-only")
+        rows = compat.prepared_rows(trainer, Dataset.from_list(examples), args, False, "completion-only")
     finally:
         trainer.completion_only_loss = saved
-    rows = [prepared[i] for i in range(len(prepared))]
-    record = _batch_record(trainer.data_collator(rows), tokenizer)
+    with compat.completion_only_collator(trainer) as collator:
+        record = _batch_record(collator(rows), tokenizer)
     record["prompt_lengths"] = [len(_template_ids(tokenizer, ex["prompt"], add_generation_prompt=True))
                                 for ex in examples]
     record["sequence_lengths"] = [len(row["input_ids"]) for row in rows]

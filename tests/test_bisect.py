@@ -50,24 +50,49 @@ def test_finds_the_culprit_package_and_its_first_bad_release():
     finding = result.findings[0]
     assert (finding.good_version, finding.bad_version, finding.first_bad, finding.last_good) == ("0.12.1", "0.23.1", "0.20.0", "0.19.1")
     assert finding.context == "alone" and finding.untestable == []
-    # Evidence: both ends, every single move, then the release bisect (log(n) of 15 releases).
+    # Evidence: both ends (each run twice), every single move, then the release bisect (log(n) of 15 releases).
     labels = [t.label for t in result.trials]
-    assert labels[:2] == ["good set", "bad set"]
+    assert labels[:4] == ["good set", "good set, run again", "bad set", "bad set, run again"]
     assert "good + trl 0.12.1 -> 0.23.1" in labels and "good + peft 0.13.2 -> 0.17.0" in labels
     assert [t.outcome for t in result.trials if t.label.startswith("good + transformers")] == ["pass"]
     assert len([t for t in result.trials if "trl 0.12.1 -> 0." in t.label]) <= 1 + 5
-    assert all(t.pins["transformers"] == "4.46.2" for t in result.trials[2:] if "trl" in t.label)
+    assert all(t.pins["transformers"] == "4.46.2" for t in result.trials[4:] if "trl" in t.label)
     report = result.report()
     assert "culprit: trl 0.12.1 -> 0.23.1; first bad release 0.20.0 (last good 0.19.1)" in report
-    assert "[1] good set: PASS" in report and "[2] bad set: FAIL" in report
+    assert "[1] good set: PASS" in report and "[3] bad set: FAIL" in report
     assert lines[0] == "[1] good set: PASS"
 
 
-def test_no_set_is_run_twice():
+def test_no_set_is_run_twice_but_the_ends():
     runner = FakeRunner("trl", "0.12.2")
     bisect(GOOD, BAD, runner, releases=RELEASES.get)
     keys = [tuple(sorted(c.items())) for c in runner.calls]
-    assert len(keys) == len(set(keys))
+    assert keys[0] == keys[1] and keys[2] == keys[3]  # each end confirmed by a second run
+    rest = keys[:1] + keys[2:3] + keys[4:]
+    assert len(rest) == len(set(rest))
+
+
+def test_an_end_that_flips_between_runs_is_reported_flaky_and_nothing_is_blamed():
+    outcomes = iter([True, False])  # the good set passes, then fails on the same versions
+
+    def flaky(pins):
+        return next(outcomes)
+
+    result = bisect(GOOD, BAD, flaky, releases=RELEASES.get)
+    assert result.findings == [] and result.culprit is None
+    assert "the check is flaky: the good set gave pass then fail on the same versions" in result.conclusion
+    assert len(result.trials) == 2
+
+
+def test_the_second_run_of_an_end_is_fresh_when_the_runner_can():
+    calls = []
+
+    def runner(pins, fresh=False):
+        calls.append(fresh)
+        return Version(pins["trl"]) < Version("0.20.0")
+
+    bisect(GOOD, BAD, runner, releases=RELEASES.get)
+    assert calls[:4] == [False, True, False, True] and not any(calls[4:])
 
 
 def test_releases_that_cannot_run_are_skipped_and_the_answer_names_the_range():
@@ -102,7 +127,7 @@ def test_two_packages_that_each_break_it_are_both_reported():
 def test_a_good_set_that_fails_or_a_bad_set_that_passes_stops_the_search():
     result = bisect(GOOD, BAD, lambda pins: False)
     assert result.findings == [] and "the good set does not pass the check (fail)" in result.conclusion
-    assert len(result.trials) == 1
+    assert len(result.trials) == 2
     result = bisect(GOOD, BAD, lambda pins: True)
     assert "the bad set does not fail the check (pass)" in result.conclusion
 
@@ -176,7 +201,7 @@ def test_property_any_injected_culprit_and_first_bad_release_is_found(data):
     finding = result.findings[0]
     assert finding.first_bad == listed[first_bad] and finding.last_good == listed[first_bad - 1]
     # Binary search: the release phase tries about log2(n) sets, never all of them.
-    release_trials = len(result.trials) - 2 - count
+    release_trials = len(result.trials) - 4 - count  # both ends twice, then each single move
     assert release_trials <= max(1, (high - low - 1).bit_length())
 
 
@@ -199,6 +224,6 @@ def test_cli_bisect_with_an_injected_runner_and_release_list(tmp_path, monkeypat
     assert made["check"] == "suites/test_labels.py::test_x" and made["profile"] == "tiny"
     # The unpinned trl of the bad set was resolved to the newest final release (0.24.0).
     assert "culprit: trl 0.12.1 -> 0.24.0; first bad release 0.20.0 (last good 0.19.1)" in out
-    assert "[2] bad set: FAIL" in out
+    assert "[3] bad set: FAIL" in out
     assert cli.main(["bisect", "--good", "old", "--bad", "nope", "--check", "x", "--versions", str(versions)]) == 2
     assert "no version set 'nope'; sets: old, new" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import types
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,13 +20,26 @@ ROOT = Path(__file__).resolve().parents[1]
 # ------------------------------------------------------------------ versions.toml
 def test_the_repos_version_sets_parse_with_the_recipes_pins():
     sets = matrix.load_version_sets(ROOT / "versions.toml")
-    assert list(sets)[:4] == ["seed-2024", "seed-2025-10", "current", "latest"]
+    assert list(sets)[:2] == ["seed-2024", "seed-2025-10"] and {"current", "latest"} <= set(sets)
     assert sets["seed-2024"].pinned() == {
         "huggingface-hub": "0.26.2", "safetensors": "0.4.5", "datasets": "3.1.0", "accelerate": "1.1.1",
         "bitsandbytes": "0.45.2", "transformers": "4.46.2", "peft": "0.13.2", "trl": "0.12.1"}
     assert sets["seed-2025-10"].pinned()["trl"] == "0.23.1"
     assert sets["current"].pinned()["transformers"] == "5.23.0"
     assert set(sets["latest"].pinned().values()) == {None}
+
+
+def test_the_history_sets_hold_both_sides_of_each_regression_on_cpu_capable_libraries():
+    sets = matrix.load_version_sets(ROOT / "versions.toml")
+    for last_good, first_bad in [("0.14.0", "0.15.0"), ("0.16.0", "0.16.1"), ("0.18.2", "0.19.0"), ("0.23.0", "0.23.1")]:
+        for version in (last_good, first_bad):
+            assert any(s.pinned().get("trl") == version for s in sets.values()), f"no history set with trl {version}"
+    for name, version_set in sets.items():
+        pinned = version_set.pinned()
+        if name.startswith("trl-") or name.endswith("-cpu"):
+            # bitsandbytes >= 0.50 runs NF4 and paged_adamw_8bit on CPU; transformers >= 4.53 lets it.
+            assert pinned["bitsandbytes"] == "0.50.2" and Version(pinned["transformers"]) >= Version("4.53"), name
+            assert name == "seed-2024-cpu" or pinned["trl"] == name.removeprefix("trl-") or name == "seed-2025-10-cpu"
 
 
 def write(tmp_path, text) -> Path:
@@ -290,3 +304,79 @@ def test_nox_lists_one_session_per_version_set():
     sessions = {s["session"] for s in json.loads(listing.stdout)}
     expected = {f"suites(set='{name}')" for name in matrix.load_version_sets(ROOT / "versions.toml")}
     assert expected <= sessions and "matrix_table" in sessions
+
+
+# ------------------------------------------------------------------ the history table
+def _history_result(set_name, trl, variant, verdicts, warnings=()):
+    checks = {f"suites.test_x.{name}": {"suite": "test_x.py", "kind": "invariant", "outcome": "failed" if v == "BROKEN" else v,
+                                        "verdict": v, "message": ""} for name, v in verdicts.items()}
+    return {"schema": 1, "version_set": set_name, "variant": variant, "status": "failed" if "BROKEN" in verdicts.values() else "passed",
+            "reason": "r", "packages": {"trl": trl, "transformers": "4.53.3"}, "checks": checks,
+            "library_warnings": list(warnings), "duration_s": 120.0}
+
+
+def test_the_history_reads_as_the_history_broken_at_the_release_and_fixed_after():
+    eos, markers = "test_every_eos_keeps_its_label", "test_training_text_carries_the_role_markers_in_order"
+    results = [
+        _history_result("trl-0.16.1", "0.16.1", "intermediate", {eos: "passed", markers: "passed"}),
+        _history_result("trl-0.14.0", "0.14.0", "intermediate", {eos: "passed", markers: "passed"}),
+        _history_result("trl-0.15.0", "0.15.0", "intermediate", {eos: "BROKEN", markers: "passed"}),
+        _history_result("trl-0.15.0", "0.15.0", "2024", {eos: "BROKEN", markers: "BROKEN"}),
+    ]
+    rows = matrix.history_rows(results, ["trl-0.14.0", "trl-0.15.0", "trl-0.16.1"], ["2024", "intermediate"])
+    assert [(r["version_set"], r["variant"]) for r in rows] == [
+        ("trl-0.15.0", "2024"), ("trl-0.14.0", "intermediate"), ("trl-0.15.0", "intermediate"), ("trl-0.16.1", "intermediate")]
+    table = matrix.history_markdown(rows)
+    assert "BROKEN: EOS never labelled; training text has no role markers" in table
+    assert "| trl-0.16.1 | 0.16.1 | 4.53.3 | intermediate | 2 | 0 | 0 | 0 | fixed: EOS never labelled |" in table
+
+
+def test_a_failed_comparison_is_changed_and_a_failed_invariant_broken():
+    assert matrix.verdict("failed", "comparison") == "CHANGED"
+    assert matrix.verdict("failed", "invariant") == "BROKEN"
+    assert matrix.verdict("error", "comparison") == "BROKEN"  # the check could not even compare
+    assert matrix.verdict("skipped", "invariant") == "skipped"
+
+
+def test_junit_check_kinds_come_from_the_plugins_property(tmp_path):
+    junit = tmp_path / "j.xml"
+    junit.write_text('<testsuites><testsuite>'
+                     '<testcase classname="suites.test_chat_template" name="test_rendered_example_matches_the_baseline">'
+                     '<properties><property name="check_kind" value="comparison"/></properties><failure message="differs"/></testcase>'
+                     '<testcase classname="suites.test_labels" name="test_every_eos_keeps_its_label">'
+                     '<properties><property name="check_kind" value="invariant"/></properties><failure message="masked"/></testcase>'
+                     '</testsuite></testsuites>')
+    checks = matrix.junit_outcomes(junit)["checks"]
+    assert checks["suites.test_chat_template.test_rendered_example_matches_the_baseline"]["verdict"] == "CHANGED"
+    assert checks["suites.test_labels.test_every_eos_keeps_its_label"]["verdict"] == "BROKEN"
+
+
+def test_a_warning_that_named_the_broken_setting_is_shown_as_preceding_the_break():
+    warned = {"library": "trl 0.18.2", "category": "FutureWarning", "message": "packing_strategy default will change",
+              "settings": ["training.packing_strategy"], "count": 1}
+    packed = "test_packed_rows_are_exactly_max_length"
+    results = [_history_result("trl-0.18.2", "0.18.2", "intermediate", {packed: "passed"}, [warned]),
+               _history_result("trl-0.19.0", "0.19.0", "intermediate", {packed: "BROKEN"})]
+    rows = matrix.history_rows(results, ["trl-0.18.2", "trl-0.19.0"])
+    assert matrix.warnings_before_breaks(rows) == [
+        'intermediate: trl 0.18.2 (trl-0.18.2) warned "packing_strategy default will change" before trl-0.19.0 broke: '
+        "packing no longer wrapped"]
+
+
+def test_swapping_refuses_a_set_that_differs_in_more_than_small_packages(monkeypatch):
+    from harness import history
+
+    monkeypatch.setattr(history, "installed_versions", lambda python: {"trl": "0.14.0", "transformers": "4.53.3"})
+    version_set = matrix.VersionSet("s", ("transformers==4.56.1", "trl==0.15.0"))
+    with pytest.raises(history.SwapError, match=r"differs in transformers 4.53.3 \(set: 4.56.1\)"):
+        history.swap_into("python", version_set)
+    assert history.swap_into("python", matrix.VersionSet("same", ("transformers==4.53.3", "trl==0.14.0"))) == []
+
+
+def test_nox_lists_one_history_session_per_set_and_variant():
+    listing = subprocess.run([sys.executable, "-m", "nox", "-l", "--json"], cwd=ROOT, capture_output=True, text=True)
+    if listing.returncode != 0 and "No module named nox" in listing.stderr:
+        pytest.skip("nox is not installed")
+    sessions = {s["session"] for s in json.loads(listing.stdout)}
+    assert "history(set='trl-0.15.0', variant='2024')" in sessions
+    assert "history(set='seed-2025-10', variant='2025-10')" in sessions

@@ -476,6 +476,9 @@ def training_context(manifest: dict) -> dict:
         "lora_b_before": training.get("lora_b_abs_sum_before"),
         "lora_b_after": training.get("lora_b_abs_sum_after"),
         "adaptations": training.get("sft_config_adaptations") or [],
+        # Every release difference adapted (harness.compat) and the libraries' deprecation warnings.
+        "compat": [entry.get("description", "") for entry in manifest.get("compat") or []],
+        "library_warnings": manifest.get("library_warnings") or [],
         "config": manifest.get("config") or {},
     }
 

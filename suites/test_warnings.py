@@ -1,0 +1,22 @@
+"""Early warning: a deprecation the libraries did not announce in the baseline run is a change.
+
+The run records every deprecation and future warning the libraries emit (harness.libwarnings);
+a new one says what the next upgrade will break, before it breaks.
+"""
+
+import pytest
+
+from harness import libwarnings
+
+
+def test_no_new_library_deprecation_warning(manifest, baseline_entry):
+    recorded = baseline_entry.value("library_warnings")
+    if recorded is None:
+        pytest.skip(f"{baseline_entry.path}: the entry has no library_warnings (recorded before runs kept them); "
+                    "record one with --update-baselines")
+    new = libwarnings.new_warnings(manifest.get("library_warnings") or [], recorded)
+    assert not new, (
+        f"{len(new)} library deprecation warning(s) the baseline run did not emit ({baseline_entry.context()}):\n"
+        + "\n".join(f"  {libwarnings.describe(entry)}" for entry in new)
+        + "\nthe libraries announce a change that will affect the recipe: read them before the next upgrade"
+    )
