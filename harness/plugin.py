@@ -272,13 +272,6 @@ def pytest_collection_finish(session):
                       f"{recipe.describe_cached(runs_dir(config), inputs.key, structural_only)}")
 
 
-def pytest_itemcollected(item):
-    """Each check's kind, in the JUnit XML for the version matrix: a comparison with the baseline
-    fails as CHANGED, an invariant as BROKEN."""
-    comparison = item.get_closest_marker("comparison") or "baseline_entry" in getattr(item, "fixturenames", ())
-    item.user_properties.append(("check_kind", "comparison" if comparison else "invariant"))
-
-
 # ------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="session")
 def harness_profile(pytestconfig):

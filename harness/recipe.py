@@ -474,6 +474,7 @@ def _prepare(profile: Profile, options: ModelOptions, config: RecipeConfig, inpu
         "profile_file": str(profile.path) if profile.path else None,
         # The published figures this profile must reproduce (the report compares them too).
         "reference": dict(profile.reference),
+        "skips": dict(profile.skips),
         "model": checkpoint.name,
         # By content or revision (a GGUF's sha256, a hub snapshot's commit): what a baseline refuses on.
         "model_identity": profile.identity(options),

@@ -225,6 +225,7 @@ def test_baseline_seeds_runs_the_recipe_with_the_next_seeds(monkeypatch, tmp_pat
     class Config:
         stash: dict = {}
         options = {"--baseline-seeds": 3, "--override": ["training.learning_rate=0.001"], "--profile": "tiny",
+                   "--variant": None,
                    "--cache-dir": str(tmp_path), "--smollm2-gguf": None, "--phi3-path": None}
 
         def getoption(self, name):

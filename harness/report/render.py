@@ -212,15 +212,18 @@ def notices(manifest: dict) -> list[str]:
         found.append(f"{manifest.get('profile')} is a structural profile with random weights: its quality figures "
                      "(BLEU, chrF, TER, stop rate, output length, sentence scores) and its loss mean nothing. "
                      "Read it for memory, parameters, labels and the chat template.")
-    for marker, reason in sorted(_profile_skips(manifest.get("profile")).items()):
+    for marker, reason in sorted(_profile_skips(manifest).items()):
         found.append(f"The {marker} checks skip on this profile: {reason}")
     return found
 
 
-def _profile_skips(profile: str | None) -> dict:
+def _profile_skips(manifest: dict) -> dict:
+    """What the run's profile skips, with the reasons: recorded in the run, else its profile's (older runs)."""
     from harness.profiles import PROFILES
 
-    found = PROFILES.get(profile or "")
+    if "skips" in manifest:
+        return manifest["skips"]
+    found = PROFILES.get(manifest.get("profile") or "")
     return dict(found.skips) if found else {}
 
 
