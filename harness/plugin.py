@@ -505,6 +505,12 @@ class HarnessSession:
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config):
         finished = None if self.is_worker else self._finished_run()
         if finished is None:
+            stage = None if self.is_worker else config.stash.get(PREPARED_RUN_KEY, None)
+            if stage is not None:  # only the prepared stage ran (-m structural)
+                terminalreporter.write_sep("-", "yoda-harness")
+                terminalreporter.write_line(f"run {stage.directory} ({'reused' if stage.reused else 'new'}), "
+                                            f"profile {stage.profile} (prepared stage: nothing trained)")
+                _write_compat_and_warnings(terminalreporter, stage.manifest)
             return
         try:
             comparison = baseline_store.compare(baselines_dir(config) / f"{finished.profile}.json", finished.profile,
