@@ -240,13 +240,12 @@ def _uses_the_run(item) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    import torch
-
-    if not torch.cuda.is_available():
+    # torch is imported only where a check needs to know (an unrelated test session stays light).
+    gpu_checks = [item for item in items if "gpu" in item.keywords]
+    if gpu_checks and not profile_registry.gpu_available():
         skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU; none is visible on this machine")
-        for item in items:
-            if "gpu" in item.keywords:
-                item.add_marker(skip_gpu)
+        for item in gpu_checks:
+            item.add_marker(skip_gpu)
     if any(_uses_the_run(item) for item in items):
         session_profile(config)  # a profile that cannot run here stops the session now, as a usage error
     # Structural checks first (stable otherwise): with -x / --maxfail a BROKEN structural invariant
