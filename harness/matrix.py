@@ -576,7 +576,7 @@ def history_rows(results: Iterable[dict], set_order: Iterable[str] = (), variant
         variant = result.get("variant") or "-"
         checks = result.get("checks") or {}
         bad = {verdict_: sorted({headline(n) for n, c in checks.items() if c["verdict"] == verdict_})
-               for verdict_ in ("BROKEN", "CHANGED")}
+               for verdict_ in ("BROKEN", "CHANGED")} if result["status"] != "cannot-run" else {"BROKEN": [], "CHANGED": []}
         before = previous.get(variant)
         fixed = []
         if before is not None and result["status"] != "cannot-run":
@@ -622,11 +622,12 @@ def history_markdown(rows: list[dict], title: str | None = "The recipe's history
               "what the checks say", "new library warnings", "time"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        counts = row["counts"]
+        # A set that cannot run here has no verdicts: its checks errored before they could look.
+        counts = row["counts"] if row["status"] != "cannot-run" else {}
         warnings_cell = "; ".join(f"{w['library']}: {w['message'][:90]}" for w in row["new_warnings"]) or "—"
         cells = [row["version_set"], _cell(row["packages"].get("trl")), _cell(row["packages"].get("transformers")),
-                 row["variant"], str(counts.get("passed", 0)), str(counts.get("BROKEN", 0)),
-                 str(counts.get("CHANGED", 0)), str(counts.get("skipped", 0)), _cell(_says(row)),
+                 row["variant"], *(str(counts.get(k, 0)) if counts else "—" for k in ("passed", "BROKEN", "CHANGED", "skipped")),
+                 _cell(_says(row)),
                  _cell(warnings_cell), _cell(f"{row['duration_s']:.0f} s" if row["duration_s"] is not None else None)]
         lines.append("| " + " | ".join(cells) + " |")
     preceded = warnings_before_breaks(rows)

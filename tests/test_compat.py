@@ -173,3 +173,32 @@ def test_the_dtype_argument_is_named_as_the_installed_transformers_names_it(monk
 def test_template_ids_are_a_list_whatever_apply_chat_template_returns(returned):
     tokenizer = type("T", (), {"apply_chat_template": lambda self, *a, **k: returned})()
     assert compat.template_ids(tokenizer, []) == [5, 6, 7]
+
+
+def test_prepared_rows_calls_an_old_trls_signature_with_its_settings_one_by_one(monkeypatch):
+    import sys
+    import types
+
+    formatting = types.ModuleType("trl.extras.dataset_formatting")
+    formatting.get_formatting_func_from_dataset = lambda dataset, tokenizer: "format-messages"
+    monkeypatch.setitem(sys.modules, "trl.extras.dataset_formatting", formatting)
+    seen = {}
+
+    class OldTrainer:  # trl 0.12-0.14
+        processing_class = "tokenizer"
+
+        def _prepare_dataset(self, dataset, processing_class, packing, dataset_text_field, max_seq_length,
+                             formatting_func, num_of_sequences, chars_per_token, remove_unused_columns=True,
+                             append_concat_token=True, add_special_tokens=True, skip_prepare_dataset=False):
+            seen.update(packing=packing, max_seq_length=max_seq_length, formatting_func=formatting_func,
+                        add_special_tokens=add_special_tokens)
+            return _ConstantLength()
+
+    args = types.SimpleNamespace(dataset_kwargs=None, dataset_text_field="text", max_seq_length=64,
+                                 num_of_sequences=1024, chars_per_token=3.6, remove_unused_columns=True)
+    with compat.recording() as recorded:
+        rows = compat.prepared_rows(OldTrainer(), "dataset", args, True, "check")
+    assert rows == [{"input_ids": [i]} for i in range(3)]
+    # The template is applied by the formatting function, so the tokenizer must not add specials again.
+    assert seen == {"packing": True, "max_seq_length": 64, "formatting_func": "format-messages", "add_special_tokens": False}
+    assert [a.setting for a in recorded] == ["dataset preparation"]

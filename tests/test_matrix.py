@@ -380,3 +380,10 @@ def test_nox_lists_one_history_session_per_set_and_variant():
     sessions = {s["session"] for s in json.loads(listing.stdout)}
     assert "history(set='trl-0.15.0', variant='2024')" in sessions
     assert "history(set='seed-2025-10', variant='2025-10')" in sessions
+
+
+def test_a_set_that_cannot_run_shows_no_verdict_counts_but_its_reason():
+    result = _history_result("seed-2024", "0.12.1", "2024", {"test_every_eos_keeps_its_label": "BROKEN"})
+    result.update(status="cannot-run", reason="device probe failed on cpu: CUDA is required")
+    table = matrix.history_markdown(matrix.history_rows([result]))
+    assert "| seed-2024 | 0.12.1 | 4.53.3 | 2024 | — | — | — | — | cannot run: device probe failed on cpu: CUDA is required |" in table
