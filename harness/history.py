@@ -10,10 +10,9 @@ in `SWAPPABLE`; any other difference is an error that says to build an environme
 
     python -m harness history --python BASE/bin/python --set trl-0.15.0 --variant 2024
 
-The checks a trial runs are a parameter (`DEFAULT_CHECKS`: the structural suites, selected by
-file, while the run has no separate prepared stage), and so is the short training
-(`DEFAULT_OVERRIDES`): the structural checks read the trainer, its first batch and the template,
-not what the model learned.
+The checks a trial runs are a parameter (`DEFAULT_CHECKS`: the structural checks, which read only
+the prepared stage: the trainer, its first batch, the template and the tokens, not what the model
+learned, so a trial trains nothing), and so are its overrides (`DEFAULT_OVERRIDES`, none).
 """
 
 from __future__ import annotations
@@ -28,12 +27,9 @@ from typing import Iterable
 
 from harness import matrix
 
-# The checks that speak before (or without) real training. When the run gets its prepared
-# stage, this becomes ["suites", "-m", "structural"].
-DEFAULT_CHECKS = ("suites/test_labels.py", "suites/test_chat_template.py", "suites/test_trainable.py",
-                  "suites/test_memory.py", "-m", "not slow")
-# Enough training for the adapters to move (a few optimizer steps), little generation.
-DEFAULT_OVERRIDES = ("training.num_train_epochs=0.05", "generation.max_new_tokens=8")
+# The checks that speak before the first optimizer step: the prepared stage only, nothing trains.
+DEFAULT_CHECKS = ("suites", "-m", "structural")
+DEFAULT_OVERRIDES: tuple[str, ...] = ()
 # Pure-Python packages a base environment may swap in place, with --no-deps.
 SWAPPABLE = frozenset({"trl", "peft", "accelerate"})
 
