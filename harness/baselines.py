@@ -298,13 +298,13 @@ def band_text(band: dict | None) -> str:
 
 def judge(name: str, current: Any, stored: dict | None, absent_reason: str = "") -> Verdict:
     """The one decision: is `current` within the stored metric's band (or equal, for exact)?"""
+    if current is None:  # first: when neither has it, what the run lacks is the reason
+        return Verdict(name, "not-measured", baseline=stored and stored["value"],
+                       direction=stored and stored["direction"], reason=absent_reason or f"this run has no {name}")
     if stored is None:
         return Verdict(name, "not-recorded", current=current,
                        reason=f"the baseline entry has no {name}; record it with --update-baselines")
     direction, value = stored["direction"], stored["value"]
-    if current is None:
-        return Verdict(name, "not-measured", baseline=value, direction=direction,
-                       reason=absent_reason or f"this run has no {name}")
     band = stored.get("band")
     inside = _equal(current, value) if direction == EXACT else _inside(current, band)
     return Verdict(name, "ok" if inside else "changed", current, value, direction, band)
@@ -658,7 +658,9 @@ def diff_entries(old: dict | None, new: dict) -> list[str]:
         before = old_metrics.get(name, {}).get("value")
         after = new["metrics"].get(name, {}).get("value")
         if before != after:
-            if isinstance(before, str) or isinstance(after, str):
+            if before is None or after is None:
+                lines.append(f"{name}: {'newly recorded' if before is None else 'no longer recorded'}")
+            elif isinstance(before, str) or isinstance(after, str):
                 lines.append(f"{name}: text changed")
             else:
                 lines.append(f"{name}: {before} → {after}")
