@@ -30,6 +30,10 @@ def change(manifest):
 {change}
 
 
+def change_template(template):
+{template_change}
+
+
 @pytest.fixture(scope="session")
 def harness_profile():
     return PROFILES["tiny"]
@@ -44,7 +48,14 @@ def recipe_run(harness_profile):  # as the plugin's own: every check of the reci
 
 @pytest.fixture(scope="session")
 def run_artifacts(recipe_run):
-    return recipe_run.artifact
+    def read(name):
+        value = recipe_run.artifact(name)
+        if name == "template.json":
+            value = dict(value)
+            change_template(value)
+        return value
+
+    return read
 '''
 
 INVARIANTS = '''
@@ -69,9 +80,12 @@ def suite(pytester, tmp_path):
     pytester.makepyfile(test_baseline=(ROOT / "suites" / "test_baseline.py").read_text(),
                         test_invariants=INVARIANTS)
 
-    def run(change: str = "pass", *args: str):
-        body = "\n".join("    " + line for line in change.splitlines())
-        pytester.makeconftest(CONFTEST.format(fixture=str(FIXTURE), change=body))
+    def run(change: str = "pass", *args: str, template_change: str = "pass"):
+        def indented(code):
+            return "\n".join("    " + line for line in code.splitlines())
+
+        pytester.makeconftest(CONFTEST.format(fixture=str(FIXTURE), change=indented(change),
+                                              template_change=indented(template_change)))
         return pytester.runpytest_inprocess("--baselines-dir", str(baselines_dir), "-rs", *args)
 
     return run
@@ -139,13 +153,8 @@ def test_a_run_whose_config_differs_is_one_named_refusal(suite):
 
 def test_a_one_epoch_run_still_compares_the_template(suite):
     """Training settings refuse the learned metrics, not the model's own: template drift still shows."""
-    drift = ('manifest["config"]["training"]["num_train_epochs"] = 1\n'
-             'import harness.recipe\n'
-             'template = json.loads((FIXTURE / "template.json").read_text())\n'
-             'template["rendered"] = "<|system|>\\nYou are a helpful assistant.<|end|>\\n" + template["rendered"]\n'
-             'harness.recipe.Run.artifact = lambda self, name, real=harness.recipe.Run.artifact: '
-             'template if name == "template.json" else real(self, name)')
-    result = suite(drift, "-v")
+    system_turn = 'template["rendered"] = "<|system|>\\nYou are a helpful assistant.<|end|>\\n" + template["rendered"]'
+    result = suite('manifest["config"]["training"]["num_train_epochs"] = 1', "-v", template_change=system_turn)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     text = result.stdout.str()
     assert "refused: config differs: training.num_train_epochs 3 -> 1" in text
