@@ -54,16 +54,20 @@ MODEL_SECTIONS = ("quantization", "lora")
 class Policy:
     """How one metric is compared: which way is worse, and how wide its band is.
 
-    band half-width = max(k x measured spread, rel_floor x |value|, abs_floor). The floor keeps a
-    band from collapsing to the few digits a single seeded run reproduces exactly; k x spread
-    widens it where the seeds really disagree. `abs_floor` only for rates, whose grain is one
-    evaluation row (a rate of 0 has no relative floor).
+    band half-width = max(k x measured spread, rel_floor x |value|, abs_floor), at most
+    rel_cap x |value|. The floor keeps a band from collapsing to the few digits a single seeded
+    run reproduces exactly; k x spread widens it where the seeds really disagree. `abs_floor`
+    only for rates, whose grain is one evaluation row (a rate of 0 has no relative floor).
+    `rel_cap` only for higher-is-better quality: whatever the seeds do, a drop of more than that
+    share is a change (BLEU halved must fail), and the entry marks the metric `capped` so a
+    reviewer sees that the seeds alone can move it that far.
     """
 
     direction: str
     rel_floor: float = 0.0
     k: float = 3.0
     abs_floor: float = 0.0
+    rel_cap: float | None = None
     group: str = "structure"  # the marker that lets a profile skip it: structure | quality | learning
     unit: str = ""
     hint: str = ""  # the likely cause, for the failure message
@@ -71,6 +75,9 @@ class Policy:
     # quantization and LoRA config) or "run" (also training, data, generation).
     scope: str = "run"
 
+
+# The largest drop of a higher-is-better quality metric that a band may allow, as a share.
+QUALITY_CAP = 0.4
 
 # The per-metric policy: one table. Structural figures must be equal; a seeded run on the same
 # libraries and device reproduces learned figures closely, so their floors are a few per cent.
@@ -100,12 +107,12 @@ POLICY: dict[str, Policy] = {
     "loss_last": Policy(TWO_SIDED, rel_floor=0.05, group="learning"),
     "train_loss": Policy(TWO_SIDED, rel_floor=0.05, group="learning"),
     # quality of the tuned model: only worse fails
-    "bleu": Policy(HIGHER, rel_floor=0.10, group="quality"),
-    "bleu_plain": Policy(HIGHER, rel_floor=0.10, group="quality"),
-    "chrf": Policy(HIGHER, rel_floor=0.05, group="quality"),
+    "bleu": Policy(HIGHER, rel_floor=0.10, rel_cap=QUALITY_CAP, group="quality"),
+    "bleu_plain": Policy(HIGHER, rel_floor=0.10, rel_cap=QUALITY_CAP, group="quality"),
+    "chrf": Policy(HIGHER, rel_floor=0.05, rel_cap=QUALITY_CAP, group="quality"),
     "ter": Policy(LOWER, rel_floor=0.05, group="quality"),
-    "stop_rate": Policy(HIGHER, rel_floor=0.05, abs_floor=0.02, group="quality"),
-    "non_empty_stop_rate": Policy(HIGHER, rel_floor=0.05, abs_floor=0.02, group="quality"),
+    "stop_rate": Policy(HIGHER, rel_floor=0.05, abs_floor=0.02, rel_cap=QUALITY_CAP, group="quality"),
+    "non_empty_stop_rate": Policy(HIGHER, rel_floor=0.05, abs_floor=0.02, rel_cap=QUALITY_CAP, group="quality"),
     # length: running on and cutting short are both wrong
     "mean_new_tokens": Policy(TWO_SIDED, rel_floor=0.10, group="quality"),
     "mean_words": Policy(TWO_SIDED, rel_floor=0.10, group="quality"),
@@ -243,9 +250,19 @@ def _digest(value: Any) -> str:
 
 
 # ------------------------------------------------------------------ bands and the one decision
+def _half_width(policy: Policy, value: float, spread: float | None) -> float:
+    half = max(policy.k * (spread or 0.0), policy.rel_floor * abs(value), policy.abs_floor)
+    return min(half, policy.rel_cap * abs(value)) if policy.rel_cap is not None else half
+
+
+def capped(policy: Policy, value: float, spread: float | None) -> bool:
+    """True when k x spread was wider than the cap allows: the seeds alone move it that far."""
+    return policy.rel_cap is not None and policy.k * (spread or 0.0) > policy.rel_cap * abs(value)
+
+
 def band_for(policy: Policy, value: float, spread: float | None) -> dict:
     """The band a metric of `value`, measured `spread` apart over seeds, may move in."""
-    half = max(policy.k * (spread or 0.0), policy.rel_floor * abs(value), policy.abs_floor)
+    half = _half_width(policy, value, spread)
     low = value - half if policy.direction in (HIGHER, TWO_SIDED) else None
     high = value + half if policy.direction in (LOWER, TWO_SIDED) else None
     return {"low": low, "high": high}
@@ -305,13 +322,13 @@ def band_text(band: dict | None) -> str:
 
 def judge(name: str, current: Any, stored: dict | None, absent_reason: str = "") -> Verdict:
     """The one decision: is `current` within the stored metric's band (or equal, for exact)?"""
+    if current is None:  # first: when neither has it, what the run lacks is the reason
+        return Verdict(name, "not-measured", baseline=stored and stored["value"],
+                       direction=stored and stored["direction"], reason=absent_reason or f"this run has no {name}")
     if stored is None:
         return Verdict(name, "not-recorded", current=current,
                        reason=f"the baseline entry has no {name}; record it with --update-baselines")
     direction, value = stored["direction"], stored["value"]
-    if current is None:
-        return Verdict(name, "not-measured", baseline=value, direction=direction,
-                       reason=absent_reason or f"this run has no {name}")
     band = stored.get("band")
     inside = _equal(current, value) if direction == EXACT else _inside(current, band)
     return Verdict(name, "ok" if inside else "changed", current, value, direction, band)
@@ -582,6 +599,8 @@ def _metric_record(name: str, samples: list, legacy: bool = False) -> dict:
         record = {"value": value, "direction": policy.direction, "spread": spread, "samples": samples,
                   "k": policy.k, "rel_floor": policy.rel_floor, "abs_floor": policy.abs_floor,
                   "band": band_for(policy, value, spread)}
+        if policy.rel_cap is not None:
+            record.update(rel_cap=policy.rel_cap, capped=capped(policy, value, spread))
     if legacy:
         record["legacy"] = True
     return record
@@ -674,18 +693,23 @@ def update(path: Path, profile: str, manifest: dict, template: dict | None,
 
 
 def diff_entries(old: dict | None, new: dict) -> list[str]:
-    if old is None:
-        return [f"new entry for {new['device']} / version set {new['version_set']}"]
-    lines = []
-    for name in sorted(set(old["metrics"]) | set(new["metrics"])):
-        before = old["metrics"].get(name, {}).get("value")
+    """The old -> new lines an update prints for review (values, bands, capped bands)."""
+    lines = [f"new entry for {new['device']} / version set {new['version_set']}"] if old is None else []
+    old_metrics = old["metrics"] if old else {}
+    for name in sorted(set(old_metrics) | set(new["metrics"])) if old else ():
+        before = old_metrics.get(name, {}).get("value")
         after = new["metrics"].get(name, {}).get("value")
         if before != after:
-            if isinstance(before, str) or isinstance(after, str):
+            if before is None or after is None:
+                lines.append(f"{name}: {'newly recorded' if before is None else 'no longer recorded'}")
+            elif isinstance(before, str) or isinstance(after, str):
                 lines.append(f"{name}: text changed")
             else:
                 lines.append(f"{name}: {before} → {after}")
         band = new["metrics"].get(name, {}).get("band")
-        if band and band != old["metrics"].get(name, {}).get("band"):
+        if band and band != old_metrics.get(name, {}).get("band"):
             lines.append(f"{name}: band {band_text(band)} (spread {new['metrics'][name].get('spread')})")
+    lines += [f"{name}: k x spread {metric['k'] * metric['spread']:.4g} is wider than the cap "
+              f"({metric['rel_cap']:.0%} of {metric['value']:.4g}): the seeds alone move it this far; "
+              "expect CHANGED from seed noise" for name, metric in sorted(new["metrics"].items()) if metric.get("capped")]
     return lines or ["no metric changed"]

@@ -323,9 +323,11 @@ def test_runs_of_another_config_cannot_share_an_entry():
 
 
 def test_a_band_that_reaches_zero_is_refused_at_recording(tmp_path):
-    runs = [(manifest(ENV_A, bleu=b, seed=s, key=f"tiny-{s}"), None) for s, b in enumerate((1.0, 10.0, 19.0))]
-    with pytest.raises(BaselineError, match="the band of bleu.* reaches zero"):
-        baselines.update(tmp_path / "tiny.json", "tiny", runs[0][0], None, spread_runs=runs[1:])
+    # TER is lower-is-better, so use a rate: a model that never stops has nothing to drop below
+    never_stops = manifest(ENV_A)
+    never_stops["metrics"]["tuned"].update(stop_rate=0.0, non_empty_stop_rate=0.0)
+    with pytest.raises(BaselineError, match="the band of non_empty_stop_rate, stop_rate reaches zero"):
+        baselines.update(tmp_path / "tiny.json", "tiny", never_stops, None)
     assert not (tmp_path / "tiny.json").exists()
 
 
@@ -388,3 +390,21 @@ def test_the_cli_records_several_seeds_as_one_entry(tmp_path, capsys):
     assert entry["metrics"]["bleu"]["spread"] == pytest.approx(0.2)
     assert [r["seed"] for r in entry["runs"]] == [0, 1, 2]
     assert "updated" in capsys.readouterr().out
+
+
+@given(positive, st.floats(min_value=0, max_value=1e6, allow_nan=False))
+def test_a_capped_band_never_reaches_zero_and_always_fails_a_halving(value, spread):
+    policy = POLICY["bleu"]
+    band = baselines.band_for(policy, value, spread)
+    assert band["low"] >= value * (1 - policy.rel_cap) * (1 - 1e-9) > 0
+    assert baselines.judge("bleu", value / 2, {"value": value, "direction": HIGHER, "band": band}).status == "changed"
+    assert baselines.capped(policy, value, spread) == (policy.k * spread > policy.rel_cap * value)
+
+
+def test_seeds_that_disagree_more_than_the_cap_are_marked_and_printed(tmp_path):
+    runs = [(manifest(ENV_A, bleu=b, seed=s, key=f"tiny-{s}"), None) for s, b in enumerate((1.0, 10.0, 19.0))]
+    lines = baselines.update(tmp_path / "tiny.json", "tiny", runs[0][0], None, spread_runs=runs[1:])
+    (entry,) = baselines.load(tmp_path / "tiny.json", "tiny")["entries"]
+    assert entry["metrics"]["bleu"]["capped"] is True and entry["metrics"]["chrf"]["capped"] is False
+    assert entry["metrics"]["bleu"]["band"]["low"] == pytest.approx(10.0 * 0.6)
+    assert any(line.startswith("bleu: k x spread 27 is wider than the cap (40% of 10)") for line in lines)

@@ -25,11 +25,14 @@ from harness.profiles import PROFILES
 from harness.recipe import Run
 
 FIXTURE = Path({fixture!r})
-ARTIFACTS = {{}}  # artifact name -> payload that `change` substitutes for the stored file
 
 
 def change(manifest):
 {change}
+
+
+def change_template(template):
+{template_change}
 
 
 @pytest.fixture(scope="session")
@@ -41,9 +44,7 @@ def harness_profile():
 def recipe_run(harness_profile):  # as the plugin's own: every check of the recipe needs the profile
     manifest = json.loads((FIXTURE / "run.json").read_text())
     change(manifest)
-    run = Run(FIXTURE, manifest, reused=True)
-    run._cache.update(ARTIFACTS)
-    return run
+    return Run(FIXTURE, manifest, reused=True)
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +54,14 @@ def prepared_run(recipe_run):  # the stored run holds the prepared stage's recor
 
 @pytest.fixture(scope="session")
 def run_artifacts(recipe_run):
-    return recipe_run.artifact
+    def read(name):
+        value = recipe_run.artifact(name)
+        if name == "template.json":
+            value = dict(value)
+            change_template(value)
+        return value
+
+    return read
 '''
 
 INVARIANTS = '''
@@ -78,9 +86,12 @@ def suite(pytester, tmp_path):
     pytester.makepyfile(test_baseline=(ROOT / "suites" / "test_baseline.py").read_text(),
                         test_invariants=INVARIANTS)
 
-    def run(change: str = "pass", *args: str):
-        body = "\n".join("    " + line for line in change.splitlines())
-        pytester.makeconftest(CONFTEST.format(fixture=str(FIXTURE), change=body))
+    def run(change: str = "pass", *args: str, template_change: str = "pass"):
+        def indented(code):
+            return "\n".join("    " + line for line in code.splitlines())
+
+        pytester.makeconftest(CONFTEST.format(fixture=str(FIXTURE), change=indented(change),
+                                              template_change=indented(template_change)))
         return pytester.runpytest_inprocess("--baselines-dir", str(baselines_dir), "-rs", *args)
 
     return run
@@ -148,11 +159,8 @@ def test_a_run_whose_config_differs_is_one_named_refusal(suite):
 
 def test_a_one_epoch_run_still_compares_the_template(suite):
     """Training settings refuse the learned metrics, not the model's own: template drift still shows."""
-    drift = ('manifest["config"]["training"]["num_train_epochs"] = 1\n'
-             'template = json.loads((FIXTURE / "template.json").read_text())\n'
-             'template["rendered"] = "<|system|>\\nYou are a helpful assistant.<|end|>\\n" + template["rendered"]\n'
-             'ARTIFACTS["template.json"] = template')
-    result = suite(drift, "-v")
+    system_turn = 'template["rendered"] = "<|system|>\\nYou are a helpful assistant.<|end|>\\n" + template["rendered"]'
+    result = suite('manifest["config"]["training"]["num_train_epochs"] = 1', "-v", template_change=system_turn)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     text = result.stdout.str()
     assert "refused: config differs: training.num_train_epochs 3 -> 1" in text
