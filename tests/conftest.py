@@ -4,6 +4,11 @@ from pathlib import Path
 
 import pytest
 
+# Imported once for the whole session: pytester's in-process runs forget the modules they import,
+# and torch and pyarrow (under datasets) crash or refuse when imported a second time in a process.
+import datasets  # noqa: F401,E402
+import torch  # noqa: F401,E402
+
 from harness.data import load_rows
 
 os.environ.setdefault("YODA_HARNESS_QUIET", "1")

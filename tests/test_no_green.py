@@ -6,7 +6,6 @@ import shutil
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-import datasets  # noqa: F401  (imported once here: pytester's in-process runs must not import it again)
 import pytest
 
 from harness import artifacts, env, profiles, recipe

@@ -1,7 +1,6 @@
 """Profiles are files: the built-ins load from harness/profiles/builtin/, a user's file extends one,
 and a bad file is an error naming the file and the field."""
 
-import datasets  # noqa: F401  (imported once here: pytester's in-process runs must not import it again)
 import pytest
 
 from harness import profiles

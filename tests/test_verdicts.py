@@ -5,7 +5,6 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import datasets  # noqa: F401  (imported once here: pytester's in-process runs must not import it again)
 import pytest
 
 from harness import baselines
