@@ -642,6 +642,8 @@ def entry_from_runs(runs: list[tuple[dict, dict | None]], provenance: dict | Non
         "inputs": inputs,
         # The curve itself, so a report can draw this run's loss against the baseline's.
         "loss_history": manifest["training"]["loss_history"],
+        # The libraries' deprecation warnings during the run: a new one later is CHANGED (suites/test_warnings.py).
+        "library_warnings": manifest.get("library_warnings", []),
         "metrics": metrics,
     }
 
