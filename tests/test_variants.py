@@ -141,7 +141,7 @@ def test_a_new_deprecation_against_the_baseline_fails_the_warnings_check_as_a_co
     new = {"library": "trl 0.17.0", "category": "FutureWarning", "message": "`packing` default will change", "settings": []}
 
     class Entry:
-        path, value = Path("baselines/tiny.json"), staticmethod(lambda name: [old])
+        path, entry = Path("baselines/tiny.json"), {"library_warnings": [old]}
 
         def context(self):
             return "baseline tiny.json"
