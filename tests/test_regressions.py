@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_SUITES = {"test_memory.py", "test_trainable.py", "test_labels.py", "test_chat_template.py", "test_bleu.py",
-              "test_stopping.py", "test_training.py", "test_tokens.py", "test_baseline.py"}
+              "test_stopping.py", "test_training.py", "test_tokens.py", "test_baseline.py", "test_warnings.py"}
 STRUCTURAL_SUITES = {"test_memory.py", "test_trainable.py", "test_labels.py", "test_chat_template.py", "test_tokens.py",
                      "test_baseline.py"}
 
