@@ -74,9 +74,10 @@ def test_auto_on_a_gpu_without_the_gguf_chooses_tiny_and_says_why(gpu_without_we
     assert choice.describe().startswith("auto -> tiny (not phi3: ")
 
 
-def test_auto_announces_its_choice_before_any_check(pytester, gpu_without_weights):
+def test_auto_announces_its_choice_before_any_check(pytester, gpu_without_weights, tmp_path):
     pytester.makepyfile(USES_THE_RUN)
-    result = pytester.runpytest_inprocess("--collect-only", "-q")
+    # A cache of its own: under CI the suites' run is already cached, and would be announced as reused.
+    result = pytester.runpytest_inprocess("--collect-only", "-q", "--cache-dir", str(tmp_path / "cache"))
     result.stdout.fnmatch_lines(["yoda-harness: auto -> tiny (not phi3: *; not smollm2: *no such file*)",
                                  "yoda-harness: profile tiny: running the recipe (no finished run tiny-*"])
 
