@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# GPU machine, in the background (setsid, started by call A; CUDA hidden): candidate `tiny` settings
+# for issue 13's "9 seeds of 10 learn" target, each as `pytest suites --profile tiny --override ...`
+# on one CPU thread, WORKERS at a time on the machine's cores (the GPU stays free for smollm2).
+# One line of scripts/gpu/tiny_candidates.txt per run: NAME OVERRIDE...; the longest first. JUnit XML and logs into
+# $OUT/tiny-sweep/, then the table (scripts/gpu/tiny_sweep_table.py); touches $OUT/tiny-sweep/done.
+set -uo pipefail
+source /tmp/src/scripts/gpu/env.sh
+out="$OUT/tiny-sweep"; mkdir -p "$out"
+export CUDA_VISIBLE_DEVICES= OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 YODA_HARNESS_MODELS_DIR=/tmp/yh-tiny-models
+python3 -c "from harness import profiles; o = profiles.ModelOptions(models_dir=__import__('pathlib').Path('$YODA_HARNESS_MODELS_DIR')); profiles.PROFILES['tiny'].build_checkpoint(o)"
+run_one() {  # NAME OVERRIDE...
+  local name=$1; shift
+  local args=()
+  for override in "$@"; do args+=(--override "$override"); done
+  local start; start=$(date +%s)
+  YODA_HARNESS_CACHE="/tmp/yh-sweep-$name" YODA_HARNESS_QUIET=1 python3 -m pytest suites --profile tiny \
+    "${args[@]}" -p no:cacheprovider -q --junitxml="$out/$name.xml" > "$out/$name.log" 2>&1
+  echo "$name exit $? $(( $(date +%s) - start )) s" >> "$out/status.txt"
+}
+export -f run_one; export out
+grep -v -E '^\s*(#|$)' /tmp/src/scripts/gpu/tiny_candidates.txt | xargs -P "${WORKERS:-13}" -L 1 bash -c 'run_one "$@"' _
+python3 scripts/gpu/tiny_sweep_table.py "$out" | tee "$out/table.md"
+touch "$out/done"
