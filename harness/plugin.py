@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -557,6 +558,8 @@ def _seed_runs(config, finished) -> list[tuple[dict, dict]]:
     count = config.getoption("--baseline-seeds")
     profile = session_profile(config)
     base = recipe_config(config, profile)
+    if count > 1:
+        _release_live_objects(config)
     runs = []
     for offset in range(1, count):
         seed = base.training.seed + offset
@@ -565,6 +568,19 @@ def _seed_runs(config, finished) -> list[tuple[dict, dict]]:
                            session=session_token(config))
         runs.append((other.manifest, other.artifact("template.json")))
     return runs
+
+
+def _release_live_objects(config) -> None:
+    """Free this session's model and trainer before the seed runs: what is still allocated when a
+    run's training starts counts in its peak GPU memory (measured on an H200: a second seed run in
+    the same process peaked at 629.7 MB against 450.3 MB in a process of its own)."""
+    import gc
+
+    if PREPARED_KEY in config.stash:
+        del config.stash[PREPARED_KEY]
+    gc.collect()
+    if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
+        sys.modules["torch"].cuda.empty_cache()
 
 
 def _comparison_for_report(config, finished):
