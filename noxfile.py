@@ -12,7 +12,7 @@ Each `suites` session, in a fresh virtual environment of its own:
      itself with --no-deps (editable);
   2. probes, with those libraries on this device, what the recipe needs from bitsandbytes: a 4-bit
      NF4 load, forward and backward, and a paged_adamw_8bit step (older releases need CUDA);
-  3. runs `pytest suites --profile $YODA_HARNESS_PROFILE` (default tiny) with JUnit XML, and a
+  3. runs `pytest suites --yoda-profile $YODA_HARNESS_PROFILE` (default tiny) with JUnit XML, and a
      harness cache inside the session's own directory, so sets never share a cached run;
   4. writes $YODA_HARNESS_MATRIX_DIR/<set>.json (default reports/matrix/): status passed / failed /
      cannot-run with the reason, installed versions, per-suite outcomes, the run's key metrics.
@@ -174,7 +174,7 @@ def _run_set(session: nox.Session, version_set: matrix.VersionSet, env: dict, ca
     exit_file = RESULTS_DIR / f".{version_set.name}.pytest-exit"
     exit_file.unlink(missing_ok=True)
     session.run("python", "-c", _PYTEST_TEE, str(exit_file), str(pytest_log),
-                "suites", "--profile", PROFILE, f"--junitxml={junit}", "--cache-dir", str(cache),
+                "suites", "--yoda-profile", PROFILE, f"--junitxml={junit}", "--yoda-cache-dir", str(cache),
                 "-p", "no:cacheprovider", *session.posargs, env=env, success_codes=range(256))
     exit_code = int(exit_file.read_text()) if exit_file.exists() else None
     exit_file.unlink(missing_ok=True)

@@ -3,7 +3,7 @@
     python benchmarks/overhead.py --profile smollm2 [--epochs N] [--smollm2-gguf PATH]
 
 Runs (1) benchmarks/bare_recipe.py on the profile's checkpoint and data, (2) `pytest suites`
-cold (fresh cache dir, `--fresh`), (3) `pytest suites` again on the cached run; prints a table
+cold (fresh cache dir, `--yoda-fresh`), (3) `pytest suites` again on the cached run; prints a table
 with the wall times and the ratio (2)/(1). Both sides train with the same epochs.
 """
 
@@ -51,12 +51,12 @@ def main():
                              "--lr", str(config.training.learning_rate),
                              "--batch-size", str(config.training.per_device_train_batch_size),
                              "--seed", str(config.training.seed)], env)
-    suite = [sys.executable, "-m", "pytest", "suites", "-q", "-p", "no:cacheprovider", "--profile", args.profile,
-             "--override", f"training.num_train_epochs={json.dumps(epochs)}"]
+    suite = [sys.executable, "-m", "pytest", "suites", "-q", "-p", "no:cacheprovider", "--yoda-profile", args.profile,
+             "--yoda-override", f"training.num_train_epochs={json.dumps(epochs)}"]
     if args.smollm2_gguf:
-        suite += ["--smollm2-gguf", args.smollm2_gguf]
+        suite += ["--yoda-smollm2-gguf", args.smollm2_gguf]
     # pytest exits 1 when a check fails: the run still did all its work, so it is still a timing.
-    cold_s, cold_out = wall(suite + ["--fresh"], env, accepted=(0, 1))
+    cold_s, cold_out = wall(suite + ["--yoda-fresh"], env, accepted=(0, 1))
     cached_s, _ = wall(suite, env, accepted=(0, 1))
     print("| profile | epochs | bare recipe s | pytest suites cold s | ratio | suites cached s |")
     print("|---|---|---|---|---|---|")

@@ -1,11 +1,11 @@
-"""Time to the structural verdict: `pytest suites -m structural --fresh`, clean and under each of the
+"""Time to the structural verdict: `pytest suites -m yoda_structural --yoda-fresh`, clean and under each of the
 recipe's four regressions (injected through the libraries' seams, tests/regressions.py).
 
     python benchmarks/time_to_verdict.py [--profile tiny] [--full]
 
 Prints a Markdown table: case, wall seconds of the whole pytest process (start-up and the
 prepared stage included), exit status, checks failed, and whether a failure names the expected
-cause. `--full` adds one cold full run (`pytest suites --fresh`) for comparison. Each case uses a
+cause. `--full` adds one cold full run (`pytest suites --yoda-fresh`) for comparison. Each case uses a
 fresh cache (the built model checkpoint is shared, as a real cache would be): nothing is reused.
 """
 
@@ -36,9 +36,9 @@ CASES = {
 def time_case(profile: str, inject: str, models: Path, extra: list[str]) -> dict:
     cache = Path(tempfile.mkdtemp(prefix="verdict-"))
     env = dict(os.environ, YODA_HARNESS_MODELS_DIR=str(models), YODA_HARNESS_INJECT=inject, YODA_HARNESS_QUIET="1")
-    command = [sys.executable, "-m", "pytest", "suites", *extra, "--profile", profile, "--fresh",
-               "--cache-dir", str(cache), "-p", "tests.regressions", "-p", "no:cacheprovider", "-q",
-               "--baselines-dir", str(ROOT / "baselines")]
+    command = [sys.executable, "-m", "pytest", "suites", *extra, "--yoda-profile", profile, "--yoda-fresh",
+               "--yoda-cache-dir", str(cache), "-p", "tests.regressions", "-p", "no:cacheprovider", "-q",
+               "--yoda-baselines-dir", str(ROOT / "baselines")]
     start = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -56,8 +56,8 @@ def main() -> None:
     args = parser.parse_args()
     models = Path(tempfile.mkdtemp(prefix="verdict-models-"))
     # Build the checkpoint once first, as a user's cache has it: the cases time the recipe, not the build.
-    time_case(args.profile, "", models, ["-m", "structural"])
-    rows = [time_case(args.profile, inject, models, ["-m", "structural"]) for inject in CASES]
+    time_case(args.profile, "", models, ["-m", "yoda_structural"])
+    rows = [time_case(args.profile, inject, models, ["-m", "yoda_structural"]) for inject in CASES]
     if args.full:
         rows.append(dict(time_case(args.profile, "", models, []), case="clean, full run (no -m)"))
     print(f"device: {platform.machine()} CPU, {os.cpu_count()} cores (torch CPU); profile {args.profile}\n")

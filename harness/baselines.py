@@ -4,7 +4,7 @@
       "schema": 2,
       "profile": "tiny",
       "thresholds": {...},          # policy, written by people: floors, minimum gains, bands
-      "entries": [                  # measurements, written only by `--update-baselines`
+      "entries": [                  # measurements, written only by `--yoda-update-baselines`
         {"version_set": "...", "device": "cpu", "recorded": "...", "packages": {...},
          "run_key": "...", "runs": [{"run_key": "...", "seed": 0}, ...],
          "inputs": {"config_digest": "...", "config": {...}, "data": {...}, "global_step": 348,
@@ -327,7 +327,7 @@ def judge(name: str, current: Any, stored: dict | None, absent_reason: str = "")
                        direction=stored and stored["direction"], reason=absent_reason or f"this run has no {name}")
     if stored is None:
         return Verdict(name, "not-recorded", current=current,
-                       reason=f"the baseline entry has no {name}; record it with --update-baselines")
+                       reason=f"the baseline entry has no {name}; record it with --yoda-update-baselines")
     direction, value = stored["direction"], stored["value"]
     band = stored.get("band")
     inside = _equal(current, value) if direction == EXACT else _inside(current, band)

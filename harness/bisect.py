@@ -421,12 +421,12 @@ class SwapRunner:
         env = dict(os.environ, YODA_HARNESS_CACHE=str(cache), YODA_HARNESS_MODELS_DIR=str(cache / "models"))
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("HF_DATASETS_OFFLINE", "1")
-        command = [self.python, "-m", "pytest", *pytest_selection(self.check), "--profile", self.profile,
-                   "--cache-dir", str(cache), f"--junitxml={junit}", "-p", "no:cacheprovider", "-q"]
-        command += ["--variant", self.variant] if self.variant else []
-        command += ["--fresh"] if fresh else []
+        command = [self.python, "-m", "pytest", *pytest_selection(self.check), "--yoda-profile", self.profile,
+                   "--yoda-cache-dir", str(cache), f"--junitxml={junit}", "-p", "no:cacheprovider", "-q"]
+        command += ["--yoda-variant", self.variant] if self.variant else []
+        command += ["--yoda-fresh"] if fresh else []
         for override in self.overrides:
-            command += ["--override", override]
+            command += ["--yoda-override", override]
         with open(log_path, "w", encoding="utf-8") as log:
             log.write(f"$ {' '.join(command)}\n")
             log.flush()
@@ -484,11 +484,11 @@ class VenvRunner:
             env = dict(os.environ, YODA_HARNESS_CACHE=str(cache), YODA_HARNESS_MODELS_DIR=str(cache / "models"))
             env.setdefault("HF_HUB_OFFLINE", "1")
             env.setdefault("HF_DATASETS_OFFLINE", "1")
-            command = [str(python), "-m", "pytest", *self.pytest_selection(), "--profile", self.profile,
-                       "--cache-dir", str(cache), f"--junitxml={junit}", "-p", "no:cacheprovider", "-q"]
-            command += (["--variant", self.variant] if self.variant else []) + (["--fresh"] if fresh else [])
+            command = [str(python), "-m", "pytest", *self.pytest_selection(), "--yoda-profile", self.profile,
+                       "--yoda-cache-dir", str(cache), f"--junitxml={junit}", "-p", "no:cacheprovider", "-q"]
+            command += (["--yoda-variant", self.variant] if self.variant else []) + (["--yoda-fresh"] if fresh else [])
             for override in self.overrides:
-                command += ["--override", override]
+                command += ["--yoda-override", override]
             log.write(f"$ {' '.join(command)}\n")
             log.flush()
             code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.project_root, env=env)

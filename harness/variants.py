@@ -2,7 +2,7 @@
 
 Each workaround the recipe's authors added after a library upgrade broke it is a config switch;
 a variant is a set of those switches. A regression only shows on a variant that does not work
-around it, so a history run names its variant (`pytest suites --variant 2024`,
+around it, so a history run names its variant (`pytest suites --yoda-variant 2024`,
 `python -m harness run --variant 2024`), and the matrix table says which variant each row ran.
 
 | switch (config key)              | workaround                          | without it                          |

@@ -10,8 +10,8 @@ classifies each failure as it is reported, and at the end of the session
   ("nothing broke; 3 things changed: peak_gpu_allocated_mb 450.3 -> 871.7 MB, ..."),
 - adds `check_kind` / `verdict` properties to each test case in JUnit XML and the counts and the
   line as test-suite properties,
-- writes the same summary as Markdown (`--summary-md PATH`, and `$GITHUB_STEP_SUMMARY` when set),
-- with `--gate broken`, turns the exit status to 0 when every failure is a comparison.
+- writes the same summary as Markdown (`--yoda-summary-md PATH`, and `$GITHUB_STEP_SUMMARY` when set),
+- with `--yoda-gate broken`, turns the exit status to 0 when every failure is a comparison.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-COMPARISON_MARKER = "comparison"
+from harness.markers import COMPARISON as COMPARISON_MARKER
 BROKEN, CHANGED = "BROKEN", "CHANGED"
 GATES = ("all", "broken")
 PLUGIN_NAME = "yoda-harness-verdicts"
@@ -90,8 +90,8 @@ class Verdicts:
 
     def __init__(self, config):
         self.config = config
-        self.gate = config.getoption("--gate", "all")
-        self.summary_md = config.getoption("--summary-md", None)
+        self.gate = config.getoption("--yoda-gate", "all")
+        self.summary_md = config.getoption("--yoda-summary-md", None)
         self.failures: dict[str, Failure] = {}
         self.checks: set[str] = set()  # node ids of the recipe's checks reported in this session
         self.compared_with: str | None = None
@@ -172,7 +172,7 @@ class Verdicts:
         if self.compared_with:
             lines += [f"Compared with {self.compared_with}.", ""]
         if self.gated_off:
-            lines += ["`--gate broken`: the CHANGED checks did not fail this job.", ""]
+            lines += ["`--yoda-gate broken`: the CHANGED checks did not fail this job.", ""]
         return "\n".join(lines)
 
     def _write_markdown(self) -> None:
@@ -200,7 +200,7 @@ class Verdicts:
         if self.compared_with:
             terminalreporter.write_line(f"compared with {self.compared_with}")
         if self.gated_off:
-            terminalreporter.write_line(f"--gate broken: {len(self.changed)} CHANGED did not gate; exit status 0",
+            terminalreporter.write_line(f"--yoda-gate broken: {len(self.changed)} CHANGED did not gate; exit status 0",
                                         yellow=True)
 
     def as_dict(self) -> dict:

@@ -15,14 +15,14 @@ import pytest
 from harness import baselines
 from harness.verdicts import BASELINE_PROPERTY, CHANGE_PROPERTY
 
-pytestmark = pytest.mark.comparison
+pytestmark = pytest.mark.yoda_comparison
 
 # A profile that skips quality or learning checks (random weights) skips those metrics too;
 # peak GPU memory is measured on a GPU only.
-_MARKS = {"quality": [pytest.mark.quality], "learning": [pytest.mark.learning]}
-_EXTRA = {"peak_gpu_allocated_mb": [pytest.mark.gpu]}
+_MARKS = {"quality": [pytest.mark.yoda_quality], "learning": [pytest.mark.yoda_learning]}
+_EXTRA = {"peak_gpu_allocated_mb": [pytest.mark.yoda_gpu]}
 # What the prepared stage measures is compared there too: `-m structural` still catches template drift.
-_STAGE = {name: [pytest.mark.structural] for name in baselines.PREPARED_METRICS}
+_STAGE = {name: [pytest.mark.yoda_structural] for name in baselines.PREPARED_METRICS}
 METRICS = [pytest.param(name, marks=_MARKS.get(policy.group, []) + _EXTRA.get(name, []) + _STAGE.get(name, []), id=name)
            for name, policy in baselines.POLICY.items()]
 
@@ -40,7 +40,7 @@ def test_inputs_match_the_baseline(baseline_entry, manifest, request):
         _tell_the_summary(request, CHANGE_PROPERTY, f"refused: {refusal}")
     assert refusal is None, (
         f"not compared with {baseline_entry.context()}: {refusal}. The metrics that depend on these inputs are "
-        "skipped; record an entry for these inputs with --update-baselines, or run the entry's config"
+        "skipped; record an entry for these inputs with --yoda-update-baselines, or run the entry's config"
     )
 
 

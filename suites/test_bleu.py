@@ -2,7 +2,7 @@
 
 import pytest
 
-pytestmark = pytest.mark.quality
+pytestmark = pytest.mark.yoda_quality
 
 
 def test_tuned_model_beats_the_base_model(manifest, require_threshold):

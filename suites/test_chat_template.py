@@ -13,7 +13,7 @@ def _marker_sequence(text: str, markers: list[str]) -> list[str]:
     return re.findall(pattern, text)
 
 
-@pytest.mark.structural
+@pytest.mark.yoda_structural
 def test_training_text_carries_the_role_markers_in_order(manifest, run_artifacts):
     user, assistant = manifest["tokens"]["role_markers"]
     decoded = run_artifacts("collated_batch.json")["decoded"]
@@ -29,7 +29,7 @@ def test_training_text_carries_the_role_markers_in_order(manifest, run_artifacts
             )
 
 
-@pytest.mark.structural
+@pytest.mark.yoda_structural
 def test_generation_prompt_ends_with_the_assistant_marker(manifest, run_artifacts):
     assistant = manifest["tokens"]["role_markers"][1]
     prompt = run_artifacts("template.json")["generation_prompt"]
@@ -44,7 +44,7 @@ message_text = st.text(
 ).map(lambda s: " ".join(s.split())).filter(bool)
 
 
-@pytest.mark.structural
+@pytest.mark.yoda_structural
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(user=message_text, assistant=message_text)
 def test_any_text_survives_template_tokenize_decode(live, user, assistant):

@@ -11,7 +11,7 @@ def _rows(batch):
     return list(zip(batch["input_ids"], batch["labels"]))
 
 
-@pytest.mark.structural
+@pytest.mark.yoda_structural
 def test_every_eos_keeps_its_label(manifest, run_artifacts):
     eos = manifest["tokens"]["eos_id"]
     batch = run_artifacts("collated_batch.json")
@@ -25,7 +25,7 @@ def test_every_eos_keeps_its_label(manifest, run_artifacts):
     )
 
 
-@pytest.mark.structural
+@pytest.mark.yoda_structural
 def test_pad_token_is_not_eos(manifest):
     if manifest["config"].get("tokenizer", {}).get("pad_token") == "as_shipped":
         pytest.skip("this recipe variant keeps the tokenizer's shipped PAD == EOS on purpose (tokenizer.pad_token="
@@ -36,7 +36,7 @@ def test_pad_token_is_not_eos(manifest):
     )
 
 
-@pytest.mark.structural
+@pytest.mark.yoda_structural
 def test_labels_equal_inputs_where_not_masked(run_artifacts):
     batch = run_artifacts("collated_batch.json")
     for row, (ids, labels) in enumerate(_rows(batch)):
@@ -50,7 +50,7 @@ def _expects_wrapped_packing(training: dict) -> bool:
     return training["packing"] and training["packing_strategy"] in ("wrapped", None)
 
 
-@pytest.mark.structural
+@pytest.mark.yoda_structural
 def test_packed_rows_are_exactly_max_length(manifest, run_artifacts):
     training = manifest["config"]["training"]
     if not _expects_wrapped_packing(training):
@@ -89,7 +89,7 @@ def test_optimizer_steps_match_the_packing(manifest):
     )
 
 
-@pytest.mark.structural
+@pytest.mark.yoda_structural
 def test_completion_only_masks_the_prompt(run_artifacts):
     batch = run_artifacts("completion_only_batch.json")
     if "unsupported" in batch:
@@ -111,8 +111,8 @@ conversation_text = st.text(
 ).map(lambda s: " ".join(s.split())).filter(bool)
 
 
-@pytest.mark.structural
-@pytest.mark.slow
+@pytest.mark.yoda_structural
+@pytest.mark.yoda_slow
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(conversation_text, conversation_text), min_size=1, max_size=6))
 def test_collation_keeps_eos_and_labels_for_any_conversation(live, pairs):

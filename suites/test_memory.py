@@ -5,7 +5,7 @@ import pytest
 MB = 1_000_000
 
 
-@pytest.mark.structural
+@pytest.mark.yoda_structural
 def test_every_linear_layer_but_the_head_is_4bit(manifest):
     structure = manifest["structure"]
     quantized = set(structure["quantized_linear_modules"])
@@ -21,7 +21,7 @@ def test_every_linear_layer_but_the_head_is_4bit(manifest):
         )
 
 
-@pytest.mark.structural
+@pytest.mark.yoda_structural
 def test_embeddings_and_head_stay_unquantized(manifest):
     classes = manifest["structure"]["unquantized_modules"]
     for role, class_name in classes.items():
@@ -30,7 +30,7 @@ def test_embeddings_and_head_stay_unquantized(manifest):
         )
 
 
-@pytest.mark.structural
+@pytest.mark.yoda_structural
 @pytest.mark.parametrize("figure", ["footprint_loaded_bytes", "footprint_adapted_bytes"])
 def test_footprint_matches_the_prediction(manifest, figure):
     structure = manifest["structure"]
@@ -43,7 +43,7 @@ def test_footprint_matches_the_prediction(manifest, figure):
     )
 
 
-@pytest.mark.structural
+@pytest.mark.yoda_structural
 def test_the_recipe_figures_are_reproduced(manifest, harness_profile):
     reference = harness_profile.reference
     if not reference:

@@ -3,7 +3,7 @@ have a plausible length. An empty output that 'stops' proves nothing, so it does
 
 import pytest
 
-pytestmark = pytest.mark.quality
+pytestmark = pytest.mark.yoda_quality
 
 
 def test_non_empty_outputs_stop_on_eos(manifest, require_threshold):

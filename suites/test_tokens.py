@@ -8,7 +8,7 @@ could run at all: the run records what was read, and what was corrected, and thi
 import pytest
 
 
-@pytest.mark.structural
+@pytest.mark.yoda_structural
 def test_the_library_read_the_model_family_special_tokens(manifest):
     tokens = manifest["tokens"]
     as_read, facts = tokens["as_read"], tokens["facts"]

@@ -4,7 +4,7 @@ import pytest
 
 
 
-@pytest.mark.structural
+@pytest.mark.yoda_structural
 def test_trainable_count_is_the_lora_sum(manifest):
     structure = manifest["structure"]
     expected = structure["predicted"]["trainable_parameters"]
@@ -15,7 +15,7 @@ def test_trainable_count_is_the_lora_sum(manifest):
     )
 
 
-@pytest.mark.structural
+@pytest.mark.yoda_structural
 def test_total_count_is_the_architecture_plus_adapters(manifest):
     structure = manifest["structure"]
     assert structure["total_parameters"] == structure["predicted"]["total_parameters"], (
@@ -24,7 +24,7 @@ def test_total_count_is_the_architecture_plus_adapters(manifest):
     )
 
 
-@pytest.mark.structural
+@pytest.mark.yoda_structural
 def test_the_recipe_parameter_counts_are_reproduced(manifest, harness_profile):
     reference = harness_profile.reference
     if not reference:
@@ -37,7 +37,7 @@ def test_the_recipe_parameter_counts_are_reproduced(manifest, harness_profile):
         f"figures are {expected[0]:,} / {expected[1]:,}")
 
 
-@pytest.mark.structural
+@pytest.mark.yoda_structural
 @pytest.mark.parametrize("moment", ["requires_grad_before_trainer", "requires_grad_after_trainer"])
 def test_only_lora_weights_require_grad(manifest, moment):
     names = manifest["structure"][moment]

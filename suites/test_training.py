@@ -3,7 +3,7 @@
 import pytest
 
 
-@pytest.mark.learning
+@pytest.mark.yoda_learning
 def test_loss_falls(manifest, require_threshold):
     history = manifest["training"]["loss_history"]
     assert len(history) >= 2, f"only {len(history)} loss values were logged"
@@ -39,7 +39,7 @@ def test_adapter_holds_exactly_the_lora_parameters(manifest):
     assert adapter["safetensors_data_bytes"] == expected * DTYPE_BYTES[dtype], "file size disagrees with its header"
 
 
-@pytest.mark.learning
+@pytest.mark.yoda_learning
 def test_reloaded_adapter_generates_what_the_trained_model_did(manifest, run_artifacts, require_threshold):
     reloaded = run_artifacts("generations_tuned.jsonl")
     in_memory = run_artifacts("generations_tuned_in_memory.jsonl")

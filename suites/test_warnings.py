@@ -8,14 +8,14 @@ import pytest
 
 from harness import libwarnings
 
-pytestmark = pytest.mark.comparison
+pytestmark = pytest.mark.yoda_comparison
 
 
 def test_no_new_library_deprecation_warning(manifest, baseline_entry):
     recorded = baseline_entry.entry.get("library_warnings")
     if recorded is None:
         pytest.skip(f"{baseline_entry.path}: the entry has no library_warnings (recorded before runs kept them); "
-                    "record one with --update-baselines")
+                    "record one with --yoda-update-baselines")
     new = libwarnings.new_warnings(manifest.get("library_warnings") or [], recorded)
     assert not new, (
         f"{len(new)} library deprecation warning(s) the baseline run did not emit ({baseline_entry.context()}):\n"

@@ -26,5 +26,5 @@ def small_overrides(tmp_path_factory) -> list[str]:
     rows, _ = load_rows("bundled")
     path = tmp_path_factory.mktemp("data") / "small.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows[:48]))
-    return ["--override", f"data.source={path}", "--override", "training.num_train_epochs=1",
-            "--override", "generation.max_new_tokens=8"]
+    return ["--yoda-override", f"data.source={path}", "--yoda-override", "training.num_train_epochs=1",
+            "--yoda-override", "generation.max_new_tokens=8"]

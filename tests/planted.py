@@ -39,11 +39,11 @@ def plant_run(cache: Path, models_dir: Path, edit=None, edit_batch=None) -> Path
 
 
 def run_suites(cache: Path, models_dir: Path, *args: str, **environment: str) -> subprocess.CompletedProcess:
-    """`python -m pytest ARGS --profile tiny` on this repo's suites with `cache` (no training if planted)."""
+    """`python -m pytest ARGS --yoda-profile tiny` on this repo's suites with `cache` (no training if planted)."""
     env = dict(os.environ, YODA_HARNESS_MODELS_DIR=str(models_dir), YODA_HARNESS_QUIET="1")
     env.update(environment)
     env.pop("YODA_HARNESS_PROFILE", None)
-    command = [sys.executable, "-m", "pytest", "--profile", "tiny", "--cache-dir", str(cache),
+    command = [sys.executable, "-m", "pytest", "--yoda-profile", "tiny", "--yoda-cache-dir", str(cache),
                "-p", "no:cacheprovider", *args]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 

@@ -107,6 +107,6 @@ def test_values_of_the_declared_type_are_accepted(override):
 
 def test_a_bad_override_is_a_usage_error_before_any_model_loads(pytester):
     pytester.makepyfile("def test_nothing(): pass")
-    result = pytester.runpytest("--override", "training.learning_rate=abc")
+    result = pytester.runpytest("--yoda-override", "training.learning_rate=abc")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--override: training.learning_rate='abc': expected float, got str*"])
+    result.stderr.fnmatch_lines(["*--yoda-override: training.learning_rate='abc': expected float, got str*"])

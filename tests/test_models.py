@@ -110,4 +110,4 @@ def test_phi3_without_weights_is_not_runnable_even_on_a_gpu(monkeypatch, tmp_pat
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("YODA_HARNESS_PHI3_PATH", raising=False)
     reason = profiles.why_not_runnable(profiles.PROFILES["phi3"], profiles.ModelOptions(models_dir=tmp_path))
-    assert "not in the local HF cache" in reason and "--phi3-path" in reason
+    assert "not in the local HF cache" in reason and "--yoda-phi3-path" in reason

@@ -42,27 +42,27 @@ def gpu_without_weights(monkeypatch, tmp_path):
 def test_a_named_profile_that_cannot_run_here_is_a_usage_error(pytester, monkeypatch, no_gpu, how):
     pytester.makepyfile(USES_THE_RUN)
     if how == "option":
-        result = pytester.runpytest_inprocess("--profile", "smollm2")
+        result = pytester.runpytest_inprocess("--yoda-profile", "smollm2")
     else:
         monkeypatch.setenv("YODA_HARNESS_PROFILE", "smollm2")
         result = pytester.runpytest_inprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    named = "--profile" if how == "option" else "$YODA_HARNESS_PROFILE"
+    named = "--yoda-profile" if how == "option" else "$YODA_HARNESS_PROFILE"
     lines = [line for line in result.stderr.lines if "yoda-harness" in line]
     assert len(lines) == 1 and f"{named} smollm2: cannot run here: profile 'smollm2' needs a CUDA GPU" in lines[0]
 
 
 def test_phi3_without_its_weights_is_a_usage_error(pytester, gpu_without_weights):
     pytester.makepyfile(USES_THE_RUN)
-    result = pytester.runpytest_inprocess("--profile", "phi3")
+    result = pytester.runpytest_inprocess("--yoda-profile", "phi3")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--profile phi3: cannot run here: microsoft/Phi-3-mini-4k-instruct is not in "
+    result.stderr.fnmatch_lines(["*--yoda-profile phi3: cannot run here: microsoft/Phi-3-mini-4k-instruct is not in "
                                  "the local HF cache and HF_HUB_OFFLINE=1*"])
 
 
 def test_an_unrunnable_profile_does_not_stop_sessions_that_do_not_use_the_run(pytester, no_gpu):
     pytester.makepyfile("def test_unrelated(): pass")
-    result = pytester.runpytest_inprocess("--profile", "smollm2")
+    result = pytester.runpytest_inprocess("--yoda-profile", "smollm2")
     result.assert_outcomes(passed=1)
 
 
@@ -77,7 +77,7 @@ def test_auto_on_a_gpu_without_the_gguf_chooses_tiny_and_says_why(gpu_without_we
 def test_auto_announces_its_choice_before_any_check(pytester, gpu_without_weights, tmp_path):
     pytester.makepyfile(USES_THE_RUN)
     # A cache of its own: under CI the suites' run is already cached, and would be announced as reused.
-    result = pytester.runpytest_inprocess("--collect-only", "-q", "--cache-dir", str(tmp_path / "cache"))
+    result = pytester.runpytest_inprocess("--collect-only", "-q", "--yoda-cache-dir", str(tmp_path / "cache"))
     result.stdout.fnmatch_lines(["yoda-harness: auto -> tiny (not phi3: *; not smollm2: *no such file*)",
                                  "yoda-harness: profile tiny: running the recipe (no finished run tiny-*"])
 
@@ -94,7 +94,7 @@ def test_a_session_whose_checks_all_skipped_fails(pytester, no_gpu):
             pytest.skip("cannot apply here either")
         """
     )
-    result = pytester.runpytest_inprocess("--profile", "tiny")
+    result = pytester.runpytest_inprocess("--yoda-profile", "tiny")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*yoda-harness: no harness check ran to a verdict (2 skipped): nothing was "
                                  "checked, so this session fails (exit 1)*"])
@@ -112,7 +112,7 @@ def test_one_check_with_a_verdict_is_enough(pytester, no_gpu):
             pass
         """
     )
-    result = pytester.runpytest_inprocess("--profile", "tiny")
+    result = pytester.runpytest_inprocess("--yoda-profile", "tiny")
     assert result.ret == pytest.ExitCode.OK
 
 
@@ -128,8 +128,8 @@ def _outcomes(junit: Path) -> dict[str, str]:
 @pytest.mark.slow
 def test_a_changed_tokenizer_eos_fails_every_check_of_the_run_and_names_the_token(tmp_path, shared_models_dir):
     junit = tmp_path / "junit.xml"
-    done = run_suites(tmp_path / "cache", shared_models_dir, "suites", "--fresh", "-p", "tests.regressions",
-                      "--baselines-dir", str(tmp_path / "baselines"), f"--junitxml={junit}", "-q",
+    done = run_suites(tmp_path / "cache", shared_models_dir, "suites", "--yoda-fresh", "-p", "tests.regressions",
+                      "--yoda-baselines-dir", str(tmp_path / "baselines"), f"--junitxml={junit}", "-q",
                       YODA_HARNESS_INJECT="tokenizer-eos-changed")
     output = done.stdout + done.stderr
     assert done.returncode == pytest.ExitCode.TESTS_FAILED, output[-3000:]
@@ -182,8 +182,8 @@ def _misread_and_corrected(manifest: dict) -> None:
 def test_a_misread_the_harness_corrected_fails_its_check_and_shows_in_the_report(tmp_path, shared_models_dir):
     directory = plant_run(tmp_path / "cache", shared_models_dir, edit=_misread_and_corrected)
     report = tmp_path / "report.html"
-    done = run_suites(tmp_path / "cache", shared_models_dir, "suites/test_tokens.py", "--report", str(report),
-                      "--baselines-dir", str(tmp_path / "baselines"))
+    done = run_suites(tmp_path / "cache", shared_models_dir, "suites/test_tokens.py", "--yoda-report", str(report),
+                      "--yoda-baselines-dir", str(tmp_path / "baselines"))
     output = done.stdout + done.stderr
     assert done.returncode == pytest.ExitCode.TESTS_FAILED, output[-3000:]
     assert "transformers 4.56.1" in output and "eos_token '<|end|>' (expected '<|endoftext|>')" in output
@@ -209,15 +209,15 @@ def test_update_baselines_is_refused_after_an_invariant_failed(tmp_path, shared_
     plant_run(tmp_path / "cache", shared_models_dir, edit_batch=_mask_every_eos)
     baselines = tmp_path / "baselines"
     baselines.mkdir()
-    done = run_suites(tmp_path / "cache", shared_models_dir, *GOOD_AND_LABELS, "--update-baselines",
-                      "--baselines-dir", str(baselines))
+    done = run_suites(tmp_path / "cache", shared_models_dir, *GOOD_AND_LABELS, "--yoda-update-baselines",
+                      "--yoda-baselines-dir", str(baselines))
     output = done.stdout + done.stderr
     assert done.returncode == pytest.ExitCode.TESTS_FAILED, output[-3000:]
-    assert "--update-baselines refused: 1 invariant check(s) failed (BROKEN): suites/test_labels.py::" in output
+    assert "--yoda-update-baselines refused: 1 invariant check(s) failed (BROKEN): suites/test_labels.py::" in output
     assert not (baselines / "tiny.json").exists(), "a baseline was written from a broken run"
 
-    forced = run_suites(tmp_path / "cache", shared_models_dir, *GOOD_AND_LABELS, "--update-baselines",
-                        "--force-baselines", "--baselines-dir", str(baselines))
+    forced = run_suites(tmp_path / "cache", shared_models_dir, *GOOD_AND_LABELS, "--yoda-update-baselines",
+                        "--yoda-force-baselines", "--yoda-baselines-dir", str(baselines))
     assert "updated " in forced.stdout, forced.stdout[-3000:]
     (entry,) = json.loads((baselines / "tiny.json").read_text())["entries"]
     assert entry["provenance"]["forced"] is True
@@ -232,7 +232,7 @@ def test_update_baselines_under_xdist_writes_once_from_the_controller(tmp_path, 
     baselines.mkdir()
     done = run_suites(tmp_path / "cache", shared_models_dir, "-n", "2", *GOOD_AND_LABELS,
                       "suites/test_trainable.py::test_trainable_count_is_the_lora_sum",
-                      "--update-baselines", "--baselines-dir", str(baselines))
+                      "--yoda-update-baselines", "--yoda-baselines-dir", str(baselines))
     output = done.stdout + done.stderr
     assert done.returncode == pytest.ExitCode.OK, output[-3000:]
     assert output.count("yoda-harness: updated ") == 1, output[-3000:]
@@ -299,7 +299,7 @@ def test_a_local_phi3_directory_is_keyed_by_its_weights_not_its_name(tmp_path):
 def test_a_reused_run_is_left_byte_identical(tmp_path, shared_models_dir):
     directory = plant_run(tmp_path / "cache", shared_models_dir)
     before = tree_digest(directory)
-    done = run_suites(tmp_path / "cache", shared_models_dir, *GOOD_AND_LABELS, "--update-baselines",
-                      "--baselines-dir", str(tmp_path / "baselines"), "--report", str(tmp_path / "r.html"))
+    done = run_suites(tmp_path / "cache", shared_models_dir, *GOOD_AND_LABELS, "--yoda-update-baselines",
+                      "--yoda-baselines-dir", str(tmp_path / "baselines"), "--yoda-report", str(tmp_path / "r.html"))
     assert "reusing run" in done.stdout, done.stdout[-3000:]
     assert tree_digest(directory) == before

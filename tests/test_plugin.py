@@ -7,14 +7,14 @@ pytest_plugins = ["pytester"]
 
 def test_unknown_profile_is_a_usage_error(pytester):
     pytester.makepyfile("def test_nothing(): pass")
-    result = pytester.runpytest("--profile", "phi4")
+    result = pytester.runpytest("--yoda-profile", "phi4")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--profile 'phi4': unknown profile 'phi4'; choose one of: auto, phi3, phi3-shape, smollm2, tiny, or a path to a profile file (.toml)*"])
+    result.stderr.fnmatch_lines(["*--yoda-profile 'phi4': unknown profile 'phi4'; choose one of: auto, phi3, phi3-shape, smollm2, tiny, or a path to a profile file (.toml)*"])
 
 
 def test_bad_override_is_a_usage_error(pytester):
     pytester.makepyfile("def test_nothing(): pass")
-    result = pytester.runpytest("--override", "training.learnin_rate=1")
+    result = pytester.runpytest("--yoda-override", "training.learnin_rate=1")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*unknown recipe config option 'training.learnin_rate'*"])
 
@@ -27,7 +27,7 @@ def test_gpu_checks_skip_with_the_reason_on_a_cpu(pytester, monkeypatch):
         """
         import pytest
 
-        @pytest.mark.gpu
+        @pytest.mark.yoda_gpu
         def test_needs_gpu():
             raise AssertionError("must not run on a CPU")
         """
@@ -45,9 +45,9 @@ def test_corrupt_baseline_fails_loudly(pytester, tmp_path):
 
         def test_load(pytestconfig):
             from pathlib import Path
-            baselines.load(Path(pytestconfig.getoption("--baselines-dir")) / "tiny.json", "tiny")
+            baselines.load(Path(pytestconfig.getoption("--yoda-baselines-dir")) / "tiny.json", "tiny")
         """
     )
-    result = pytester.runpytest_inprocess("--baselines-dir", str(tmp_path))
+    result = pytester.runpytest_inprocess("--yoda-baselines-dir", str(tmp_path))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*tiny.json: entries[[]0[]].version_set: expected str*"])

@@ -68,15 +68,15 @@ def test_a_bad_profile_file_names_the_file_and_the_field(tmp_path, text, field):
 
 def test_a_missing_profile_file_is_a_usage_error(pytester):
     pytester.makepyfile("def test_nothing(): pass")
-    result = pytester.runpytest_inprocess("--profile", "nowhere/mine.toml")
+    result = pytester.runpytest_inprocess("--yoda-profile", "nowhere/mine.toml")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--profile 'nowhere/mine.toml': profile file nowhere/mine.toml: no such file*"])
+    result.stderr.fnmatch_lines(["*--yoda-profile 'nowhere/mine.toml': profile file nowhere/mine.toml: no such file*"])
 
 
 def test_the_plugin_runs_a_profile_file(pytester, monkeypatch):
     monkeypatch.delenv("YODA_HARNESS_PROFILE", raising=False)
     path = write(pytester.path, "mine.toml", 'name = "my-tiny"\nextends = "tiny"\n[recipe]\n"training.num_train_epochs" = 1\n')
     pytester.makepyfile("def test_uses_run(harness_profile): assert harness_profile.name == 'my-tiny'")
-    result = pytester.runpytest_inprocess("--profile", str(path))
+    result = pytester.runpytest_inprocess("--yoda-profile", str(path))
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["yoda-harness: profile my-tiny: running the recipe*"])

@@ -1,4 +1,4 @@
-"""The recipe's phases on `tiny`, and the run cache (hit, miss, --fresh, interrupted run)."""
+"""The recipe's phases on `tiny`, and the run cache (hit, miss, --yoda-fresh, interrupted run)."""
 
 import json
 

@@ -1,9 +1,9 @@
-"""Proof that the suites can fail: inject each regression, run `pytest suites --profile tiny`,
+"""Proof that the suites can fail: inject each regression, run `pytest suites --yoda-profile tiny`,
 and assert that the matching suite fails with a message naming the cause while the unrelated
 suites still pass.
 
 A structural regression (template, labels, packing, parameters) shows in what the recipe builds
-before its first optimizer step, so its case runs `-m structural`: the prepared stage only, no
+before its first optimizer step, so its case runs `-m yoda_structural`: the prepared stage only, no
 training (seconds). A regression of what the model learned (stopping) needs the profile's full
 training, or a model that never learned to stop would fail the check with or without the
 injection. Each case is one fresh tiny run.
@@ -46,7 +46,7 @@ CASES = {
     "lora-rank": ("test_trainable.py", "did not reach get_peft_model",
                   {"test_labels.py", "test_chat_template.py"}, False),
 }
-STRUCTURAL = ["-m", "structural"]
+STRUCTURAL = ["-m", "yoda_structural"]
 
 
 def run_suites(tmp_path: Path, models_dir: Path, inject: str, extra: list[str]) -> dict[str, list[tuple[str, str]]]:
@@ -54,7 +54,7 @@ def run_suites(tmp_path: Path, models_dir: Path, inject: str, extra: list[str]) 
     junit = tmp_path / "junit.xml"
     env = dict(os.environ, YODA_HARNESS_INJECT=inject, YODA_HARNESS_MODELS_DIR=str(models_dir),
                YODA_HARNESS_QUIET="1")
-    command = [sys.executable, "-m", "pytest", "suites", "--profile", "tiny", "--fresh", "--cache-dir",
+    command = [sys.executable, "-m", "pytest", "suites", "--yoda-profile", "tiny", "--yoda-fresh", "--yoda-cache-dir",
                str(tmp_path / "cache"), "-p", "tests.regressions", "-p", "no:cacheprovider", "-q",
                f"--junitxml={junit}", *extra]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)

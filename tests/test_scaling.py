@@ -105,8 +105,8 @@ def test_two_processes_publish_one_run(launcher, tmp_path, small_overrides):
 def spread_suites(cache: Path, models: Path, overrides: list[str], session: str, *extra: str) -> dict:
     """`pytest -n 2 suites` on the small config: what the log plugin saw, and the errors."""
     log, junit = cache / f"{session}.log", cache / f"{session}.xml"
-    command = [sys.executable, "-m", "pytest", "-n", "2", "--testrunuid", session, "suites", "--profile", "tiny",
-               "--cache-dir", str(cache), "--baselines-dir", str(cache / "no-baselines"), *overrides,
+    command = [sys.executable, "-m", "pytest", "-n", "2", "--testrunuid", session, "suites", "--yoda-profile", "tiny",
+               "--yoda-cache-dir", str(cache), "--yoda-baselines-dir", str(cache / "no-baselines"), *overrides,
                "-p", "tests.training_log", "-p", "no:cacheprovider", "-q", f"--junitxml={junit}", *extra]
     output = run_command(command, cache / f"{session}.out", YODA_HARNESS_MODELS_DIR=str(models),
                          YODA_HARNESS_TRAIN_LOG=str(log))
@@ -143,9 +143,9 @@ def test_xdist_workers_train_once_and_share_the_run(first_spread):
 
 
 def test_xdist_fresh_trains_once_per_session(first_spread, spread_cache, shared_models_dir, small_overrides):
-    """`--fresh` in every worker: the earlier session's run is replaced, by one training, not two;
+    """`--yoda-fresh` in every worker: the earlier session's run is replaced, by one training, not two;
     the worker that did not prepare the stage itself prepares its live objects (once)."""
-    fresh = spread_suites(spread_cache, shared_models_dir, small_overrides, "session-two", "--fresh")
+    fresh = spread_suites(spread_cache, shared_models_dir, small_overrides, "session-two", "--yoda-fresh")
     assert fresh["errors"] == [], fresh["errors"]
     assert len(fresh["trained"]) == 1, f"trained by {fresh['trained']}\n{fresh['output'][-3000:]}"
     assert fresh["checked"] == {"gw0", "gw1"}, f"workers that ran checks: {fresh['checked']}"
@@ -156,6 +156,6 @@ def test_xdist_fresh_trains_once_per_session(first_spread, spread_cache, shared_
 
 def test_report_under_xdist_is_a_usage_error(pytester):
     pytester.makepyfile("def test_nothing(): pass")
-    result = pytester.runpytest_subprocess("-n", "2", "--report", "report.html")
+    result = pytester.runpytest_subprocess("-n", "2", "--yoda-report", "report.html")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--report needs every check's outcome in one process: run it without -n*"])
+    result.stderr.fnmatch_lines(["*--yoda-report needs every check's outcome in one process: run it without -n*"])

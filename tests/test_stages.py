@@ -27,8 +27,8 @@ def _verdicts(junit: Path) -> dict[str, str]:
 
 def test_the_structural_stage_trains_nothing_and_shows_its_progress(tmp_path, shared_models_dir):
     log = tmp_path / "events.log"
-    done = run_suites(tmp_path / "cache", shared_models_dir, "suites", "-m", "structural", "--fresh",
-                      "-p", "tests.training_log", "--baselines-dir", str(tmp_path / "baselines"),
+    done = run_suites(tmp_path / "cache", shared_models_dir, "suites", "-m", "yoda_structural", "--yoda-fresh",
+                      "-p", "tests.training_log", "--yoda-baselines-dir", str(tmp_path / "baselines"),
                       YODA_HARNESS_TRAIN_LOG=str(log), YODA_HARNESS_QUIET="0")
     assert done.returncode == 0, done.stdout[-3000:]
     assert not any(line.startswith("train ") for line in _events(log)), "the structural stage trained"
@@ -42,8 +42,8 @@ def test_the_structural_stage_trains_nothing_and_shows_its_progress(tmp_path, sh
 
 def test_a_broken_structural_invariant_with_x_stops_before_training(tmp_path, shared_models_dir):
     log = tmp_path / "events.log"
-    done = run_suites(tmp_path / "cache", shared_models_dir, "suites", "-x", "--fresh", "-p", "tests.regressions",
-                      "-p", "tests.training_log", "--baselines-dir", str(tmp_path / "baselines"),
+    done = run_suites(tmp_path / "cache", shared_models_dir, "suites", "-x", "--yoda-fresh", "-p", "tests.regressions",
+                      "-p", "tests.training_log", "--yoda-baselines-dir", str(tmp_path / "baselines"),
                       YODA_HARNESS_TRAIN_LOG=str(log), YODA_HARNESS_INJECT="eos-masked")
     assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout[-3000:]
     assert "the collator masked EOS" in done.stdout
@@ -53,8 +53,8 @@ def test_a_broken_structural_invariant_with_x_stops_before_training(tmp_path, sh
 def test_a_trained_stage_failure_leaves_the_structural_verdicts_standing(tmp_path, shared_models_dir,
                                                                          small_overrides):
     junit = tmp_path / "junit.xml"
-    done = run_suites(tmp_path / "cache", shared_models_dir, "suites", "--fresh", *small_overrides,
-                      "-p", "tests.regressions", "--baselines-dir", str(tmp_path / "baselines"),
+    done = run_suites(tmp_path / "cache", shared_models_dir, "suites", "--yoda-fresh", *small_overrides,
+                      "-p", "tests.regressions", "--yoda-baselines-dir", str(tmp_path / "baselines"),
                       f"--junitxml={junit}", YODA_HARNESS_INJECT="generate-crashes")
     assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout[-3000:]
     verdicts = _verdicts(junit)

@@ -14,7 +14,7 @@ ROW = {"sentence": "The Force is strong.", "translation": "Strong, the Force is.
 
 
 def test_todays_variant_is_the_default_config_exactly():
-    # Same fingerprint: a run with --variant 2025-10 is the run without it (same cache key, same baseline).
+    # Same fingerprint: a run with --yoda-variant 2025-10 is the run without it (same cache key, same baseline).
     config = RecipeConfig().with_overrides(variants.overrides("2025-10"))
     assert config.fingerprint() == RecipeConfig().fingerprint()
 
@@ -153,9 +153,9 @@ def test_a_new_deprecation_against_the_baseline_fails_the_warnings_check_as_a_co
 
 def test_an_unknown_variant_is_a_pytest_usage_error(pytester):
     pytester.makepyfile("def test_nothing(): pass")
-    result = pytester.runpytest("--variant", "2023")
+    result = pytester.runpytest("--yoda-variant", "2023")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--variant: unknown recipe variant '2023'; choose one of: 2024, intermediate, 2025-10*"])
+    result.stderr.fnmatch_lines(["*--yoda-variant: unknown recipe variant '2023'; choose one of: 2024, intermediate, 2025-10*"])
 
 
 def test_the_variant_option_reaches_the_recipe_config_and_overrides_apply_on_top(pytester):
@@ -171,8 +171,8 @@ def test_the_variant_option_reaches_the_recipe_config_and_overrides_apply_on_top
     pytester.makepyfile("""
         def test_config(resolved):
             assert resolved.data.format == "instruction" and resolved.tokenizer.pad_token == "as_shipped"
-            assert resolved.training.packing_strategy == "bfd"   # the --override, on top of the variant
+            assert resolved.training.packing_strategy == "bfd"   # the --yoda-override, on top of the variant
             assert resolved.training.per_device_train_batch_size == 4   # the profile's own override kept
     """)
-    result = pytester.runpytest("--variant", "2024", "--override", "training.packing_strategy=bfd")
+    result = pytester.runpytest("--yoda-variant", "2024", "--yoda-override", "training.packing_strategy=bfd")
     assert result.ret == 0, result.stdout.str()

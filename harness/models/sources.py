@@ -85,7 +85,7 @@ def why_unavailable(spec: ModelSpec, options: ModelOptions, reachability: bool =
             return str(error)
     if spec.source == "hub" and not phi3_models.phi3_cached(_local_path(spec, options), spec.get("id")):
         if not reachability:
-            return f"{spec.get('id')} is not on this machine (HF cache or --phi3-path)"
+            return f"{spec.get('id')} is not on this machine (HF cache or YODA_HARNESS_PHI3_PATH)"
         return _why_the_hub_cannot_serve(spec.get("id"))
     return None
 
@@ -113,8 +113,8 @@ def _why_the_hub_cannot_serve(model_id: str) -> str | None:
 
     where = f"{model_id} is not in the local HF cache and "
     if os.environ.get("HF_HUB_OFFLINE") == "1":
-        return where + "HF_HUB_OFFLINE=1; pass --phi3-path DIR or set YODA_HARNESS_PHI3_PATH"
+        return where + "HF_HUB_OFFLINE=1; set YODA_HARNESS_PHI3_PATH (or pass --yoda-phi3-path DIR to pytest, --phi3-path DIR to the CLI)"
     unreachable = hub_unreachable()
     if unreachable:
-        return where + f"the hub is unreachable ({unreachable}); pass --phi3-path DIR or set YODA_HARNESS_PHI3_PATH"
+        return where + f"the hub is unreachable ({unreachable}); set YODA_HARNESS_PHI3_PATH (or pass --yoda-phi3-path DIR to pytest, --phi3-path DIR to the CLI)"
     return None

@@ -1,7 +1,7 @@
 """Profiles: which model a run uses, how the recipe config is adjusted for it, and where it can run.
 
 A profile is a TOML file (docs/profiles.md has the schema). The built-in ones are files too,
-shipped in `harness/profiles/builtin/`: `tiny`, `smollm2`, `phi3`, `phi3-shape`. `--profile`
+shipped in `harness/profiles/builtin/`: `tiny`, `smollm2`, `phi3`, `phi3-shape`. `--yoda-profile`
 takes a built-in name or a path to a file; a file may start from another profile with
 `extends = "tiny"` (a name or a path relative to the file). No code branches on a profile's
 name: what differs between profiles is data of the profile (its model source, the family's

@@ -9,14 +9,14 @@ root=$PWD
 source /tmp/src/scripts/gpu/env.sh
 [ -f "$YODA_HARNESS_SMOLLM2_GGUF" ] || cat /tmp/part_* "$root"/.gguf2/part_* > "$YODA_HARNESS_SMOLLM2_GGUF"
 echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $YODA_HARNESS_SMOLLM2_GGUF" | sha256sum -c - || exit 4
-suites=(python3 -m pytest suites --profile smollm2 -p no:cacheprovider -rs)
+suites=(python3 -m pytest suites --yoda-profile smollm2 -p no:cacheprovider -rs)
 start=$(date +%s)
-"${suites[@]}" --update-baselines --durations=25 --junitxml="$OUT/smollm2.xml" --report "$OUT/smollm2.html" \
+"${suites[@]}" --yoda-update-baselines --durations=25 --junitxml="$OUT/smollm2.xml" --yoda-report "$OUT/smollm2.html" \
   2>&1 | tee "$OUT/smollm2.log"
-echo "pytest suites --profile smollm2 (cold, GGUF conversion included): $(( $(date +%s) - start )) s" | tee -a "$OUT/smollm2.log"
+echo "pytest suites --yoda-profile smollm2 (cold, GGUF conversion included): $(( $(date +%s) - start )) s" | tee -a "$OUT/smollm2.log"
 start=$(date +%s)
 "${suites[@]}" -q --durations=8 2>&1 | tail -15 | tee "$OUT/smollm2-cached.log"
-echo "pytest suites --profile smollm2 (cached run): $(( $(date +%s) - start )) s" | tee -a "$OUT/smollm2-cached.log"
+echo "pytest suites --yoda-profile smollm2 (cached run): $(( $(date +%s) - start )) s" | tee -a "$OUT/smollm2-cached.log"
 cp baselines/smollm2.json "$OUT/"
 run=$(cd /tmp/yh/runs && ls -d smollm2-* | head -1)
 python3 benchmarks/phases.py "/tmp/yh/runs/$run" 2>&1 | tee "$OUT/bench.txt"

@@ -3,8 +3,8 @@
 set -uo pipefail
 source /tmp/src/scripts/gpu/env.sh
 start=$(date +%s)
-python3 -m pytest suites --profile phi3-shape --update-baselines -p no:cacheprovider -rs \
-  --junitxml="$OUT/phi3-shape.xml" --report "$OUT/phi3-shape.html" 2>&1 | tee "$OUT/phi3-shape.log"
-echo "pytest suites --profile phi3-shape (cold, checkpoint build included): $(( $(date +%s) - start )) s" | tee -a "$OUT/phi3-shape.log"
+python3 -m pytest suites --yoda-profile phi3-shape --yoda-update-baselines -p no:cacheprovider -rs \
+  --junitxml="$OUT/phi3-shape.xml" --yoda-report "$OUT/phi3-shape.html" 2>&1 | tee "$OUT/phi3-shape.log"
+echo "pytest suites --yoda-profile phi3-shape (cold, checkpoint build included): $(( $(date +%s) - start )) s" | tee -a "$OUT/phi3-shape.log"
 cp baselines/phi3-shape.json "$OUT/"
 tar czf "$OUT/runs-phi3-shape.tgz" -C /tmp/yh/runs --exclude trainer --exclude adapter $(cd /tmp/yh/runs && ls -d phi3-shape-*)

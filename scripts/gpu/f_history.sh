@@ -13,7 +13,7 @@ for pair in "trl-0.23.0 0.23.0" "seed-2025-10-cpu 0.23.1"; do
   set -- $pair
   start=$(date +%s)
   PYTHONPATH=/tmp/hist/trl-$2:/tmp/hist/site:/tmp/src python3 -m harness history --python python3 --no-swap \
-    --set "$1" --variant 2025-10 --profile tiny --results-dir "$OUT/history" --cache-dir /tmp/yh-history 2>&1 \
+    --set "$1" --yoda-variant 2025-10 --yoda-profile tiny --results-dir "$OUT/history" --yoda-cache-dir /tmp/yh-history 2>&1 \
     | tee -a "$OUT/history.log"
   echo "$1 (trl $2): $(( $(date +%s) - start )) s" | tee -a "$OUT/history.log"
 done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU machine, call B of a structural-timing lease (after a_install.sh; carry .gguf2; run from the repo
-# root): join and check the GGUF, then time the structural verdict, `pytest suites -m structural --fresh`
+# root): join and check the GGUF, then time the structural verdict, `pytest suites -m yoda_structural --yoda-fresh`
 # (the whole pytest process), for smollm2 cold (GGUF conversion included) and with the converted
 # checkpoint cached, under each of the recipe's four regressions injected (cached checkpoint), and for
 # phi3-shape cold (checkpoint build included) and cached. Logs and timings.tsv into $OUT.
@@ -17,13 +17,13 @@ timed() {  # NAME COMMAND...: run, then one line: name, wall seconds, exit statu
   printf '%s\t%d.%01d s\texit %s\t%s\n' "$name" $(( (end - start) / 1000000000 )) $(( (end - start) / 100000000 % 10 )) \
     "$status" "$(grep -E 'passed|failed|error' "$OUT/$name.log" | tail -1)" | tee -a "$OUT/timings.tsv"
 }
-structural=(python3 -m pytest suites -m structural --fresh -p no:cacheprovider -q)
-timed smollm2-structural-cold "${structural[@]}" --profile smollm2
-timed smollm2-structural-cached "${structural[@]}" --profile smollm2
+structural=(python3 -m pytest suites -m yoda_structural --yoda-fresh -p no:cacheprovider -q)
+timed smollm2-structural-cold "${structural[@]}" --yoda-profile smollm2
+timed smollm2-structural-cached "${structural[@]}" --yoda-profile smollm2
 for regression in untemplated eos-masked packing-bfd adapters-frozen; do
-  YODA_HARNESS_INJECT=$regression timed "smollm2-structural-$regression" "${structural[@]}" --profile smollm2 \
+  YODA_HARNESS_INJECT=$regression timed "smollm2-structural-$regression" "${structural[@]}" --yoda-profile smollm2 \
     -p tests.regressions
 done
-timed phi3shape-structural-cold "${structural[@]}" --profile phi3-shape
-timed phi3shape-structural-cached "${structural[@]}" --profile phi3-shape
+timed phi3shape-structural-cold "${structural[@]}" --yoda-profile phi3-shape
+timed phi3shape-structural-cached "${structural[@]}" --yoda-profile phi3-shape
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$OUT/timings.tsv"

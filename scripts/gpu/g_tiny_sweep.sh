@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU machine, started in the background by a call that also uses the GPU (the tiny profile is a CPU
-# profile: CUDA is hidden from it): `pytest suites --profile tiny` for training seeds 0-9, and once with
+# profile: CUDA is hidden from it): `pytest suites --yoda-profile tiny` for training seeds 0-9, and once with
 # the LoRA scaling halved (lora.lora_alpha=8), each on one CPU thread, in parallel on the machine's
 # cores; JUnit XML and logs into $OUT/tiny-sweep/, then python3 scripts/gpu/tiny_sweep_table.py prints
 # the table (invariants BROKEN per seed, stop rate, leaks, BLEU, loss). Touches $OUT/tiny-sweep/done.
@@ -13,8 +13,8 @@ python3 -c "from harness import profiles; o = profiles.ModelOptions(models_dir=_
 run_one() {  # NAME OVERRIDE...
   local name=$1; shift
   local args=()
-  for override in "$@"; do args+=(--override "$override"); done
-  YODA_HARNESS_CACHE="/tmp/yh-sweep-$name" YODA_HARNESS_QUIET=1 python3 -m pytest suites --profile tiny \
+  for override in "$@"; do args+=(--yoda-override "$override"); done
+  YODA_HARNESS_CACHE="/tmp/yh-sweep-$name" YODA_HARNESS_QUIET=1 python3 -m pytest suites --yoda-profile tiny \
     "${args[@]}" -p no:cacheprovider -q --junitxml="$out/$name.xml" > "$out/$name.log" 2>&1
   echo "$name exit $?" >> "$out/status.txt"
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU machine, in the background (setsid, started by call A; CUDA hidden): candidate `tiny` settings
-# for issue 13's "9 seeds of 10 learn" target, each as `pytest suites --profile tiny --override ...`
+# for issue 13's "9 seeds of 10 learn" target, each as `pytest suites --yoda-profile tiny --yoda-override ...`
 # on one CPU thread, WORKERS at a time on the machine's cores (the GPU stays free for smollm2).
 # One line of scripts/gpu/tiny_candidates.txt per run: NAME OVERRIDE...; the longest first. JUnit XML and logs into
 # $OUT/tiny-sweep/, then the table (scripts/gpu/tiny_sweep_table.py); touches $OUT/tiny-sweep/done.
@@ -12,9 +12,9 @@ python3 -c "from harness import profiles; o = profiles.ModelOptions(models_dir=_
 run_one() {  # NAME OVERRIDE...
   local name=$1; shift
   local args=()
-  for override in "$@"; do args+=(--override "$override"); done
+  for override in "$@"; do args+=(--yoda-override "$override"); done
   local start; start=$(date +%s)
-  YODA_HARNESS_CACHE="/tmp/yh-sweep-$name" YODA_HARNESS_QUIET=1 python3 -m pytest suites --profile tiny \
+  YODA_HARNESS_CACHE="/tmp/yh-sweep-$name" YODA_HARNESS_QUIET=1 python3 -m pytest suites --yoda-profile tiny \
     "${args[@]}" -p no:cacheprovider -q --junitxml="$out/$name.xml" > "$out/$name.log" 2>&1
   echo "$name exit $? $(( $(date +%s) - start )) s" >> "$out/status.txt"
 }

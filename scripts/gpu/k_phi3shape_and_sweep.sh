@@ -2,7 +2,7 @@
 # GPU machine, one self-contained call (carry .gpu; run from the repo root; about 9 minutes): unpack the
 # libraries and the code snapshot as a_install.sh does, start the tiny seed sweep on the CPU cores
 # (g_tiny_sweep.sh, CUDA hidden) in the background, record the phi3-shape baseline cold on the GPU
-# (`pytest suites --fresh --update-baselines`; no GGUF needed, so no second call that could find the
+# (`pytest suites --yoda-fresh --yoda-update-baselines`; no GGUF needed, so no second call that could find the
 # machine gone cold), then wait for the sweep while the call has time, and bring everything back.
 set -uo pipefail
 started=$(date +%s)
@@ -11,9 +11,9 @@ source /tmp/src/scripts/gpu/env.sh
 work=/tmp/out-rec; mkdir -p "$work"
 OUT=$work setsid nohup bash /tmp/src/scripts/gpu/g_tiny_sweep.sh > "$work/sweep-nohup.txt" 2>&1 < /dev/null &
 start=$(date +%s)
-python3 -m pytest suites --profile phi3-shape --fresh --update-baselines -p no:cacheprovider -rs --durations=10 \
-  --junitxml="$work/phi3-shape.xml" --report "$work/phi3-shape.html" > "$work/phi3-shape.log" 2>&1
-echo "pytest suites --profile phi3-shape --fresh --update-baselines: exit $?, $(( $(date +%s) - start )) s" \
+python3 -m pytest suites --yoda-profile phi3-shape --yoda-fresh --yoda-update-baselines -p no:cacheprovider -rs --durations=10 \
+  --junitxml="$work/phi3-shape.xml" --yoda-report "$work/phi3-shape.html" > "$work/phi3-shape.log" 2>&1
+echo "pytest suites --yoda-profile phi3-shape --yoda-fresh --yoda-update-baselines: exit $?, $(( $(date +%s) - start )) s" \
   | tee -a "$work/summary.txt"
 grep -E "passed|failed" "$work/phi3-shape.log" | tail -1 | tee -a "$work/summary.txt"
 grep -E "^\[harness\] .* done in" "$work/phi3-shape.log" | tee -a "$work/summary.txt"
