@@ -45,7 +45,7 @@ def main():
 
     from harness import artifacts, profiles, recipe
     from harness.config import RecipeConfig
-    from harness.plugin import default_cache_dir
+    from harness.options import default_cache_dir
 
     run_dir = Path(args.run_dir)
     manifest = artifacts.read_json(run_dir / "run.json")

@@ -124,7 +124,7 @@ def time_variant(profile, options, overrides: dict, epochs: float, profile_steps
 
 def main(argv=None):
     from harness import profiles
-    from harness.plugin import default_cache_dir
+    from harness.options import default_cache_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="smollm2", choices=sorted(profiles.PROFILES))
@@ -146,13 +146,11 @@ def main(argv=None):
 
 def parse_variant(text: str, profile) -> dict:
     """A `--variant` as config overrides, checked against the profile's recipe config."""
-    import pytest
-
-    from harness.plugin import parse_overrides
+    from harness.options import OptionError, parse_overrides
 
     try:
         overrides = parse_overrides([text], option="--variant")
-    except pytest.UsageError as error:
+    except OptionError as error:
         raise SystemExit(str(error)) from None
     try:
         profile.recipe_config().with_overrides(overrides)

