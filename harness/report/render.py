@@ -9,22 +9,16 @@ figures' SVG (matplotlib escapes the text it draws).
 
 from __future__ import annotations
 
-import base64
-import functools
-import hashlib
 import math
-import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 from markupsafe import Markup
 
 from harness.report import figures
-
-TEMPLATES = Path(__file__).parent / "templates"
-MB = 1_000_000
+from harness.report.formatting import MB, is_number, item_at
+from harness.report.page import now, render, write
 
 
 # Bytes per element of the dtypes a safetensors header names (the adapter's saved size).
@@ -57,90 +51,13 @@ def render_run_report(run, path: Path, outcomes: dict | None = None, comparison=
     """
     context = run_context(run, outcomes, comparison, matrix_rows)
     context["verdicts"] = verdicts
-    return _write(Path(path), _render("run.html", context))
+    return write(Path(path), render("run.html", context))
 
 
 def render_matrix_report(rows: list[dict], path: Path) -> Path:
     """Write the version-matrix report (rows from `harness.matrix.report_rows`) to `path`."""
-    context = {"title": "yoda-harness version matrix", "matrix": matrix_context(rows), "generated": _now()}
-    return _write(Path(path), _render("matrix.html", context))
-
-
-# ------------------------------------------------------------------ environment
-@functools.lru_cache(maxsize=1)
-def _environment():
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
-    environment = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True,
-                              undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    environment.filters["num"] = fmt_number
-    environment.filters["signed"] = fmt_signed
-    environment.filters["mb"] = lambda b: "—" if not _is_number(b) else f"{b / MB:,.2f} MB"
-    environment.filters["pct"] = lambda v: "—" if not _is_number(v) else f"{100 * v:.1f} %"
-    environment.filters["sortkey"] = sort_key
-    return environment
-
-
-def _render(template: str, context: dict) -> str:
-    script = (TEMPLATES / "report.js").read_text(encoding="utf-8")
-    style = (TEMPLATES / "report.css").read_text(encoding="utf-8")
-    # Only this exact script may run (an injected <script> would be refused by the browser as
-    # well as escaped), and nothing may be fetched: the file is self-contained.
-    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
-    csp = (f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; "
-           "img-src data:; base-uri 'none'; form-action 'none'")
-    return _environment().get_template(template).render(
-        script=Markup(script), style=Markup(style), csp=csp, **context)
-
-
-def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-    return path
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-
-
-# ------------------------------------------------------------------ formatting
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def fmt_number(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        if value != 0 and abs(value) < 10 ** -digits:
-            return f"{value:.{digits}g}"  # 0.0034, not 0.00
-        return f"{value:,.{digits}f}"
-    return str(value)
-
-
-def fmt_signed(value: Any, digits: int = 2) -> str:
-    if not _is_number(value):
-        return "—"
-    if isinstance(value, int):
-        return f"{value:+,}"
-    if value != 0 and abs(value) < 10 ** -digits:
-        return f"{value:+.{digits}g}"
-    return f"{value:+,.{digits}f}"
-
-
-def sort_key(value: Any) -> str:
-    """`data-sort` attribute: a number as a plain decimal, anything else empty (sorted last)."""
-    if _is_number(value) and math.isfinite(value):
-        return repr(float(value))
-    return ""
+    context = {"title": "yoda-harness version matrix", "matrix": matrix_context(rows), "generated": now()}
+    return write(Path(path), render("matrix.html", context))
 
 
 def _artifact(run, name: str):
@@ -158,7 +75,7 @@ def run_context(run, outcomes: dict | None = None, comparison=None, matrix_rows:
     sentences = sentences_context(manifest, generations)
     return {
         "title": f"yoda-harness report: {manifest.get('profile', '?')} / {manifest.get('key', '?')}",
-        "generated": _now(),
+        "generated": now(),
         "header": header_context(run, comparison),
         "notices": notices(manifest),
         "suites": suites_context(outcomes),
@@ -296,7 +213,7 @@ def _baseline_row(verdict, refused: bool = False) -> dict:
                else f"{verdict.direction} {baselines.band_text(verdict.band)}"),
            "status": "refused" if refused and verdict.status in ("ok", "changed") else _ROW_STATUS[verdict.status],
            "text": isinstance(current, str) or isinstance(stored, str)}
-    if _is_number(current) and _is_number(stored):
+    if is_number(current) and is_number(stored):
         row["delta"] = current - stored
     return row
 
@@ -324,7 +241,7 @@ HEADLINE = {("bleu", "vs_translation_extra"), ("chrf", "vs_translation_extra"), 
 def _score(summary: dict, key: str, reference: str | None) -> float | None:
     holder = (summary.get(reference) or {}) if reference else summary
     value = holder.get(key)
-    return value if _is_number(value) else None
+    return value if is_number(value) else None
 
 
 def quality_context(scores: dict) -> dict:
@@ -374,9 +291,9 @@ def sentence_rows(manifest: dict, base: list[dict], tuned: list[dict]) -> list[d
     tuned_bleu = (scores.get("tuned") or {}).get("sentence_bleu") or []
     rows = []
     for i in range(max(len(base), len(tuned))):
-        b, t = _at(base, i) or {}, _at(tuned, i) or {}
-        bb, tb = _at(base_bleu, i), _at(tuned_bleu, i)
-        bb, tb = (bb if _is_number(bb) else None), (tb if _is_number(tb) else None)
+        b, t = item_at(base, i) or {}, item_at(tuned, i) or {}
+        bb, tb = item_at(base_bleu, i), item_at(tuned_bleu, i)
+        bb, tb = (bb if is_number(bb) else None), (tb if is_number(tb) else None)
         rows.append({
             "index": i + 1,
             "source": t.get("source", b.get("source")),
@@ -389,10 +306,6 @@ def sentence_rows(manifest: dict, base: list[dict], tuned: list[dict]) -> list[d
             "worst": False,
         })
     return rows
-
-
-def _at(items: list, index: int):
-    return items[index] if index < len(items) else None
 
 
 def _mark_worst(rows: list[dict]) -> int:
@@ -458,7 +371,7 @@ def _baseline_history(comparison) -> list[dict] | None:
     """The baseline entry's loss curve, in the manifest's shape [{"step", "loss"}], where it stores one."""
     entry = getattr(comparison, "entry", None) or {}
     points = [p for p in entry.get("loss_history") or []
-              if isinstance(p, dict) and _is_number(p.get("step")) and _is_number(p.get("loss"))]
+              if isinstance(p, dict) and is_number(p.get("step")) and is_number(p.get("loss"))]
     return points or None
 
 
@@ -496,7 +409,7 @@ def memory_context(manifest: dict) -> dict:
     dtypes = adapter.get("dtypes") or []
     adapter_params = predicted.get("trainable_parameters")
     saved_bytes = (adapter_params * DTYPE_BYTES[dtypes[0]]
-                   if len(dtypes) == 1 and dtypes[0] in DTYPE_BYTES and _is_number(adapter_params) else None)
+                   if len(dtypes) == 1 and dtypes[0] in DTYPE_BYTES and is_number(adapter_params) else None)
     rows = [
         _measured_row("footprint after 4-bit load", "bytes", structure.get("footprint_loaded_bytes"),
                       predicted.get("footprint_loaded_bytes")),
@@ -514,7 +427,7 @@ def memory_context(manifest: dict) -> dict:
         "rows": rows,
         "footprint_adapted": rows[1], "trainable": rows[2], "total": rows[3],
         "reference": phi3_reference(_profile_reference(manifest), structure),
-        "trainable_share": trainable / total if _is_number(trainable) and _is_number(total) and total else None,
+        "trainable_share": trainable / total if is_number(trainable) and is_number(total) and total else None,
         "peak_gpu": training.get("peak_gpu_allocated_bytes"),
         "peak_rss": training.get("peak_rss_bytes"),
         "unquantized": sorted((structure.get("unquantized_modules") or {}).items()),
@@ -525,7 +438,7 @@ def memory_context(manifest: dict) -> dict:
 
 
 def _measured_row(label: str, unit: str, measured: Any, predicted: Any) -> dict:
-    both = _is_number(measured) and _is_number(predicted)
+    both = is_number(measured) and is_number(predicted)
     return {"label": label, "unit": unit, "measured": measured, "predicted": predicted,
             "match": measured == predicted if both else None, "delta": measured - predicted if both else None}
 
@@ -564,7 +477,7 @@ def phi3_reference(reference: dict, structure: dict) -> dict:
 
 
 def _mb2(value: Any) -> float | None:
-    return round(value / MB, 2) if _is_number(value) else None
+    return round(value / MB, 2) if is_number(value) else None
 
 
 def in_run_order(phases: dict) -> dict:
@@ -574,9 +487,9 @@ def in_run_order(phases: dict) -> dict:
 
 def phases_context(phases: dict) -> dict:
     phases = in_run_order(phases)
-    total = sum(v for v in phases.values() if _is_number(v))
+    total = sum(v for v in phases.values() if is_number(v))
     return {"rows": [{"name": name, "seconds": seconds,
-                      "share": seconds / total if total and _is_number(seconds) else None}
+                      "share": seconds / total if total and is_number(seconds) else None}
                      for name, seconds in phases.items()],
             "total": total}
 
@@ -609,7 +522,7 @@ def template_context(template: dict | None, tokens: dict) -> dict | None:
     specials = {t for t in (tokens.get("eos"), tokens.get("pad"), tokens.get("end_of_turn"),
                             *(tokens.get("role_markers") or [])) if t}
     ids = template.get("token_ids") or []
-    chips = [_token_chip(str(token), _at(ids, i), specials) for i, token in enumerate(template.get("tokens") or [])]
+    chips = [_token_chip(str(token), item_at(ids, i), specials) for i, token in enumerate(template.get("tokens") or [])]
     return {
         "messages": (template.get("example") or {}).get("messages") or [],
         "rendered": special_segments(template.get("rendered"), specials),
