@@ -18,7 +18,9 @@ from markupsafe import Markup
 
 from harness.report import figures
 from harness.report.formatting import MB, is_number, item_at
+from harness.report.header import header_context
 from harness.report.page import now, render, write
+from harness.report.summary import notices, suites_context
 
 
 # Bytes per element of the dtypes a safetensors header names (the adapter's saved size).
@@ -89,83 +91,6 @@ def run_context(run, outcomes: dict | None = None, comparison=None, matrix_rows:
         "phases": phases_context(manifest.get("phase_seconds") or {}),
         "matrix": matrix_context(matrix_rows) if matrix_rows is not None else None,
     }
-
-
-def header_context(run, comparison=None) -> dict:
-    manifest = run.manifest
-    environment = manifest.get("environment") or {}
-    entry = getattr(comparison, "entry", None) or {}
-    baseline_packages = entry.get("packages") or {}
-    packages = [{"name": name, "version": version,
-                 "baseline": baseline_packages.get(name) if entry else None,
-                 "changed": bool(entry) and baseline_packages.get(name) != version}
-                for name, version in sorted((environment.get("packages") or {}).items())]
-    return {
-        "profile": manifest.get("profile"),
-        "profile_kind": manifest.get("profile_kind"),
-        "model": manifest.get("model"),
-        "device": _device_text(environment.get("device") or {}),
-        "python": environment.get("python"),
-        "packages": packages,
-        "created": manifest.get("created"),
-        "key": manifest.get("key"),
-        "version_set": manifest.get("version_set"),
-        "directory": str(run.directory),
-        "reused": getattr(run, "reused", None),
-        "data": manifest.get("data") or {},
-    }
-
-
-def _device_text(device: dict) -> str:
-    if device.get("kind") == "cpu":
-        return f"CPU ({device.get('name') or 'unknown'})"
-    return f"{device.get('name') or 'GPU'} x{device.get('count', 1)}, CUDA {device.get('cuda') or '?'}"
-
-
-def notices(manifest: dict) -> list[str]:
-    """What a reader must know before reading any number: random weights, profile skips."""
-    found = []
-    if manifest.get("profile_kind") == "structural":
-        found.append(f"{manifest.get('profile')} is a structural profile with random weights: its quality figures "
-                     "(BLEU, chrF, TER, stop rate, output length, sentence scores) and its loss mean nothing. "
-                     "Read it for memory, parameters, labels and the chat template.")
-    for marker, reason in sorted(_profile_skips(manifest).items()):
-        found.append(f"The {marker} checks skip on this profile: {reason}")
-    return found
-
-
-def _profile_skips(manifest: dict) -> dict:
-    """What the run's profile skips, with the reasons: recorded in the run, else its profile's (older runs)."""
-    from harness.profiles import PROFILES
-
-    if "skips" in manifest:
-        return manifest["skips"]
-    found = PROFILES.get(manifest.get("profile") or "")
-    return dict(found.skips) if found else {}
-
-
-def suites_context(outcomes: dict | None) -> dict | None:
-    """Per suite file: status (failed > passed > skipped), counts, and each check's outcome."""
-    if outcomes is None:
-        return None
-    suites = [_suite(name, outcomes[name]) for name in sorted(outcomes)]
-    totals = {key: sum(s["counts"][key] for s in suites) for key in ("passed", "failed", "skipped")}
-    return {"suites": suites, "totals": totals, "status": _status(totals)}
-
-
-def _suite(name: str, results: list) -> dict:
-    counts = {"passed": 0, "failed": 0, "skipped": 0}
-    for _nodeid, outcome in results:
-        counts[outcome] = counts.get(outcome, 0) + 1
-    return {"name": name, "status": _status(counts), "counts": counts,
-            "checks": [{"nodeid": nodeid, "test": nodeid.split("::", 1)[-1], "outcome": outcome}
-                       for nodeid, outcome in results]}
-
-
-def _status(counts: dict) -> str:
-    if counts["failed"]:
-        return "failed"
-    return "passed" if counts["passed"] else "skipped" if counts["skipped"] else "none"
 
 
 def baseline_context(manifest: dict, template: dict | None, comparison) -> dict:
