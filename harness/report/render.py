@@ -17,6 +17,7 @@ from typing import Any
 from markupsafe import Markup
 
 from harness.report import figures
+from harness.report.baseline import _ROW_STATUS, baseline_context  # noqa: F401  (tests import _ROW_STATUS from here)
 from harness.report.formatting import MB, is_number, item_at
 from harness.report.header import header_context
 from harness.report.page import now, render, write
@@ -91,56 +92,6 @@ def run_context(run, outcomes: dict | None = None, comparison=None, matrix_rows:
         "phases": phases_context(manifest.get("phase_seconds") or {}),
         "matrix": matrix_context(matrix_rows) if matrix_rows is not None else None,
     }
-
-
-def baseline_context(manifest: dict, template: dict | None, comparison) -> dict:
-    """This run's metrics against the baseline entry, judged by the function the suites use."""
-    if comparison is None:
-        return {"available": False, "reason": "no baseline comparison was given", "file": None, "entry": None,
-                "changed": [], "thresholds": [], "problem": None, "rows": [], "outside": [], "refusal": None}
-    from harness import baselines
-
-    entry = comparison.entry
-    try:
-        verdicts, problem = (comparison.judge_all(manifest, template) if entry else []), None
-        refusals = {scope: comparison.refusal(manifest, scope) for scope in (baselines.MODEL, baselines.RUN)}
-    except (KeyError, TypeError, IndexError) as error:
-        verdicts, problem = [], f"metrics of this run could not be read: {error!r}"
-        refusals = {baselines.MODEL: None, baselines.RUN: None}
-    refusal = refusals[baselines.RUN]
-    rows = [_baseline_row(verdict, refused=refusals[baselines.scope_of(verdict.name)] is not None)
-            for verdict in verdicts]
-    return {
-        "available": entry is not None,
-        "file": comparison.path.name if comparison.path else None,
-        "reason": comparison.reason,
-        "changed": list(comparison.changed or []),
-        "thresholds": sorted((comparison.thresholds or {}).items()),
-        "problem": problem,
-        "refusal": refusal,
-        "entry": {key: entry.get(key) for key in ("version_set", "device", "recorded", "run_key")} if entry else None,
-        "rows": rows,
-        "outside": [row["name"] for row in rows if row["status"] == "outside"],
-    }
-
-
-# The decision's statuses as the report has always named them.
-_ROW_STATUS = {"ok": "ok", "changed": "outside", "not-recorded": "new", "not-measured": "missing"}
-
-
-def _baseline_row(verdict, refused: bool = False) -> dict:
-    from harness import baselines
-
-    current, stored = verdict.current, verdict.baseline
-    row = {"name": verdict.name, "current": current, "baseline": stored, "delta": None,
-           "tolerance": None if verdict.status == "not-recorded" else (
-               verdict.direction if verdict.direction == baselines.EXACT or not verdict.band
-               else f"{verdict.direction} {baselines.band_text(verdict.band)}"),
-           "status": "refused" if refused and verdict.status in ("ok", "changed") else _ROW_STATUS[verdict.status],
-           "text": isinstance(current, str) or isinstance(stored, str)}
-    if is_number(current) and is_number(stored):
-        row["delta"] = current - stored
-    return row
 
 
 QUALITY_ROWS = (
