@@ -9,8 +9,6 @@ figures' SVG (matplotlib escapes the text it draws).
 
 from __future__ import annotations
 
-import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +16,12 @@ from markupsafe import Markup
 
 from harness.report import figures
 from harness.report.baseline import _ROW_STATUS, baseline_context  # noqa: F401  (tests import _ROW_STATUS from here)
+from harness.report.chat_template import template_context
 from harness.report.formatting import MB, is_number, item_at
 from harness.report.header import header_context
 from harness.report.page import now, render, write
+from harness.report.quality import quality_context
+from harness.report.sentences import sentences_context
 from harness.report.summary import notices, suites_context
 
 
@@ -34,12 +35,6 @@ MATRIX_METRICS = ("bleu", "base_bleu", "chrf", "stop_rate", "non_empty_stop_rate
 
 # The recipe's phases in run order (run.json stores them sorted by name).
 PHASE_ORDER = ("checkpoint", "load", "lora", "data", "trainer", "train", "save", "generate", "reload", "score")
-
-# How many sentences are highlighted as the worst: a fifth of them, at least one, at most five.
-WORST_SHARE, WORST_MAX = 0.2, 5
-
-# Special tokens in the Phi-3 / Llama styles, and byte-fallback tokens.
-_SPECIAL = re.compile(r"<\|[^|<>\s]{1,40}\|>|<unk>|</?s>|<0x[0-9A-Fa-f]{2}>")
 
 
 # ------------------------------------------------------------------ public
@@ -92,136 +87,6 @@ def run_context(run, outcomes: dict | None = None, comparison=None, matrix_rows:
         "phases": phases_context(manifest.get("phase_seconds") or {}),
         "matrix": matrix_context(matrix_rows) if matrix_rows is not None else None,
     }
-
-
-QUALITY_ROWS = (
-    # key, label, reference ("vs_..." summary, None: the generation summary), higher is better, digits
-    ("bleu", "BLEU vs translation_extra", "vs_translation_extra", True, 2),
-    ("chrf", "chrF vs translation_extra", "vs_translation_extra", True, 2),
-    ("ter", "TER vs translation_extra", "vs_translation_extra", False, 2),
-    ("bleu", "BLEU vs translation (no interjection)", "vs_translation", True, 2),
-    ("chrf", "chrF vs translation (no interjection)", "vs_translation", True, 2),
-    ("ter", "TER vs translation (no interjection)", "vs_translation", False, 2),
-    ("stop_rate", "stop rate (EOS before max_new_tokens)", None, True, 3),
-    ("non_empty_stop_rate", "non-empty stop rate", None, True, 3),
-    ("empty_rate", "empty output rate", None, False, 3),
-    ("mean_new_tokens", "mean tokens generated", None, None, 2),
-    ("mean_words", "mean output length (words)", None, None, 2),
-)
-
-
-# The quality rows repeated at the top of the page.
-HEADLINE = {("bleu", "vs_translation_extra"), ("chrf", "vs_translation_extra"), ("non_empty_stop_rate", None)}
-
-
-def _score(summary: dict, key: str, reference: str | None) -> float | None:
-    holder = (summary.get(reference) or {}) if reference else summary
-    value = holder.get(key)
-    return value if is_number(value) else None
-
-
-def quality_context(scores: dict) -> dict:
-    """Tuned vs base on every corpus figure the run scored, with sacrebleu's signatures."""
-    base, tuned = scores.get("base") or {}, scores.get("tuned") or {}
-    rows = []
-    for key, label, reference, higher, digits in QUALITY_ROWS:
-        b, t = _score(base, key, reference), _score(tuned, key, reference)
-        delta = t - b if b is not None and t is not None else None
-        verdict = None
-        if delta is not None and higher is not None and abs(delta) > 1e-12:
-            verdict = "better" if (delta > 0) == higher else "worse"
-        rows.append({"key": key, "reference": reference, "label": label, "base": b, "tuned": t, "delta": delta,
-                     "verdict": verdict, "digits": digits, "rate": key.endswith("_rate")})
-    return {"rows": rows, "headline": [row for row in rows if (row["key"], row["reference"]) in HEADLINE],
-            "signatures": _signatures(base, tuned), "eval_rows": scores.get("eval_rows"),
-            "reference_mean_words": scores.get("reference_mean_words")}
-
-
-def _signatures(base: dict, tuned: dict) -> list[dict]:
-    """Each metric's sacrebleu signature, once, with the scores it was recorded for."""
-    found: dict[tuple[str, str], list[str]] = {}
-    scored: dict[str, int] = {}
-    for which, summary in (("base", base), ("tuned", tuned)):
-        for reference in ("vs_translation_extra", "vs_translation"):
-            for metric, signature in ((summary.get(reference) or {}).get("signatures") or {}).items():
-                found.setdefault((metric, str(signature)), []).append(f"{which} vs {reference.removeprefix('vs_')}")
-                scored[metric] = scored.get(metric, 0) + 1
-    return [{"metric": metric, "signature": signature,
-             "where": "every score" if len(where) == scored[metric] else ", ".join(where)}
-            for (metric, signature), where in sorted(found.items())]
-
-
-# ------------------------------------------------------------------ per-sentence table
-def sentences_context(manifest: dict, generations: dict) -> dict:
-    base, tuned = generations["base"] or [], generations["tuned"] or []
-    rows = sentence_rows(manifest, base, tuned)
-    worst = _mark_worst(rows)
-    return {"rows": rows, "worst": worst, "eval_rows": (manifest.get("data") or {}).get("eval_rows"),
-            "note": _sentence_note(generations)}
-
-
-def sentence_rows(manifest: dict, base: list[dict], tuned: list[dict]) -> list[dict]:
-    """One row per evaluation sentence: source, references, both outputs, sentence BLEU, stop, tokens."""
-    scores = manifest.get("metrics") or {}
-    base_bleu = (scores.get("base") or {}).get("sentence_bleu") or []
-    tuned_bleu = (scores.get("tuned") or {}).get("sentence_bleu") or []
-    rows = []
-    for i in range(max(len(base), len(tuned))):
-        b, t = item_at(base, i) or {}, item_at(tuned, i) or {}
-        bb, tb = item_at(base_bleu, i), item_at(tuned_bleu, i)
-        bb, tb = (bb if is_number(bb) else None), (tb if is_number(tb) else None)
-        rows.append({
-            "index": i + 1,
-            "source": t.get("source", b.get("source")),
-            "reference": t.get("reference", b.get("reference")),
-            "reference_plain": t.get("reference_plain", b.get("reference_plain")),
-            "base": _output(b), "tuned": _output(t),
-            "base_bleu": bb, "tuned_bleu": tb,
-            "delta": tb - bb if tb is not None and bb is not None else None,
-            "mismatch": bool(b and t and b.get("source") != t.get("source")),
-            "worst": False,
-        })
-    return rows
-
-
-def _mark_worst(rows: list[dict]) -> int:
-    """Flag the lowest tuned sentence BLEU (ties: the biggest loss against the base model)."""
-    scored = [row for row in rows if row["tuned_bleu"] is not None]
-    if not scored:
-        return 0
-    count = min(WORST_MAX, max(1, math.ceil(WORST_SHARE * len(scored))))
-    ranked = sorted(scored, key=lambda r: (r["tuned_bleu"], r["delta"] if r["delta"] is not None else 0.0, r["index"]))
-    for row in ranked[:count]:
-        row["worst"] = True
-    return count
-
-
-def _output(generation: dict) -> dict:
-    if not generation:
-        return {"text": None, "text_segments": [], "stop": None, "tokens": None, "raw_segments": []}
-    text, raw = generation.get("text"), generation.get("raw")
-    return {
-        "text": text,
-        "text_segments": special_segments(text),
-        "stop": generation.get("stop_reason"),
-        "tokens": generation.get("new_tokens"),
-        # What the model emitted with its special tokens, when it differs from the text scored.
-        "raw_segments": special_segments(_clip(raw, 600)) if raw and raw != text else [],
-    }
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + " …"
-
-
-def _sentence_note(generations: dict) -> str | None:
-    missing = [f"generations_{which}.jsonl" for which, rows in generations.items() if rows is None]
-    if missing:
-        return "not recorded in this run directory: " + ", ".join(missing)
-    if len(generations["base"]) != len(generations["tuned"]):
-        return (f"base and tuned generations differ in length ({len(generations['base'])} vs "
-                f"{len(generations['tuned'])}); rows are paired by position")
-    return None
 
 
 # ------------------------------------------------------------------ figures, training, memory
@@ -368,58 +233,6 @@ def phases_context(phases: dict) -> dict:
                       "share": seconds / total if total and is_number(seconds) else None}
                      for name, seconds in phases.items()],
             "total": total}
-
-
-# ------------------------------------------------------------------ chat template
-def special_segments(text: str | None, specials: set[str] | frozenset = frozenset()) -> list[dict]:
-    """`text` cut into plain and special-token pieces; a newline becomes its own piece (shown as ↵)."""
-    if not text:
-        return []
-    known = "|".join(re.escape(s) for s in sorted(specials, key=len, reverse=True) if s)
-    pattern = re.compile(f"({known + '|' if known else ''}{_SPECIAL.pattern})")
-    segments = []
-    for i, piece in enumerate(pattern.split(text)):
-        if i % 2 == 1:
-            segments.append({"kind": "special", "text": piece})
-            continue
-        lines = piece.split("\n")
-        for j, line in enumerate(lines):
-            if line:
-                segments.append({"kind": "text", "text": line})
-            if j < len(lines) - 1:
-                segments.append({"kind": "newline", "text": "\n"})
-    return segments
-
-
-def template_context(template: dict | None, tokens: dict) -> dict | None:
-    """The rendered training example and generation prompt, token by token, special tokens marked."""
-    if template is None:
-        return None
-    specials = {t for t in (tokens.get("eos"), tokens.get("pad"), tokens.get("end_of_turn"),
-                            *(tokens.get("role_markers") or [])) if t}
-    ids = template.get("token_ids") or []
-    chips = [_token_chip(str(token), item_at(ids, i), specials) for i, token in enumerate(template.get("tokens") or [])]
-    return {
-        "messages": (template.get("example") or {}).get("messages") or [],
-        "rendered": special_segments(template.get("rendered"), specials),
-        "generation_prompt": special_segments(template.get("generation_prompt"), specials),
-        "chips": chips,
-        "chat_template": template.get("chat_template"),
-        "tokens": {
-            "as_shipped": tokens.get("as_shipped") or {},
-            "as_read": tokens.get("as_read") or {},
-            "corrections": tokens.get("corrections") or [],
-            "pad": tokens.get("pad"), "pad_id": tokens.get("pad_id"),
-            "eos": tokens.get("eos"), "eos_id": tokens.get("eos_id"),
-            "end_of_turn": tokens.get("end_of_turn"), "role_markers": tokens.get("role_markers") or [],
-        },
-    }
-
-
-def _token_chip(token: str, token_id: Any, specials: set[str]) -> dict:
-    is_byte = token.startswith("<0x") and bool(_SPECIAL.fullmatch(token))
-    is_special = token in specials or (bool(_SPECIAL.fullmatch(token)) and not is_byte)
-    return {"text": token, "id": token_id, "special": is_special, "byte": is_byte}
 
 
 # ------------------------------------------------------------------ matrix
