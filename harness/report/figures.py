@@ -1,4 +1,5 @@
-"""The report's figures: matplotlib (Agg) drawn to SVG text that is inlined in the HTML.
+"""The report's figures (the Figures section, and the phase bars of the Training section):
+matplotlib (Agg) drawn to SVG text that is inlined in the HTML.
 
 The labels are the harness's own wording (and the recipe's phase names); the run data are numbers.
 matplotlib escapes every text it writes into the SVG, so the SVG is inlined as it is. Each figure
@@ -11,11 +12,44 @@ from __future__ import annotations
 import io
 import re
 
+from markupsafe import Markup
+
+from harness.report.formatting import is_number
+from harness.report.training import in_run_order
+
 BASE_COLOR = "#8c8c8c"
 TUNED_COLOR = "#2b6cb0"
 BASELINE_COLOR = "#c05621"
 
 _SVG_START = re.compile(r"<svg\b")
+
+
+def figures_context(manifest: dict, sentences: list[dict], comparison) -> dict:
+    """Each figure as inline SVG markup (None where there is nothing to draw), from the run's rows."""
+    history = (manifest.get("training") or {}).get("loss_history") or []
+    baseline_history = _baseline_history(comparison)
+    base = [row["base_bleu"] for row in sentences if row["base_bleu"] is not None]
+    tuned = [row["tuned_bleu"] for row in sentences if row["tuned_bleu"] is not None]
+    return {
+        "loss": _svg(loss_curve(history, baseline_history)),
+        "loss_has_baseline": bool(baseline_history),
+        "loss_points": len(history),
+        "bleu": _svg(bleu_histogram(base, tuned)),
+        "phases": _svg(phase_bars(in_run_order(manifest.get("phase_seconds") or {}))),
+    }
+
+
+def _svg(text: str | None) -> Markup | None:
+    # Markup: inlined unescaped, which is safe because matplotlib escapes every text it writes.
+    return Markup(text) if text else None
+
+
+def _baseline_history(comparison) -> list[dict] | None:
+    """The baseline entry's loss curve, in the manifest's shape [{"step", "loss"}], where it stores one."""
+    entry = getattr(comparison, "entry", None) or {}
+    points = [p for p in entry.get("loss_history") or []
+              if isinstance(p, dict) and is_number(p.get("step")) and is_number(p.get("loss"))]
+    return points or None
 
 
 def _pyplot():
