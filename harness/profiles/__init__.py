@@ -26,6 +26,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from harness import markers
 from harness.config import RecipeConfig
 from harness.models import Checkpoint, SpecialTokens, sources
 from harness.models import phi3 as phi3_models
@@ -129,6 +130,8 @@ def _read_with_parents(name_or_path, seen: tuple[Path, ...], relative_to: Path |
     unknown = sorted(set(raw) - TOP_LEVEL_KEYS)
     if unknown:
         raise ProfileError(f"{path}: {unknown[0]}: unknown key (known: {', '.join(sorted(TOP_LEVEL_KEYS))})")
+    if isinstance(raw.get("recipe"), dict):
+        raw["recipe"] = _data_path_relative_to(raw["recipe"], path)
     if "extends" not in raw:
         return raw, path
     if "name" not in raw:
@@ -143,6 +146,19 @@ def _read_with_parents(name_or_path, seen: tuple[Path, ...], relative_to: Path |
         elif key != "extends":
             merged[key] = value
     return merged, path
+
+
+# `data.source` values that name no file.
+DATA_SOURCES = ("hub", "bundled")
+
+
+def _data_path_relative_to(recipe: dict, path: Path) -> dict:
+    """A relative data file in a profile's [recipe] is relative to that profile's file, as `extends`
+    is: the profile works from any directory, and a parent's data stays the parent's."""
+    source = recipe.get("data.source")
+    if not isinstance(source, str) or source in DATA_SOURCES or Path(source).is_absolute():
+        return recipe
+    return {**recipe, "data.source": str((path.parent / source).resolve())}
 
 
 def _table(value, path: Path, key: str) -> dict:
@@ -171,9 +187,11 @@ def _profile_from(raw: dict, path: Path) -> Profile:
     except (ValueError, TypeError) as error:
         fail("recipe", str(error))
     skips = _table(raw.get("skips", {}), path, "skips")
-    for marker, reason in skips.items():
+    for category, reason in skips.items():
+        if category not in markers.SKIPPABLE:
+            fail(f"skips.{category}", f"unknown check category (known: {', '.join(markers.SKIPPABLE)})")
         if not isinstance(reason, str) or not reason:
-            fail(f"skips.{marker}", "expected the reason, as text")
+            fail(f"skips.{category}", "expected the reason, as text")
     reference = _table(raw.get("reference", {}), path, "reference")
     return Profile(name=raw["name"], description=raw["description"], model=_model_spec(raw.get("model"), path),
                    overrides=overrides, requires_gpu=raw.get("requires_gpu", False), kind=raw.get("kind", "full"),
