@@ -14,8 +14,9 @@ INTERJECTIONS = ("Yes, hrrrm.", "Hmmm.", "Herh herh herh.", "Yes.", "Hrrmmm.", "
                  "Yesss.", "Hrmm, wise this is.", "Oh, yes.")
 
 HOW_WRITTEN = """\
-Every row was written for this project, by hand, in four parts (`data/parts/part_*.jsonl`, rules in
-`data/parts/SPEC.md`): original everyday English sentences on home and chores, weather, food and
+Every row was written for this project, by hand, in four batches (rules in `SPEC.md` beside this
+file; the batches were kept as `data/parts/part_*.jsonl` until 2026-12-02, when the bundled file
+became the one source): original everyday English sentences on home and chores, weather, food and
 cooking, animals, travel and transport, the city and shops, work, money, clothes, health, family,
 hobbies, tools and repairs, school, books, science and the sky, technology, sport, music and art,
 feelings, time and calendars, nature and gardening, across tenses, modals, negation, questions,
@@ -23,9 +24,9 @@ imperatives, adjectives, prepositional phrases and two-clause sentences. No exis
 copied (no Harvard sentences, no published Yoda data, no quotes). `translation` keeps exactly the
 sentence's words in Yoda's inverted order (predicate, complement or object first: "Strong in you,
 the Force is."); `translation_extra` is `translation` plus one interjection. The same schema as the
-recipe's `dvgodoy/yoda_sentences`, so the harness can read either. Assembled by
-`scripts/build_dataset.py`, which validates every row with the harness's loader rules and writes
-this datasheet from the file."""
+recipe's `dvgodoy/yoda_sentences`, so the harness can read either. New rows are appended to
+`yoda_sentences.jsonl` itself; `scripts/build_dataset.py` validates every row with the harness's
+loader rules and writes this datasheet from the file."""
 
 
 def interjection_of(row: dict) -> str:

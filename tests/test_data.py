@@ -166,4 +166,4 @@ def test_datasheet_matches_the_shipped_file(shipped):
     from harness.datasheet import render_datasheet
 
     datasheet = data.bundled_path().with_name("DATASHEET.md").read_text(encoding="utf-8")
-    assert datasheet == render_datasheet(shipped), "regenerate it: python scripts/build_dataset.py <parts>"
+    assert datasheet == render_datasheet(shipped), "regenerate it: python scripts/build_dataset.py"
