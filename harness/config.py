@@ -129,6 +129,8 @@ class TrainingSettings:
 
     def sft_kwargs(self, output_dir: str) -> dict[str, Any]:
         """The recipe's `SFTConfig` arguments, named as in current trl."""
+        from harness.profiles import gpu_available  # the harness's one GPU question (profiles import this module)
+
         return dict(
             output_dir=output_dir,
             per_device_train_batch_size=self.per_device_train_batch_size,
@@ -149,7 +151,7 @@ class TrainingSettings:
             report_to="none",
             save_strategy="no",
             disable_tqdm=True,
-            use_cpu=not _cuda_available(),
+            use_cpu=not gpu_available(),
         )
 
     def to_sft_config(self, output_dir: str):
@@ -272,9 +274,3 @@ def _describe(annotation) -> str:
     if typing.get_origin(annotation) is list:
         return f"a list of {_describe(args[0])}" if args else "a list"
     return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
