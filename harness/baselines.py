@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import artifacts, env
+from harness.data import SECONDARY_REFERENCE, Columns
 
 SCHEMA = 2
 LEGACY_SCHEMAS = (1,)
@@ -151,7 +152,12 @@ def measure(manifest: dict, template: dict | None = None) -> tuple[dict[str, Any
     structure, training, scores = manifest["structure"], manifest["training"], manifest["metrics"]
     losses = [point["loss"] for point in training["loss_history"]]
     tuned, base = scores["tuned"], scores["base"]
-    signatures = tuned["vs_translation_extra"].get("signatures") or {}
+    # Scores are recorded under the run's reference columns (vs_translation_extra, vs_translation
+    # for the recipe's data); the second reference only when the run's data had it.
+    columns = Columns.of_run(manifest)
+    versus = tuned[columns.target_key]
+    plain = tuned.get(columns.secondary_key) if columns.secondary_key else None
+    signatures = versus.get("signatures") or {}
     as_read = (manifest.get("tokens") or {}).get("as_read")
     peak = training.get("peak_gpu_allocated_bytes")
     values: dict[str, Any] = {
@@ -172,15 +178,15 @@ def measure(manifest: dict, template: dict | None = None) -> tuple[dict[str, Any
         "loss_first": losses[0] if losses else None,
         "loss_last": losses[-1] if losses else None,
         "train_loss": training.get("train_loss"),
-        "bleu": tuned["vs_translation_extra"]["bleu"],
-        "bleu_plain": tuned["vs_translation"]["bleu"],
-        "chrf": tuned["vs_translation_extra"]["chrf"],
-        "ter": tuned["vs_translation_extra"]["ter"],
+        "bleu": versus["bleu"],
+        "bleu_plain": plain["bleu"] if plain else None,
+        "chrf": versus["chrf"],
+        "ter": versus["ter"],
         "stop_rate": tuned["stop_rate"],
         "non_empty_stop_rate": tuned["non_empty_stop_rate"],
         "mean_new_tokens": tuned["mean_new_tokens"],
         "mean_words": tuned["mean_words"],
-        "base_bleu": base["vs_translation_extra"]["bleu"],
+        "base_bleu": base[columns.target_key]["bleu"],
         "base_stop_rate": base.get("stop_rate"),
     }
     absent = {
@@ -190,6 +196,8 @@ def measure(manifest: dict, template: dict | None = None) -> tuple[dict[str, Any
         "loss_first": "no loss was logged",
         "loss_last": "no loss was logged",
         "adapter_dtype": "the adapter record names no dtype",
+        "bleu_plain": f"this run scored no second reference (its data has no {SECONDARY_REFERENCE!r} column "
+                      "besides the source and target)",
     }
     if manifest.get("profile_kind") == "structural":
         for name, policy in POLICY.items():

@@ -71,9 +71,12 @@ class DataSettings:
 
     # "hub" (dvgodoy/yoda_sentences, falling back to the bundled copy), "bundled", or a path.
     source: str = "hub"
+    # The prompt and the answer trained on and scored against (`harness.data.Columns` routes them
+    # to validation, the split, the training examples, scoring and the report). A `translation`
+    # column, where the data has one, is scored as a second reference.
     source_column: str = "sentence"
     target_column: str = "translation_extra"
-    # Share of rows, chosen by a content hash of `sentence`, held out for evaluation.
+    # Share of rows, chosen by a content hash of the source column, held out for evaluation.
     eval_fraction: float = 0.1
     # "conversational" (messages, the recipe), "prompt_completion" (trl's conversational
     # prompt/completion pair) or "instruction" (prompt/completion *strings*: the recipe as first
