@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import artifacts, env
+from harness.config import RETIRED
 from harness.data import SECONDARY_REFERENCE, Columns
 
 SCHEMA = 2
@@ -231,7 +232,8 @@ def run_metrics(manifest: dict, template: dict | None = None) -> dict[str, Any]:
 
 def run_inputs(manifest: dict) -> dict:
     """What a comparison is only meaningful for: the same config, data, step count and model."""
-    config = _without(manifest["config"], CONFIG_IGNORED)
+    # A retired field (one the code never passed) is left out: a run recorded with it compares as one without.
+    config = _without(manifest["config"], CONFIG_IGNORED + tuple(RETIRED))
     data = manifest.get("data") or {}
     return {
         "config_digest": _digest(config),
@@ -367,11 +369,13 @@ def refusal(entry: dict, manifest: dict, scope: str = RUN) -> str | None:
         return None  # a legacy entry recorded no inputs: nothing to refuse on
     current = run_inputs(manifest)
     reasons = []
-    old_config, new_config = stored.get("config") or {}, current["config"]
+    old_config, new_config = _without(stored.get("config") or {}, tuple(RETIRED)), current["config"]
+    # An entry recorded with a retired field: its digest is the one its config has without it.
+    stored_digest = _digest(old_config) if old_config != stored.get("config") else stored["config_digest"]
     if scope == MODEL:
         old_config = {key: old_config.get(key) for key in MODEL_SECTIONS}
         new_config = {key: new_config.get(key) for key in MODEL_SECTIONS}
-    config_differs = old_config != new_config if scope == MODEL else stored["config_digest"] != current["config_digest"]
+    config_differs = old_config != new_config if scope == MODEL else stored_digest != current["config_digest"]
     if config_differs:
         changes = _config_changes(old_config, new_config)
         reasons.append("config differs: " + (", ".join(changes) if changes else "digest only"))
