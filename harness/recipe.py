@@ -555,8 +555,8 @@ def _train_and_score(prepared: Prepared, config: RecipeConfig, out: Path | None,
         scores = metrics.quality_scores(split.eval, base, tuned, split.columns)
     generations = {"base": base, "tuned": tuned, "tuned_in_memory": tuned_in_memory}
     for which, rows in generations.items():
-        prepared.files[f"generations_{which}.jsonl"] = [dict(g.as_dict(), **split.columns.reference_record(split.eval[i]))
-                                                        for i, g in enumerate(rows)]
+        prepared.files[f"generations_{which}.jsonl"] = [dict(g.as_dict(), **split.columns.reference_record(row))
+                                                        for g, row in zip(rows, split.eval)]
     manifest = copy.deepcopy(prepared.manifest)
     manifest.update(stage="trained", created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     phase_seconds=phase.seconds, adapter=_adapter_record(adapter_dir, adapter_files),

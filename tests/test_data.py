@@ -206,7 +206,8 @@ def test_other_column_names_set_by_overrides_validate_split_and_train(tmp_path, 
     # The recipe's own columns on that file: the error names the file, the row and what is missing.
     with pytest.raises(DataError) as error:
         recipe.load_data(config_for(path))
-    assert f"{path}: row 1: missing column(s) ['sentence', 'translation_extra'] (the row has 'english', 'yoda'" in str(error.value)
+    assert (f"{path}: row 1: missing column(s) ['sentence', 'translation_extra'] (the row has 'english', 'yoda'"
+            in str(error.value))
 
 
 @pytest.mark.parametrize("bad, message", [
