@@ -130,10 +130,3 @@ def safetensors_summary(path: Path) -> dict:
         "dtypes": sorted({spec["dtype"] for spec in tensors.values()}),
         "data_bytes": path.stat().st_size - 8 - header_length,
     }
-
-
-def safetensors_data_bytes(path: Path) -> int:
-    """Bytes of tensor data in a safetensors file (file size minus its length prefix and header)."""
-    with open(path, "rb") as handle:
-        header_length = int.from_bytes(handle.read(8), "little")
-    return path.stat().st_size - 8 - header_length

@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import artifacts, env
+from harness.config import RETIRED
+from harness.data import SECONDARY_REFERENCE, Columns
 
 SCHEMA = 2
 LEGACY_SCHEMAS = (1,)
@@ -151,7 +153,12 @@ def measure(manifest: dict, template: dict | None = None) -> tuple[dict[str, Any
     structure, training, scores = manifest["structure"], manifest["training"], manifest["metrics"]
     losses = [point["loss"] for point in training["loss_history"]]
     tuned, base = scores["tuned"], scores["base"]
-    signatures = tuned["vs_translation_extra"].get("signatures") or {}
+    # Scores are recorded under the run's reference columns (vs_translation_extra, vs_translation
+    # for the recipe's data); the second reference only when the run's data had it.
+    columns = Columns.of_run(manifest)
+    versus = tuned[columns.target_key]
+    plain = tuned.get(columns.secondary_key) if columns.secondary_key else None
+    signatures = versus.get("signatures") or {}
     as_read = (manifest.get("tokens") or {}).get("as_read")
     peak = training.get("peak_gpu_allocated_bytes")
     values: dict[str, Any] = {
@@ -172,15 +179,15 @@ def measure(manifest: dict, template: dict | None = None) -> tuple[dict[str, Any
         "loss_first": losses[0] if losses else None,
         "loss_last": losses[-1] if losses else None,
         "train_loss": training.get("train_loss"),
-        "bleu": tuned["vs_translation_extra"]["bleu"],
-        "bleu_plain": tuned["vs_translation"]["bleu"],
-        "chrf": tuned["vs_translation_extra"]["chrf"],
-        "ter": tuned["vs_translation_extra"]["ter"],
+        "bleu": versus["bleu"],
+        "bleu_plain": plain["bleu"] if plain else None,
+        "chrf": versus["chrf"],
+        "ter": versus["ter"],
         "stop_rate": tuned["stop_rate"],
         "non_empty_stop_rate": tuned["non_empty_stop_rate"],
         "mean_new_tokens": tuned["mean_new_tokens"],
         "mean_words": tuned["mean_words"],
-        "base_bleu": base["vs_translation_extra"]["bleu"],
+        "base_bleu": base[columns.target_key]["bleu"],
         "base_stop_rate": base.get("stop_rate"),
     }
     absent = {
@@ -190,6 +197,8 @@ def measure(manifest: dict, template: dict | None = None) -> tuple[dict[str, Any
         "loss_first": "no loss was logged",
         "loss_last": "no loss was logged",
         "adapter_dtype": "the adapter record names no dtype",
+        "bleu_plain": f"this run scored no second reference (its data has no {SECONDARY_REFERENCE!r} column "
+                      "besides the source and target)",
     }
     if manifest.get("profile_kind") == "structural":
         for name, policy in POLICY.items():
@@ -223,7 +232,8 @@ def run_metrics(manifest: dict, template: dict | None = None) -> dict[str, Any]:
 
 def run_inputs(manifest: dict) -> dict:
     """What a comparison is only meaningful for: the same config, data, step count and model."""
-    config = _without(manifest["config"], CONFIG_IGNORED)
+    # A retired field (one the code never passed) is left out: a run recorded with it compares as one without.
+    config = _without(manifest["config"], CONFIG_IGNORED + tuple(RETIRED))
     data = manifest.get("data") or {}
     return {
         "config_digest": _digest(config),
@@ -359,11 +369,13 @@ def refusal(entry: dict, manifest: dict, scope: str = RUN) -> str | None:
         return None  # a legacy entry recorded no inputs: nothing to refuse on
     current = run_inputs(manifest)
     reasons = []
-    old_config, new_config = stored.get("config") or {}, current["config"]
+    old_config, new_config = _without(stored.get("config") or {}, tuple(RETIRED)), current["config"]
+    # An entry recorded with a retired field: its digest is the one its config has without it.
+    stored_digest = _digest(old_config) if old_config != stored.get("config") else stored["config_digest"]
     if scope == MODEL:
         old_config = {key: old_config.get(key) for key in MODEL_SECTIONS}
         new_config = {key: new_config.get(key) for key in MODEL_SECTIONS}
-    config_differs = old_config != new_config if scope == MODEL else stored["config_digest"] != current["config_digest"]
+    config_differs = old_config != new_config if scope == MODEL else stored_digest != current["config_digest"]
     if config_differs:
         changes = _config_changes(old_config, new_config)
         reasons.append("config differs: " + (", ".join(changes) if changes else "digest only"))

@@ -135,15 +135,6 @@ def describe_move(name: str, old: str | None, new: str | None) -> str:
     return f"{name} {old or 'unpinned'} -> {new or 'unpinned'}"
 
 
-def _version_key(text: str):
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        return (0, Version(text))
-    except InvalidVersion:
-        return (1, text)
-
-
 def releases_between(releases: Iterable[str], start: str, end: str) -> list[str]:
     """Releases strictly between `start` and `end`, ordered from `start` towards `end` (either
     direction); pre-releases only when an end is one. Unparseable versions are dropped."""
@@ -387,6 +378,28 @@ def outcome_of(code: int, junit: Path, log_path: Path, check: str) -> bool:
     raise BisectError(f"pytest exit {code} running the check (log {log_path})")
 
 
+def run_check(python: str, check: str, profile: str, cache: Path, junit: Path, log, log_path: Path,
+              cwd: Path, variant: str | None = None, fresh: bool = False, overrides: Iterable[str] = ()) -> bool:
+    """Run the check with `python`'s pytest against the harness cache `cache`; passed? (`outcome_of`).
+
+    The command goes to `log` (an open file, `log_path`) first, then pytest's output. Both runners
+    call this: only how they get an environment differs.
+    """
+    junit.unlink(missing_ok=True)
+    env = dict(os.environ, YODA_HARNESS_CACHE=str(cache), YODA_HARNESS_MODELS_DIR=str(cache / "models"))
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("HF_DATASETS_OFFLINE", "1")
+    command = [str(python), "-m", "pytest", *pytest_selection(check), "--yoda-profile", profile,
+               "--yoda-cache-dir", str(cache), f"--junitxml={junit}", "-p", "no:cacheprovider", "-q"]
+    command += (["--yoda-variant", variant] if variant else []) + (["--yoda-fresh"] if fresh else [])
+    for override in overrides:
+        command += ["--yoda-override", override]
+    log.write(f"$ {' '.join(command)}\n")
+    log.flush()
+    code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env)
+    return outcome_of(code, junit, log_path, check)
+
+
 @dataclass
 class SwapRunner:
     """Run the check in one existing environment, swapping in each trial's versions of the small
@@ -416,22 +429,10 @@ class SwapRunner:
         root.mkdir(parents=True, exist_ok=True)
         key = hashlib.sha256(json.dumps([sorted(requirement_strings(pins)), self.variant, self.check]).encode()).hexdigest()[:12]
         junit, log_path = root / f"{key}.junit.xml", root / f"{key}{'-fresh' if fresh else ''}.log"
-        junit.unlink(missing_ok=True)
         cache = Path(self.cache_dir or root / "harness-cache").resolve()
-        env = dict(os.environ, YODA_HARNESS_CACHE=str(cache), YODA_HARNESS_MODELS_DIR=str(cache / "models"))
-        env.setdefault("HF_HUB_OFFLINE", "1")
-        env.setdefault("HF_DATASETS_OFFLINE", "1")
-        command = [self.python, "-m", "pytest", *pytest_selection(self.check), "--yoda-profile", self.profile,
-                   "--yoda-cache-dir", str(cache), f"--junitxml={junit}", "-p", "no:cacheprovider", "-q"]
-        command += ["--yoda-variant", self.variant] if self.variant else []
-        command += ["--yoda-fresh"] if fresh else []
-        for override in self.overrides:
-            command += ["--yoda-override", override]
         with open(log_path, "w", encoding="utf-8") as log:
-            log.write(f"$ {' '.join(command)}\n")
-            log.flush()
-            code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.project_root, env=env)
-        return outcome_of(code, junit, log_path, self.check)
+            return run_check(self.python, self.check, self.profile, cache, junit, log, log_path, self.project_root,
+                             self.variant, fresh, self.overrides)
 
 
 @dataclass
@@ -451,10 +452,7 @@ class VenvRunner:
     log: Callable[[str], None] = print
 
     def pytest_selection(self) -> list[str]:
-        """A node id / path is passed as is; anything else is a `-k` expression on the suites."""
-        if "::" in self.check or self.check.endswith(".py") or self.check.startswith("suites/"):
-            return [self.check]
-        return ["suites", "-k", self.check]
+        return pytest_selection(self.check)
 
     variant: str | None = None
     overrides: tuple[str, ...] = ()
@@ -480,33 +478,8 @@ class VenvRunner:
                 self._step([str(python), "-m", "pip", "install", "-q", "--no-deps", "-e", str(Path(self.project_root).resolve())],
                            log, "install the project")
                 stamp.touch()
-            junit.unlink(missing_ok=True)
-            env = dict(os.environ, YODA_HARNESS_CACHE=str(cache), YODA_HARNESS_MODELS_DIR=str(cache / "models"))
-            env.setdefault("HF_HUB_OFFLINE", "1")
-            env.setdefault("HF_DATASETS_OFFLINE", "1")
-            command = [str(python), "-m", "pytest", *self.pytest_selection(), "--yoda-profile", self.profile,
-                       "--yoda-cache-dir", str(cache), f"--junitxml={junit}", "-p", "no:cacheprovider", "-q"]
-            command += (["--yoda-variant", self.variant] if self.variant else []) + (["--yoda-fresh"] if fresh else [])
-            for override in self.overrides:
-                command += ["--yoda-override", override]
-            log.write(f"$ {' '.join(command)}\n")
-            log.flush()
-            code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.project_root, env=env)
-        outcomes = matrix.junit_outcomes(junit) if junit.is_file() else None
-        counts = {"passed": 0, "skipped": 0}
-        for tally in (outcomes or {}).get("suite_counts", {}).values():
-            for name in counts:
-                counts[name] += tally[name]
-        if code == 0 and counts["passed"]:
-            return True
-        if code == 0:
-            skips = [s["message"] for s in (outcomes or {}).get("skips", [])]
-            raise CannotRun(f"the check was skipped: {skips[0] if skips else 'no test ran'} (log {log_path})")
-        if code in (1, 2):
-            return False
-        if code == 5:
-            raise BisectError(f"the check {self.check!r} selects no test (log {log_path})")
-        raise BisectError(f"pytest exit {code} running the check (log {log_path})")
+            return run_check(str(python), self.check, self.profile, cache, junit, log, log_path, self.project_root,
+                             self.variant, fresh, self.overrides)
 
     def _step(self, command: list[str], log, what: str) -> None:
         log.write(f"$ {' '.join(command)}\n")

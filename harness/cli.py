@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from harness import env, options, profiles
+from harness.data import Columns
 
 
 def _model_options(args) -> profiles.ModelOptions:
@@ -34,6 +35,7 @@ def cmd_run(args) -> int:
 def summary(manifest: dict, directory: Path, reused: bool = False) -> str:
     structure, training, scores = manifest["structure"], manifest["training"], manifest["metrics"]
     losses = training["loss_history"]
+    versus = Columns.of_run(manifest).target_key  # the scores against the run's target column
     lines = [
         f"run       {directory} ({'reused' if reused else 'new'})",
         f"profile   {manifest['profile']} ({manifest['model']}) on {env.device_kind(manifest['environment'])}",
@@ -45,9 +47,9 @@ def summary(manifest: dict, directory: Path, reused: bool = False) -> str:
         f"({100 * structure['trainable_parameters'] / structure['total_parameters']:.2f} %)",
         f"training  {training['global_step']} steps, loss "
         + (f"{losses[0]['loss']:.3f} -> {losses[-1]['loss']:.3f}" if losses else "not logged"),
-        f"quality   BLEU {scores['tuned']['vs_translation_extra']['bleu']:.2f} tuned vs "
-        f"{scores['base']['vs_translation_extra']['bleu']:.2f} base; chrF "
-        f"{scores['tuned']['vs_translation_extra']['chrf']:.2f}; stops on EOS "
+        f"quality   BLEU {scores['tuned'][versus]['bleu']:.2f} tuned vs "
+        f"{scores['base'][versus]['bleu']:.2f} base; chrF "
+        f"{scores['tuned'][versus]['chrf']:.2f}; stops on EOS "
         f"{scores['tuned']['non_empty_stop_rate']:.0%} (non-empty) vs base {scores['base']['non_empty_stop_rate']:.0%}",
         "phases    " + ", ".join(f"{k} {v:.1f}s" for k, v in manifest["phase_seconds"].items()),
     ]

@@ -71,9 +71,12 @@ class DataSettings:
 
     # "hub" (dvgodoy/yoda_sentences, falling back to the bundled copy), "bundled", or a path.
     source: str = "hub"
+    # The prompt and the answer trained on and scored against (`harness.data.Columns` routes them
+    # to validation, the split, the training examples, scoring and the report). A `translation`
+    # column, where the data has one, is scored as a second reference.
     source_column: str = "sentence"
     target_column: str = "translation_extra"
-    # Share of rows, chosen by a content hash of `sentence`, held out for evaluation.
+    # Share of rows, chosen by a content hash of the source column, held out for evaluation.
     eval_fraction: float = 0.1
     # "conversational" (messages, the recipe), "prompt_completion" (trl's conversational
     # prompt/completion pair) or "instruction" (prompt/completion *strings*: the recipe as first
@@ -129,6 +132,8 @@ class TrainingSettings:
 
     def sft_kwargs(self, output_dir: str) -> dict[str, Any]:
         """The recipe's `SFTConfig` arguments, named as in current trl."""
+        from harness.profiles import gpu_available  # the harness's one GPU question (profiles import this module)
+
         return dict(
             output_dir=output_dir,
             per_device_train_batch_size=self.per_device_train_batch_size,
@@ -149,7 +154,7 @@ class TrainingSettings:
             report_to="none",
             save_strategy="no",
             disable_tqdm=True,
-            use_cpu=not _cuda_available(),
+            use_cpu=not gpu_available(),
         )
 
     def to_sft_config(self, output_dir: str):
@@ -165,11 +170,35 @@ class TrainingSettings:
 
 @dataclass
 class GenerationSettings:
-    """Arguments of `model.generate` (step 7); greedy, batched over the evaluation split."""
+    """Arguments of `model.generate` (step 7); greedy, batched over the evaluation split.
+
+    Always greedy: there is no `do_sample` (see RETIRED).
+    """
 
     max_new_tokens: int = 64
-    do_sample: bool = False
     batch_size: int = 32
+
+
+# Fields the config had and recorded, but the code never passed to a library object. A recorded
+# config that has one (a run directory, a baseline entry) is read and compared without it, so
+# what was recorded stays comparable; an override of one is refused, saying why.
+RETIRED: dict[str, str] = {
+    # It was recorded as false and generate() was always called greedy. Passing it would make a
+    # run sample: that needs a seed of its own plus temperature / top-k / top-p, which the
+    # checkpoint's generation_config would otherwise choose unrecorded, and the checks read
+    # greedy output (stop rates, the in-memory vs reloaded adapter agreement, BLEU bands).
+    "generation.do_sample": "generation is greedy: do_sample was never passed to generate() and was removed",
+}
+
+
+def without_retired(raw: dict[str, Any]) -> dict[str, Any]:
+    """A recorded config (sections of fields) without the RETIRED fields."""
+    copy = {section: dict(values) if isinstance(values, dict) else values for section, values in raw.items()}
+    for dotted in RETIRED:
+        section, _, key = dotted.partition(".")
+        if isinstance(copy.get(section), dict):
+            copy[section].pop(key, None)
+    return copy
 
 
 @dataclass
@@ -191,7 +220,7 @@ class RecipeConfig:
         if unknown:
             raise ValueError(f"unknown recipe config section(s): {sorted(unknown)}")
         config = cls()
-        for section, values in raw.items():
+        for section, values in without_retired(raw).items():
             for key, value in values.items():
                 config = config.with_overrides({f"{section}.{key}": value})
         return config
@@ -200,6 +229,8 @@ class RecipeConfig:
         """A copy with dotted-key overrides applied; an unknown key is an error naming it."""
         config = RecipeConfig.from_plain(self.to_dict())
         for dotted, value in overrides.items():
+            if dotted in RETIRED:
+                raise ValueError(f"recipe config option {dotted!r} no longer exists: {RETIRED[dotted]}")
             section_name, _, key = dotted.partition(".")
             section = getattr(config, section_name, None)
             if section is None or not dataclasses.is_dataclass(section) or key not in {
@@ -212,6 +243,7 @@ class RecipeConfig:
 
     @classmethod
     def from_plain(cls, raw: dict[str, Any]) -> "RecipeConfig":
+        raw = without_retired(raw)
         return cls(
             quantization=QuantizationConfig(**raw["quantization"]),
             lora=LoraSettings(**raw["lora"]),
@@ -272,9 +304,3 @@ def _describe(annotation) -> str:
     if typing.get_origin(annotation) is list:
         return f"a list of {_describe(args[0])}" if args else "a list"
     return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()

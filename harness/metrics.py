@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.data import score_key
+
 MB = 1_000_000  # `get_memory_footprint()` figures in the recipe are bytes / 1e6
 
 
@@ -35,6 +37,34 @@ def sentence_bleu(hypothesis: str, reference: str) -> float:
     from sacrebleu.metrics import BLEU
 
     return round(BLEU(effective_order=True).sentence_score(hypothesis, [reference]).score, 4)
+
+
+def quality_scores(eval_rows: list[dict], base, tuned, columns) -> dict:
+    """A run's `metrics`: the base and tuned generations (`harness.generate.Generation`, in
+    `eval_rows`' order) scored against each reference column of `columns` (`harness.data.Columns`).
+
+    Corpus scores go under `vs_<column>` (`vs_translation_extra` and `vs_translation` for the
+    bundled data); sentence BLEU and the reference length are against the target column.
+    """
+    references = {column: [row[column] for row in eval_rows] for column in columns.references}
+    targets = references[columns.target]
+
+    def summary(generations):
+        texts = [g.text for g in generations]
+        stopped = [g for g in generations if g.stop_reason == "eos"]
+        non_empty_stopped = [g for g in stopped if g.text]
+        return {
+            **{score_key(column): corpus_scores(texts, refs) for column, refs in references.items()},
+            "stop_rate": round(len(stopped) / len(generations), 4),
+            "non_empty_stop_rate": round(len(non_empty_stopped) / len(generations), 4),
+            "empty_rate": round(sum(1 for t in texts if not t) / len(texts), 4),
+            "mean_new_tokens": round(sum(g.new_tokens for g in generations) / len(generations), 3),
+            "mean_words": round(sum(len(t.split()) for t in texts) / len(texts), 3),
+            "sentence_bleu": [sentence_bleu(g.text, r) for g, r in zip(generations, targets)],
+        }
+
+    return {"base": summary(base), "tuned": summary(tuned), "eval_rows": len(eval_rows),
+            "reference_mean_words": round(sum(len(r.split()) for r in targets) / len(targets), 3)}
 
 
 # ---------------------------------------------------------------- memory and parameters

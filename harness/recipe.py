@@ -28,7 +28,9 @@ from harness.profiles import ModelOptions, Profile
 log = logging.getLogger("harness.recipe")
 
 # A fixed example whose rendering is compared with the baseline (template drift fails with a diff).
-TEMPLATE_EXAMPLE = {"sentence": "The Force is strong in you!", "translation_extra": "Strong in you, the Force is! Yes, hrrrm."}
+# It is the harness's, not the run's data: keyed by the default columns whatever the config reads.
+TEMPLATE_EXAMPLE = {data.DEFAULT_COLUMNS.source: "The Force is strong in you!",
+                    data.DEFAULT_COLUMNS.target: "Strong in you, the Force is! Yes, hrrrm."}
 
 
 # ------------------------------------------------------------------ phases
@@ -83,15 +85,14 @@ def add_adapters(quantized_model, config: RecipeConfig):
 
 
 def load_data(config: RecipeConfig) -> data.YodaSplit:
-    """Step 3: the Yoda sentences, validated and split by content hash."""
-    return data.load_split(config.data.source, config.data.eval_fraction)
+    """Step 3: the Yoda sentences, validated for the configured columns and split by content hash."""
+    return data.load_split(config.data.source, config.data.eval_fraction, data.Columns.of(config.data))
 
 
 def to_training_dataset(rows: list[dict], config: RecipeConfig, fmt: str | None = None):
     from datasets import Dataset
 
-    settings = config.data
-    return Dataset.from_list(data.format_rows(rows, fmt or settings.format, settings.source_column, settings.target_column))
+    return Dataset.from_list(data.format_rows(rows, fmt or config.data.format, data.Columns.of(config.data)))
 
 
 def build_trainer(peft_model, tokenizer, train_dataset, config: RecipeConfig, output_dir: Path):
@@ -451,8 +452,7 @@ def _prepare(profile: Profile, options: ModelOptions, config: RecipeConfig, inpu
         split = load_data(config)
         train_dataset = to_training_dataset(split.train, config)
         templated_tokens = sum(len(_template_ids(tokenizer, ex["messages"])) for ex in
-                               data.format_rows(split.train, "conversational", config.data.source_column,
-                                                config.data.target_column))
+                               data.format_rows(split.train, "conversational", split.columns))
     with phase("trainer"):
         # The trainer writes nothing with save_strategy "no"; whatever it might goes to a temporary
         # directory, never into a run directory.
@@ -542,7 +542,7 @@ def _train_and_score(prepared: Prepared, config: RecipeConfig, out: Path | None,
     adapter_dir = out / "adapter"
     with phase("save"):
         adapter_files = save_adapter(trainer, adapter_dir)
-    sentences = [row[config.data.source_column] for row in split.eval]
+    sentences = [row[split.columns.source] for row in split.eval]
     with phase("generate"):
         tuned_in_memory = generate(peft_model, tokenizer, sentences, config)
         with peft_model.disable_adapter():
@@ -552,11 +552,11 @@ def _train_and_score(prepared: Prepared, config: RecipeConfig, out: Path | None,
         tuned = generate(reloaded, tokenizer, sentences, config)
         del reloaded
     with phase("score"):
-        scores = _score(split.eval, base, tuned, config)
+        scores = metrics.quality_scores(split.eval, base, tuned, split.columns)
     generations = {"base": base, "tuned": tuned, "tuned_in_memory": tuned_in_memory}
     for which, rows in generations.items():
-        prepared.files[f"generations_{which}.jsonl"] = [dict(g.as_dict(), **_reference(split.eval[i], config))
-                                                        for i, g in enumerate(rows)]
+        prepared.files[f"generations_{which}.jsonl"] = [dict(g.as_dict(), **split.columns.reference_record(row))
+                                                        for g, row in zip(rows, split.eval)]
     manifest = copy.deepcopy(prepared.manifest)
     manifest.update(stage="trained", created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     phase_seconds=phase.seconds, adapter=_adapter_record(adapter_dir, adapter_files),
@@ -585,40 +585,12 @@ def _facts_record(facts) -> dict:
             "ids": dict(facts.ids)}
 
 
-def _score(eval_rows: list[dict], base, tuned, config: RecipeConfig) -> dict:
-    refs_extra = [row["translation_extra"] for row in eval_rows]
-    refs_plain = [row["translation"] for row in eval_rows]
-
-    def summary(generations):
-        texts = [g.text for g in generations]
-        stopped = [g for g in generations if g.stop_reason == "eos"]
-        non_empty_stopped = [g for g in stopped if g.text]
-        return {
-            "vs_translation_extra": metrics.corpus_scores(texts, refs_extra),
-            "vs_translation": metrics.corpus_scores(texts, refs_plain),
-            "stop_rate": round(len(stopped) / len(generations), 4),
-            "non_empty_stop_rate": round(len(non_empty_stopped) / len(generations), 4),
-            "empty_rate": round(sum(1 for t in texts if not t) / len(texts), 4),
-            "mean_new_tokens": round(sum(g.new_tokens for g in generations) / len(generations), 3),
-            "mean_words": round(sum(len(t.split()) for t in texts) / len(texts), 3),
-            "sentence_bleu": [metrics.sentence_bleu(g.text, r) for g, r in zip(generations, refs_extra)],
-        }
-
-    return {"base": summary(base), "tuned": summary(tuned), "eval_rows": len(eval_rows),
-            "reference_mean_words": round(sum(len(r.split()) for r in refs_extra) / len(refs_extra), 3)}
-
-
-def _reference(row: dict, config: RecipeConfig) -> dict:
-    return {"source": row[config.data.source_column], "reference": row["translation_extra"],
-            "reference_plain": row["translation"]}
-
-
 def _template_ids(tokenizer, messages, add_generation_prompt: bool = False) -> list[int]:
     return compat.template_ids(tokenizer, messages, add_generation_prompt)
 
 
 def _template_record(tokenizer, config: RecipeConfig) -> dict:
-    example = data.to_conversation(TEMPLATE_EXAMPLE, "sentence", "translation_extra")
+    example = data.to_conversation(TEMPLATE_EXAMPLE)
     rendered = tokenizer.apply_chat_template(example["messages"], tokenize=False)
     prompt = tokenizer.apply_chat_template(example["messages"][:1], tokenize=False, add_generation_prompt=True)
     ids = _template_ids(tokenizer, example["messages"])
@@ -645,8 +617,7 @@ def _completion_only_batch(trainer, split: data.YodaSplit, config: RecipeConfig)
     tokenizer = trainer.processing_class
     args = copy.deepcopy(trainer.args)
     args.completion_only_loss, args.packing = True, False
-    examples = data.format_rows(split.train[:8], "prompt_completion", config.data.source_column,
-                                config.data.target_column)
+    examples = data.format_rows(split.train[:8], "prompt_completion", split.columns)
     saved = trainer.completion_only_loss
     trainer.completion_only_loss = True
     try:

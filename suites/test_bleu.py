@@ -2,12 +2,14 @@
 
 import pytest
 
+from harness.data import Columns
+
 pytestmark = pytest.mark.yoda_quality
 
 
 def test_tuned_model_beats_the_base_model(manifest, require_threshold):
-    scores = manifest["metrics"]
-    tuned, base = scores["tuned"]["vs_translation_extra"]["bleu"], scores["base"]["vs_translation_extra"]["bleu"]
+    scores, versus = manifest["metrics"], Columns.of_run(manifest).target_key
+    tuned, base = scores["tuned"][versus]["bleu"], scores["base"][versus]["bleu"]
     gain = require_threshold("min_bleu_gain")
     assert tuned - base >= gain, (
         f"BLEU {tuned:.2f} (tuned) vs {base:.2f} (base): gain {tuned - base:.2f} < the profile's minimum {gain}; "
@@ -17,6 +19,6 @@ def test_tuned_model_beats_the_base_model(manifest, require_threshold):
 
 def test_scores_are_reproducible_and_per_sentence(manifest):
     scores = manifest["metrics"]["tuned"]
-    signature = scores["vs_translation_extra"]["signatures"]["bleu"]
+    signature = scores[Columns.of_run(manifest).target_key]["signatures"]["bleu"]
     assert signature.startswith("nrefs:1|"), f"unexpected sacrebleu signature {signature!r}"
     assert len(scores["sentence_bleu"]) == manifest["metrics"]["eval_rows"] == manifest["data"]["eval_rows"]

@@ -296,6 +296,42 @@ def test_the_seed_is_not_an_input(tmp_path):
     assert baselines.compare(path, "tiny", ENV_A).refusal(manifest(ENV_A, seed=7)) is None
 
 
+def test_a_retired_config_field_neither_refuses_nor_is_recorded(tmp_path):
+    # generation.do_sample was recorded (false) but never passed; entries and runs made with it
+    # compare as ones made without it, and a new entry does not record it.
+    path = tmp_path / "tiny.json"
+    old_run = manifest(ENV_A)
+    old_run["config"]["generation"] = {"max_new_tokens": 64, "do_sample": False}
+    baselines.update(path, "tiny", old_run, None)
+    new_run = copy.deepcopy(old_run)
+    del new_run["config"]["generation"]["do_sample"]
+    assert "do_sample" not in json.dumps(json.loads(path.read_text())["entries"][0]["inputs"])
+    # An entry recorded before the field was retired: its config and digest have it.
+    raw = json.loads(path.read_text())
+    inputs = raw["entries"][0]["inputs"]
+    inputs["config"]["generation"]["do_sample"] = False
+    inputs["config_digest"] = baselines._digest(inputs["config"])
+    path.write_text(json.dumps(raw))
+    comparison = baselines.compare(path, "tiny", ENV_A)
+    assert comparison.refusal(new_run) is None and comparison.refusal(old_run) is None
+    new_run["config"]["generation"]["max_new_tokens"] = 8
+    assert comparison.refusal(new_run) == "config differs: generation.max_new_tokens 64 -> 8"
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
+def test_a_run_without_the_retired_field_meets_the_committed_entries_as_one_with_it(path):
+    recorded, _ = fixture_run()
+    assert recorded["config"]["generation"]["do_sample"] is False  # recorded before it was retired
+    current = copy.deepcopy(recorded)
+    del current["config"]["generation"]["do_sample"]
+    entries = baselines.load(path, path.stem)["entries"]
+    for entry in entries:
+        for scope in (baselines.RUN, baselines.MODEL):
+            assert baselines.refusal(entry, current, scope) == baselines.refusal(entry, recorded, scope)
+    if path.stem == recorded["profile"]:  # the fixture's own inputs are recorded in tiny.json
+        assert any(baselines.refusal(entry, current) is None for entry in entries)
+
+
 # ------------------------------------------------------------------ spread over seeds
 def test_recording_over_seeds_stores_mean_spread_and_a_band_of_k_spread():
     runs = [(manifest(ENV_A, bleu=b, seed=s, key=f"tiny-{s}"), None) for s, b in enumerate((9.0, 10.0, 11.0))]

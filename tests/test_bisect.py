@@ -178,6 +178,40 @@ def test_the_real_runner_passes_node_ids_as_is_and_anything_else_as_k():
     assert bisect_module.VenvRunner(check="eos and not hypothesis").pytest_selection() == ["suites", "-k", "eos and not hypothesis"]
 
 
+def test_both_real_runners_run_the_check_with_one_command_and_one_reading_of_it(tmp_path, monkeypatch):
+    from harness import history
+
+    calls = []
+
+    def fake_call(command, stdout, stderr, cwd, env):
+        calls.append({"command": command, "cache": env["YODA_HARNESS_CACHE"], "log": Path(stdout.name)})
+        return 1  # a failed check
+
+    monkeypatch.setattr(bisect_module.subprocess, "call", fake_call)
+    monkeypatch.setattr(history, "swap_into", lambda *args, **kwargs: None)
+    monkeypatch.setattr(bisect_module.VenvRunner, "_step", lambda self, command, log, what: None)
+    common = dict(check="eos and not hypothesis", variant="trl-2024", overrides=("training.seed=1",), project_root=ROOT)
+    swap = bisect_module.SwapRunner(python="/env/python", work_dir=tmp_path / "swap", **common)
+    venv = bisect_module.VenvRunner(work_dir=tmp_path / "venv", **common)
+    pins = {"trl": "0.12.1"}
+    assert swap(pins, fresh=True) is False and venv(pins, fresh=True) is False
+    (swapped, isolated) = calls
+    for call in calls:
+        command = call["command"]
+        assert command[1:] == [
+            "-m", "pytest", "suites", "-k", "eos and not hypothesis", "--yoda-profile", "tiny", "--yoda-cache-dir", call["cache"],
+            command[10], "-p", "no:cacheprovider", "-q", "--yoda-variant", "trl-2024", "--yoda-fresh",
+            "--yoda-override", "training.seed=1"]
+        assert command[10].startswith("--junitxml=")
+        assert call["log"].read_text().startswith(f"$ {' '.join(command)}")
+    assert swapped["command"][0] == "/env/python" and isolated["command"][0].endswith("venv/bin/python")
+    # Exit 0 with no check run (no JUnit file) cannot be read as a pass, whichever runner ran it.
+    monkeypatch.setattr(bisect_module.subprocess, "call", lambda command, **kwargs: 0)
+    for runner in (swap, venv):
+        with pytest.raises(CannotRun, match="the check was skipped: no test ran"):
+            runner(pins)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_property_any_injected_culprit_and_first_bad_release_is_found(data):

@@ -43,7 +43,7 @@ def test_an_unknown_variant_is_an_error_naming_the_choices():
 
 
 def test_the_instruction_format_is_prompt_completion_strings():
-    assert data.format_rows([ROW], "instruction", "sentence", "translation_extra") == [
+    assert data.format_rows([ROW], "instruction", data.Columns()) == [
         {"prompt": "The Force is strong.", "completion": "Strong, the Force is. Yes."}]
     assert data.from_conversation({"prompt": "a", "completion": "b"}) == ("a", "b")
 

@@ -6,6 +6,7 @@ comparison and the suite outcomes; the report never re-scores or re-runs anythin
 
 from __future__ import annotations
 
+from harness.data import Columns
 from harness.report.baseline import baseline_context
 from harness.report.chat_template import template_context
 from harness.report.figures import figures_context
@@ -32,7 +33,7 @@ def run_context(run, outcomes: dict | None = None, comparison=None, matrix_rows:
         "notices": notices(manifest),
         "suites": suites_context(outcomes),
         "baseline": baseline_context(manifest, template, comparison),
-        "quality": quality_context(manifest.get("metrics") or {}),
+        "quality": quality_context(manifest.get("metrics") or {}, Columns.of_run(manifest)),
         "sentences": sentences,
         # The BLEU histogram draws the per-sentence scores exactly as the table lists them.
         "figures": figures_context(manifest, sentences["rows"], comparison),

@@ -2,35 +2,48 @@
 
 from __future__ import annotations
 
+from harness.data import DEFAULT_COLUMNS, Columns
 from harness.report.formatting import is_number
 
-QUALITY_ROWS = (
-    # key, label, reference ("vs_..." summary, None: the generation summary), higher is better, digits
-    ("bleu", "BLEU vs translation_extra", "vs_translation_extra", True, 2),
-    ("chrf", "chrF vs translation_extra", "vs_translation_extra", True, 2),
-    ("ter", "TER vs translation_extra", "vs_translation_extra", False, 2),
-    ("bleu", "BLEU vs translation (no interjection)", "vs_translation", True, 2),
-    ("chrf", "chrF vs translation (no interjection)", "vs_translation", True, 2),
-    ("ter", "TER vs translation (no interjection)", "vs_translation", False, 2),
-    ("stop_rate", "stop rate (EOS before max_new_tokens)", None, True, 3),
-    ("non_empty_stop_rate", "non-empty stop rate", None, True, 3),
-    ("empty_rate", "empty output rate", None, False, 3),
-    ("mean_new_tokens", "mean tokens generated", None, None, 2),
-    ("mean_words", "mean output length (words)", None, None, 2),
+# The corpus figures scored against each reference column: key, label, higher is better, digits.
+CORPUS_ROWS = (("bleu", "BLEU", True, 2), ("chrf", "chrF", True, 2), ("ter", "TER", False, 2))
+# The generation summary's figures: key, label, higher is better (None: neither), digits.
+GENERATION_ROWS = (
+    ("stop_rate", "stop rate (EOS before max_new_tokens)", True, 3),
+    ("non_empty_stop_rate", "non-empty stop rate", True, 3),
+    ("empty_rate", "empty output rate", False, 3),
+    ("mean_new_tokens", "mean tokens generated", None, 2),
+    ("mean_words", "mean output length (words)", None, 2),
 )
 
 
-# The quality rows repeated at the top of the page.
-HEADLINE = {("bleu", "vs_translation_extra"), ("chrf", "vs_translation_extra"), ("non_empty_stop_rate", None)}
+def quality_rows(columns: Columns, scores: dict) -> list[tuple]:
+    """(key, label, reference ("vs_<column>" summary, None: the generation summary), higher, digits),
+    the target column's figures first; the second reference's only where the run scored it."""
+    references = [(columns.target_key, columns.target)]
+    if columns.secondary_key and any(columns.secondary_key in (scores.get(which) or {}) for which in ("base", "tuned")):
+        plain = "no interjection" if columns.target == DEFAULT_COLUMNS.target else "second reference"
+        references.append((columns.secondary_key, f"{columns.secondary} ({plain})"))
+    rows = [(key, f"{label} vs {name}", reference, higher, digits)
+            for reference, name in references for key, label, higher, digits in CORPUS_ROWS]
+    return rows + [(key, label, None, higher, digits) for key, label, higher, digits in GENERATION_ROWS]
 
 
-def quality_context(scores: dict) -> dict:
-    """Tuned vs base on every corpus figure the run scored, with sacrebleu's signatures."""
+def _headline(columns: Columns) -> set[tuple[str, str | None]]:
+    """The quality rows repeated at the top of the page."""
+    return {("bleu", columns.target_key), ("chrf", columns.target_key), ("non_empty_stop_rate", None)}
+
+
+def quality_context(scores: dict, columns: Columns = DEFAULT_COLUMNS) -> dict:
+    """Tuned vs base on every corpus figure the run scored, with sacrebleu's signatures.
+
+    `columns` are the run's (`Columns.of_run`): its scores are recorded under its reference columns."""
     base, tuned = scores.get("base") or {}, scores.get("tuned") or {}
-    rows = [_quality_row(base, tuned, *spec) for spec in QUALITY_ROWS]
-    return {"rows": rows, "headline": [row for row in rows if (row["key"], row["reference"]) in HEADLINE],
-            "signatures": _signatures(base, tuned), "eval_rows": scores.get("eval_rows"),
-            "reference_mean_words": scores.get("reference_mean_words")}
+    rows = [_quality_row(base, tuned, *spec) for spec in quality_rows(columns, scores)]
+    headline = _headline(columns)
+    return {"rows": rows, "headline": [row for row in rows if (row["key"], row["reference"]) in headline],
+            "signatures": _signatures(base, tuned, columns), "eval_rows": scores.get("eval_rows"),
+            "reference_mean_words": scores.get("reference_mean_words"), "target": columns.target}
 
 
 def _quality_row(base: dict, tuned: dict, key: str, label: str, reference: str | None, higher: bool | None,
@@ -54,12 +67,13 @@ def _score(summary: dict, key: str, reference: str | None) -> float | None:
     return value if is_number(value) else None
 
 
-def _signatures(base: dict, tuned: dict) -> list[dict]:
+def _signatures(base: dict, tuned: dict, columns: Columns) -> list[dict]:
     """Each metric's sacrebleu signature, once, with the scores it was recorded for."""
     found: dict[tuple[str, str], list[str]] = {}
     scored: dict[str, int] = {}
+    references = [key for key in (columns.target_key, columns.secondary_key) if key]
     for which, summary in (("base", base), ("tuned", tuned)):
-        for reference in ("vs_translation_extra", "vs_translation"):
+        for reference in references:
             for metric, signature in ((summary.get(reference) or {}).get("signatures") or {}).items():
                 found.setdefault((metric, str(signature)), []).append(f"{which} vs {reference.removeprefix('vs_')}")
                 scored[metric] = scored.get(metric, 0) + 1
