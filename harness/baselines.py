@@ -3,7 +3,6 @@
     {
       "schema": 2,
       "profile": "tiny",
-      "thresholds": {...},          # policy, written by people: floors, minimum gains, bands
       "entries": [                  # measurements, written only by `--yoda-update-baselines`
         {"version_set": "...", "device": "cpu", "recorded": "...", "packages": {...},
          "run_key": "...", "runs": [{"run_key": "...", "seed": 0}, ...],
@@ -409,7 +408,7 @@ def _short_model(model: dict) -> str:
 
 # ------------------------------------------------------------------ load / validate
 def empty_file(profile: str) -> dict:
-    return {"schema": SCHEMA, "profile": profile, "thresholds": {}, "entries": []}
+    return {"schema": SCHEMA, "profile": profile, "entries": []}
 
 
 def load(path: Path, profile: str) -> dict:
@@ -436,7 +435,7 @@ def validate(raw: Any, path: Path, profile: str) -> None:
 
     if not isinstance(raw, dict):
         fail("(top level)", "expected an object")
-    for key, kind in (("schema", int), ("profile", str), ("thresholds", dict), ("entries", list)):
+    for key, kind in (("schema", int), ("profile", str), ("entries", list)):
         if key not in raw:
             fail(key, "missing")
         if not isinstance(raw[key], kind):
@@ -445,9 +444,11 @@ def validate(raw: Any, path: Path, profile: str) -> None:
         fail("schema", f"version {raw['schema']} is not supported (expected {SCHEMA}, or legacy {LEGACY_SCHEMAS})")
     if raw["profile"] != profile:
         fail("profile", f"is {raw['profile']!r}, but this file is for profile {profile!r}")
-    for name, value in raw["thresholds"].items():
-        if not _is_number(value):
-            fail(f"thresholds.{name}", f"expected a number, got {value!r}")
+    if raw.get("thresholds"):
+        # Policy is the profile's (its [thresholds] table), so a profile that extends another inherits it.
+        fail("thresholds", "the checks' thresholds are the profile's now: move them to the profile file's "
+                           f"[thresholds] table ({', '.join(f'{k} = {v}' for k, v in sorted(raw['thresholds'].items()))}) "
+                           "and delete this key")
     for index, entry in enumerate(raw["entries"]):
         where = f"entries[{index}]"
         if not isinstance(entry, dict):
@@ -562,7 +563,6 @@ def select_entry(baseline: dict, environment: dict) -> tuple[dict | None, str]:
 class Comparison:
     path: Path
     profile: str
-    thresholds: dict
     entry: dict | None
     reason: str
     changed: list[str]
@@ -597,7 +597,7 @@ def compare(path: Path, profile: str, environment: dict) -> Comparison:
     baseline = load(path, profile)
     entry, reason = select_entry(baseline, environment)
     changed = env.changed_packages(entry["packages"], environment["packages"]) if entry else []
-    return Comparison(path, profile, baseline["thresholds"], entry, reason, changed)
+    return Comparison(path, profile, entry, reason, changed)
 
 
 # ------------------------------------------------------------------ record

@@ -330,16 +330,18 @@ def baseline(pytestconfig, prepared_run) -> baseline_store.Comparison:
 
 
 @pytest.fixture(scope="session")
-def thresholds(baseline) -> dict:
-    """The profile's policy bounds (from its baseline file)."""
-    return baseline.thresholds
+def thresholds(harness_profile) -> dict:
+    """The profile's bounds for the checks (its [thresholds] table, inherited through `extends`)."""
+    return dict(harness_profile.thresholds)
 
 
 @pytest.fixture
-def require_threshold(thresholds, baseline):
+def require_threshold(thresholds, harness_profile):
     def get(name: str):
         if name not in thresholds:
-            pytest.fail(f"{baseline.path}: thresholds.{name} is not set for this profile")
+            where = harness_profile.path or harness_profile.name
+            pytest.fail(f"profile {harness_profile.name} ({where}): thresholds.{name} is not set: add it to the "
+                        "profile's [thresholds] table (docs/profiles.md)", pytrace=False)
         return thresholds[name]
 
     return get

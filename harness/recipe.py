@@ -475,6 +475,7 @@ def _prepare(profile: Profile, options: ModelOptions, config: RecipeConfig, inpu
         # The published figures this profile must reproduce (the report compares them too).
         "reference": dict(profile.reference),
         "skips": dict(profile.skips),
+        "thresholds": dict(profile.thresholds),
         "model": checkpoint.name,
         # By content or revision (a GGUF's sha256, a hub snapshot's commit): what a baseline refuses on.
         "model_identity": profile.identity(options),

@@ -104,7 +104,8 @@ def test_interrupted_update_leaves_the_old_file_intact(tmp_path, monkeypatch):
     (lambda d: d.pop("entries"), "entries: missing"),
     (lambda d: d.update(schema=7), "schema: version 7"),
     (lambda d: d.update(profile="smollm2"), "profile: is 'smollm2'"),
-    (lambda d: d["thresholds"].update(min_bleu_gain="lots"), "thresholds.min_bleu_gain: expected a number"),
+    (lambda d: d.update(thresholds={"min_bleu_gain": 1.0}), r"thresholds: the checks' thresholds are the profile's now: "
+                                                            r"move them to the profile file's \[thresholds\] table \(min_bleu_gain = 1.0\)"),
     (lambda d: d["entries"][0]["metrics"]["bleu"].pop("direction"), r"entries\[0\].metrics.bleu: expected an object"),
     (lambda d: d["entries"][0]["metrics"]["bleu"].update(direction="up"), r"metrics.bleu.direction: expected one"),
     (lambda d: d["entries"][0]["metrics"]["bleu"].update(value=[1]), r"entries\[0\].metrics.bleu.value"),
@@ -141,7 +142,7 @@ def test_missing_file_is_an_empty_store(tmp_path):
 
 def legacy_file(path: Path) -> Path:
     """A schema-1 file as the harness wrote it before: absolute tolerances, no inputs."""
-    path.write_text(json.dumps({"schema": 1, "profile": "tiny", "thresholds": {"min_bleu_gain": 1.0}, "entries": [
+    path.write_text(json.dumps({"schema": 1, "profile": "tiny", "entries": [
         {"version_set": baselines.env.version_set_id(ENV_A), "device": "cpu", "recorded": "2026-11-01T00:00:00Z",
          "packages": ENV_A["packages"], "metrics": {
              "bleu": {"value": 10.0, "tolerance": {"abs": 3.0}},

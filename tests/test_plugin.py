@@ -38,7 +38,7 @@ def test_gpu_checks_skip_with_the_reason_on_a_cpu(pytester, monkeypatch):
 
 
 def test_corrupt_baseline_fails_loudly(pytester, tmp_path):
-    (tmp_path / "tiny.json").write_text('{"schema": 1, "profile": "tiny", "thresholds": {}, "entries": [{}]}')
+    (tmp_path / "tiny.json").write_text('{"schema": 1, "profile": "tiny", "entries": [{}]}')
     pytester.makepyfile(
         """
         from harness import baselines

@@ -58,6 +58,9 @@ description = "tiny on our data, twice the learning rate"
      "recipe: unknown recipe config option 'training.learnin_rate'"),
     ('name = "x"\nextends = "x.toml"\n', "extends: a cycle"),
     ('name = "x"\nextends = "tiny"\n[recipe\n', "not valid TOML"),
+    ('name = "x"\nextends = "tiny"\n[thresholds]\nmin_blue_gain = 1\n', "thresholds.min_blue_gain: unknown threshold"),
+    ('name = "x"\nextends = "tiny"\n[thresholds]\nmin_bleu_gain = "high"\n', "thresholds.min_bleu_gain: expected a number"),
+    ('name = "x"\nextends = "tiny"\n[skips]\nqualiti = "why"\n', "skips.qualiti: unknown check category"),
 ])
 def test_a_bad_profile_file_names_the_file_and_the_field(tmp_path, text, field):
     path = write(tmp_path, "x.toml", text)
@@ -80,3 +83,30 @@ def test_the_plugin_runs_a_profile_file(pytester, monkeypatch):
     result = pytester.runpytest_inprocess("--yoda-profile", str(path))
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["yoda-harness: profile my-tiny: running the recipe*"])
+
+
+def test_thresholds_are_the_profile_s_and_extend_key_by_key(tmp_path):
+    path = write(tmp_path, "mine.toml", 'name = "mine"\nextends = "tiny"\n[thresholds]\nmin_stop_rate = 0.95\n')
+    mine, tiny = profiles.load_profile(str(path)), profiles.PROFILES["tiny"]
+    assert mine.thresholds == {**tiny.thresholds, "min_stop_rate": 0.95}
+    assert set(tiny.thresholds) == set(profiles.THRESHOLDS)  # the default profile sets every bound the suites ask for
+
+
+def test_a_relative_data_file_is_relative_to_its_profile_file(tmp_path, monkeypatch):
+    (tmp_path / "ours").mkdir()
+    path = write(tmp_path / "ours", "mine.toml", 'name = "mine"\nextends = "tiny"\n[recipe]\n"data.source" = "s.jsonl"\n')
+    monkeypatch.chdir(tmp_path)
+    assert profiles.load_profile(str(path)).recipe_config().data.source == str((tmp_path / "ours" / "s.jsonl").resolve())
+    assert profiles.load_profile(str(path)).recipe_config().data.source != "s.jsonl"
+
+
+def test_a_missing_threshold_fails_naming_the_profile(pytester, tmp_path):
+    mine = write(tmp_path, "mine.toml", 'name = "mine"\ndescription = "d"\n[model]\nsource = "tiny"\nfamily = "phi3"\n')
+    pytester.makepyfile("""
+        def test_uses_a_bound(require_threshold):
+            require_threshold("min_bleu_gain")
+    """)
+    result = pytester.runpytest_inprocess("--yoda-profile", str(mine))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*profile mine (*mine.toml): thresholds.min_bleu_gain is not set: add it to the "
+                                 "profile's [[]thresholds[]] table*"])

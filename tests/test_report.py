@@ -76,8 +76,8 @@ def write_baseline(directory: Path, manifest: dict, template: dict, **entry_fiel
     entry["metrics"]["packed_rows"]["value"] -= 1
     entry.update(entry_fields)
     path = directory / f"{manifest['profile']}.json"
-    path.write_text(json.dumps({"schema": baselines.SCHEMA, "profile": manifest["profile"],
-                                "thresholds": {"min_loss_drop": 0.3}, "entries": [entry]}), encoding="utf-8")
+    path.write_text(json.dumps({"schema": baselines.SCHEMA, "profile": manifest["profile"], "entries": [entry]}),
+                    encoding="utf-8")
     return path
 
 

@@ -45,8 +45,19 @@ FAMILIES: dict[str, SpecialTokens] = {
     "smollm2": smollm2_models.SMOLLM2_SPECIAL_TOKENS,
 }
 # Tables an extending file merges key by key into its parent's; `model` it replaces whole.
-MERGED_TABLES = ("recipe", "skips", "reference")
+MERGED_TABLES = ("recipe", "skips", "reference", "thresholds")
 TOP_LEVEL_KEYS = {"name", "description", "extends", "kind", "requires_gpu", "auto_rank", "model", *MERGED_TABLES}
+
+
+# The checks' bounds a profile sets in its [thresholds] table (the suites ask for them by name).
+THRESHOLDS = {
+    "min_bleu_gain": "tuned minus base BLEU, at least (test_bleu.py)",
+    "min_stop_rate": "share of non-empty outputs ending on EOS, at least (test_stopping.py)",
+    "max_leak_rate": "share of outputs running on into a next turn, at most (test_stopping.py)",
+    "length_band": "mean output length within this fraction of the references' (test_stopping.py)",
+    "min_loss_drop": "first to last logged loss, relative drop at least (test_training.py)",
+    "min_reload_agreement": "base + reloaded adapter reproducing the trained model, share at least (test_training.py)",
+}
 
 
 class ProfileError(ValueError):
@@ -67,11 +78,13 @@ class Profile:
     # What the profile is for: "full" runs train and score; "structural" ones (random weights
     # at full size) check memory, parameters, labels and template only.
     kind: str = "full"
-    # Check markers this profile cannot give meaning to, with the measured reason: those
+    # Check categories this profile cannot give meaning to, with the measured reason: those
     # checks are skipped with that reason (never passed) when the profile runs.
     skips: dict[str, str] = field(default_factory=dict)
     # Figures published with the recipe that this profile must reproduce (Phi-3's), by name.
     reference: dict[str, float] = field(default_factory=dict)
+    # The checks' bounds, by name (THRESHOLDS): policy set by people, inherited through `extends`.
+    thresholds: dict[str, float] = field(default_factory=dict)
     # `auto` tries ranked built-ins, lowest first; None: never chosen by `auto`.
     auto_rank: int | None = None
     path: Path | None = None
@@ -193,9 +206,15 @@ def _profile_from(raw: dict, path: Path) -> Profile:
         if not isinstance(reason, str) or not reason:
             fail(f"skips.{category}", "expected the reason, as text")
     reference = _table(raw.get("reference", {}), path, "reference")
+    thresholds = _table(raw.get("thresholds", {}), path, "thresholds")
+    for name, value in thresholds.items():
+        if name not in THRESHOLDS:
+            fail(f"thresholds.{name}", f"unknown threshold (known: {', '.join(THRESHOLDS)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail(f"thresholds.{name}", f"expected a number, got {value!r}")
     return Profile(name=raw["name"], description=raw["description"], model=_model_spec(raw.get("model"), path),
                    overrides=overrides, requires_gpu=raw.get("requires_gpu", False), kind=raw.get("kind", "full"),
-                   skips=skips, reference=reference, auto_rank=rank if rank is not False else None, path=path)
+                   skips=skips, reference=reference, thresholds=thresholds, auto_rank=rank if rank is not False else None, path=path)
 
 
 def _model_spec(raw, path: Path) -> ModelSpec:

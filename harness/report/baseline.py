@@ -26,13 +26,23 @@ def baseline_context(manifest: dict, template: dict | None, comparison) -> dict:
         "file": comparison.path.name if comparison.path else None,
         "reason": comparison.reason,
         "changed": list(comparison.changed or []),
-        "thresholds": sorted((comparison.thresholds or {}).items()),
+        "thresholds": sorted(profile_thresholds(manifest).items()),
         "problem": problem,
         "refusal": refusals[baselines.RUN],
         "entry": {key: entry.get(key) for key in ("version_set", "device", "recorded", "run_key")} if entry else None,
         "rows": rows,
         "outside": [row["name"] for row in rows if row["status"] == "outside"],
     }
+
+
+def profile_thresholds(manifest: dict) -> dict:
+    """The checks' bounds the run's profile set: recorded in the run, else its built-in profile's (older runs)."""
+    from harness.profiles import PROFILES  # on demand: the profiles import the model definitions
+
+    if "thresholds" in manifest:
+        return manifest["thresholds"]
+    found = PROFILES.get(manifest.get("profile") or "")
+    return dict(found.thresholds) if found else {}
 
 
 def _without_comparison() -> dict:
