@@ -17,7 +17,7 @@ def _model_options(args) -> profiles.ModelOptions:
 
 
 def cmd_run(args) -> int:
-    from harness import recipe
+    from harness import stages
 
     model_options = _model_options(args)
     profile = profiles.resolve(args.profile, model_options)
@@ -25,7 +25,7 @@ def cmd_run(args) -> int:
     if reason:
         raise UserError(f"--profile {profile.name}: cannot run here: {reason}")
     config = options.recipe_config(profile, args.variant, args.override)
-    finished = recipe.run(profile, model_options, options.runs_dir(args.cache_dir), fresh=args.fresh, config=config)
+    finished = stages.run(profile, model_options, options.runs_dir(args.cache_dir), fresh=args.fresh, config=config)
     if finished is None:  # a non-main rank of torchrun / accelerate launch: rank 0 writes and prints the run
         return 0
     print(summary(finished.manifest, finished.directory, finished.reused))
@@ -94,7 +94,7 @@ def read_run(name: str, trained: bool = False) -> tuple[Path, dict]:
 
 def cmd_report(args) -> int:
     from harness import baselines
-    from harness.recipe import Run
+    from harness.stages import Run
     from harness.report import render_run_report
 
     directory, manifest = read_run(args.run_dir)

@@ -224,7 +224,7 @@ def pytest_collection_finish(session):
     config = session.config
     if PROFILE_KEY not in config.stash or getattr(config, "workerinput", None) is not None:
         return
-    from harness import recipe
+    from harness import stages
 
     profile = config.stash[PROFILE_KEY]
     structural_only = all(item.get_closest_marker(markers.STRUCTURAL) for item in session.items if _uses_the_run(item))
@@ -232,9 +232,9 @@ def pytest_collection_finish(session):
         what = "the prepared stage only (structural checks: nothing trains)" if structural_only else "the recipe"
         _announce(config, f"profile {profile.name}: running {what} (--yoda-fresh)")
         return
-    inputs = recipe.run_inputs(profile, model_options(config), recipe_config(config, profile))
+    inputs = stages.run_inputs(profile, model_options(config), recipe_config(config, profile))
     _announce(config, f"profile {profile.name}: "
-                      f"{recipe.describe_cached(runs_dir(config), inputs.key, structural_only)}")
+                      f"{stages.describe_cached(runs_dir(config), inputs.key, structural_only)}")
 
 
 # ------------------------------------------------------------------ fixtures
@@ -253,12 +253,12 @@ def _stage_failed(profile, stage: str, error: BaseException):
 @pytest.fixture(scope="session")
 def prepared_run(pytestconfig, harness_profile):
     """The prepared stage (everything before the first optimizer step): reused, or made in seconds."""
-    from harness import recipe
+    from harness import stages
 
     if PREPARED_RUN_KEY in pytestconfig.stash:
         return pytestconfig.stash[PREPARED_RUN_KEY]
     try:
-        stage, prepared = recipe.prepare(harness_profile, model_options(pytestconfig), runs_dir(pytestconfig),
+        stage, prepared = stages.prepare(harness_profile, model_options(pytestconfig), runs_dir(pytestconfig),
                                          fresh=pytestconfig.getoption("--yoda-fresh"),
                                          config=recipe_config(pytestconfig, harness_profile),
                                          session=session_token(pytestconfig))
@@ -274,13 +274,13 @@ def prepared_run(pytestconfig, harness_profile):
 def recipe_run(pytestconfig, harness_profile):
     """The finished (trained) run of this session's profile (reused from the cache when inputs match);
     it continues from this session's prepared stage when there is one in memory."""
-    from harness import recipe
+    from harness import stages
 
     cached = pytestconfig.stash.get(RUN_KEY, None)
     if cached is not None:
         return cached
     try:
-        finished = recipe.run(harness_profile, model_options(pytestconfig), runs_dir(pytestconfig),
+        finished = stages.run(harness_profile, model_options(pytestconfig), runs_dir(pytestconfig),
                               fresh=pytestconfig.getoption("--yoda-fresh"),
                               config=recipe_config(pytestconfig, harness_profile),
                               session=session_token(pytestconfig),
@@ -314,12 +314,12 @@ def live(pytestconfig, prepared_run, harness_profile):
     """Live tokenizer, model and trainer of the prepared stage: this session's own if it prepared one,
     else prepared again in a temporary directory; the same objects for a cold and a reused run, and
     never written into a published run."""
-    from harness import recipe
+    from harness import stages
 
     prepared = pytestconfig.stash.get(PREPARED_KEY, None)
     if prepared is not None:
         return prepared.live
-    return recipe.prepare_live(harness_profile, model_options(pytestconfig), recipe_config(pytestconfig, harness_profile))
+    return stages.prepare_live(harness_profile, model_options(pytestconfig), recipe_config(pytestconfig, harness_profile))
 
 
 @pytest.fixture(scope="session")
@@ -509,20 +509,20 @@ def _write_compat_and_warnings(terminalreporter, manifest: dict) -> None:
 
 def _published_run(config):
     """The published run of this session's inputs (what the xdist workers made or reused), if any."""
-    from harness import artifacts, recipe
+    from harness import artifacts, stages
 
     with contextlib.suppress(pytest.UsageError):
         profile = session_profile(config)
-        inputs = recipe.run_inputs(profile, model_options(config), recipe_config(config, profile))
+        inputs = stages.run_inputs(profile, model_options(config), recipe_config(config, profile))
         directory = artifacts.finished_run(runs_dir(config), inputs.key)
         if directory is not None:
-            return recipe.Run(directory, artifacts.read_json(directory / artifacts.MANIFEST), reused=True)
+            return stages.Run(directory, artifacts.read_json(directory / artifacts.MANIFEST), reused=True)
     return None
 
 
 def _seed_runs(config, finished) -> list[tuple[dict, dict]]:
     """`--yoda-baseline-seeds N`: the same recipe with the N-1 seeds after the run's, for the spread."""
-    from harness import recipe
+    from harness import stages
 
     count = config.getoption("--yoda-baseline-seeds")
     profile = session_profile(config)
@@ -533,7 +533,7 @@ def _seed_runs(config, finished) -> list[tuple[dict, dict]]:
     for offset in range(1, count):
         seed = base.training.seed + offset
         seeded = base.with_overrides({"training.seed": seed})
-        other = recipe.run(profile, model_options(config), runs_dir(config), config=seeded,
+        other = stages.run(profile, model_options(config), runs_dir(config), config=seeded,
                            session=session_token(config))
         runs.append((other.manifest, other.artifact("template.json")))
     return runs

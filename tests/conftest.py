@@ -21,10 +21,21 @@ def shared_models_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def small_overrides(tmp_path_factory) -> list[str]:
-    """The tiny profile's recipe on 48 rows, one epoch, short generations (as test_recipe.py's)."""
+def small_recipe(tmp_path_factory) -> list[str]:
+    """The tiny profile's recipe on 48 rows, one epoch, short generations (as test_recipe.py's): KEY=VALUE pairs."""
     rows, _ = load_rows("bundled")
     path = tmp_path_factory.mktemp("data") / "small.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows[:48]))
-    return ["--yoda-override", f"data.source={path}", "--yoda-override", "training.num_train_epochs=1",
-            "--yoda-override", "generation.max_new_tokens=8"]
+    return [f"data.source={path}", "training.num_train_epochs=1", "generation.max_new_tokens=8"]
+
+
+@pytest.fixture(scope="session")
+def small_overrides(small_recipe) -> list[str]:
+    """`small_recipe` as pytest options (`--yoda-override KEY=VALUE ...`)."""
+    return [arg for pair in small_recipe for arg in ("--yoda-override", pair)]
+
+
+@pytest.fixture(scope="session")
+def small_cli_overrides(small_recipe) -> list[str]:
+    """`small_recipe` as the command line's flags (`--override KEY=VALUE ...`)."""
+    return [arg for pair in small_recipe for arg in ("--override", pair)]

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import artifacts, profiles, recipe
+from harness import artifacts, profiles, stages
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "run_tiny"
@@ -23,7 +23,7 @@ FIXTURE = ROOT / "tests" / "fixtures" / "run_tiny"
 def plant_run(cache: Path, models_dir: Path, edit=None, edit_batch=None) -> Path:
     """Copy the fixture run into `cache`/runs under the tiny profile's current key; return its directory."""
     profile = profiles.PROFILES["tiny"]
-    inputs = recipe.run_inputs(profile, profiles.ModelOptions(models_dir=models_dir), profile.recipe_config())
+    inputs = stages.run_inputs(profile, profiles.ModelOptions(models_dir=models_dir), profile.recipe_config())
     directory = cache / "runs" / inputs.key
     shutil.copytree(FIXTURE, directory)
     manifest = artifacts.read_json(directory / artifacts.MANIFEST)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import artifacts, env, profiles, recipe
+from harness import artifacts, env, profiles, stages
 from harness.models import apply_special_tokens
 from harness.models import smollm2 as smollm2_models
 from harness.models.phi3 import PHI3_SPECIAL_TOKENS
@@ -264,9 +264,9 @@ def test_a_change_to_the_harness_source_is_a_new_cache_key(tmp_path, monkeypatch
 
     profile = profiles.PROFILES["tiny"]
     options, config = profiles.ModelOptions(models_dir=tmp_path), profile.recipe_config()
-    key = recipe.run_inputs(profile, options, config).key
+    key = stages.run_inputs(profile, options, config).key
     monkeypatch.setattr(env, "harness_source_digest", lambda root=None: "another-source")
-    assert recipe.run_inputs(profile, options, config).key != key
+    assert stages.run_inputs(profile, options, config).key != key
 
 
 def test_the_environment_fingerprint_covers_the_template_renderer_and_readers():

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from harness import artifacts, profiles, recipe
+from harness import artifacts, profiles, recipe, stages
 from harness.data import load_rows
 
 pytestmark = pytest.mark.slow
@@ -29,7 +29,7 @@ def small_config(tmp_path_factory):
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory, options, small_config):
     runs = tmp_path_factory.mktemp("runs")
-    return runs, recipe.run(profiles.PROFILES["tiny"], options, runs, config=small_config)
+    return runs, stages.run(profiles.PROFILES["tiny"], options, runs, config=small_config)
 
 
 def test_load_gives_a_4bit_model_and_the_checked_tokenizer(options):
@@ -86,20 +86,20 @@ def test_a_run_records_every_phase(first_run):
 
 def test_same_inputs_reuse_the_finished_run(first_run, options, small_config):
     runs, run = first_run
-    again = recipe.run(profiles.PROFILES["tiny"], options, runs, config=small_config)
+    again = stages.run(profiles.PROFILES["tiny"], options, runs, config=small_config)
     assert again.reused and again.directory == run.directory and again.manifest == run.manifest
 
 
 def test_changed_config_misses_the_cache(first_run, options, small_config):
     runs, run = first_run
     changed = small_config.with_overrides({"generation.max_new_tokens": 6})
-    other = recipe.run(profiles.PROFILES["tiny"], options, runs, config=changed)
+    other = stages.run(profiles.PROFILES["tiny"], options, runs, config=changed)
     assert not other.reused and other.directory != run.directory
 
 
 def test_fresh_forces_a_new_run(first_run, options, small_config):
     runs, run = first_run
-    fresh = recipe.run(profiles.PROFILES["tiny"], options, runs, fresh=True, config=small_config)
+    fresh = stages.run(profiles.PROFILES["tiny"], options, runs, fresh=True, config=small_config)
     assert not fresh.reused and fresh.directory == run.directory
     assert fresh.manifest["created"] >= run.manifest["created"]
 
@@ -110,10 +110,10 @@ def test_interrupted_run_is_never_reused(tmp_path, options, small_config, monkey
 
     monkeypatch.setattr(recipe, "train", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        recipe.run(profiles.PROFILES["tiny"], options, tmp_path, config=small_config)
+        stages.run(profiles.PROFILES["tiny"], options, tmp_path, config=small_config)
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
     monkeypatch.undo()
-    finished = recipe.run(profiles.PROFILES["tiny"], options, tmp_path, config=small_config)
+    finished = stages.run(profiles.PROFILES["tiny"], options, tmp_path, config=small_config)
     assert not finished.reused and artifacts.finished_run(tmp_path, finished.manifest["key"]) == finished.directory
 
 
@@ -126,7 +126,7 @@ def test_run_directory_without_complete_manifest_is_ignored(tmp_path):
 
 
 def test_live_objects_can_be_prepared_for_a_reused_run(first_run, options, small_config):
-    live = recipe.prepare_live(profiles.PROFILES["tiny"], options, small_config)
+    live = stages.prepare_live(profiles.PROFILES["tiny"], options, small_config)
     assert live.tokenizer.pad_token == "<unk>"
     batch = recipe.prepare_and_collate(live.trainer, [{"messages": [{"role": "user", "content": "Hi there."},
                                                                     {"role": "assistant", "content": "There, hi."}]}])
@@ -138,7 +138,7 @@ def test_live_objects_never_write_into_the_published_run(first_run, options, sma
 
     runs, run = first_run
     before = tree_digest(run.directory)
-    live = recipe.prepare_live(profiles.PROFILES["tiny"], options, small_config)
+    live = stages.prepare_live(profiles.PROFILES["tiny"], options, small_config)
     recipe.prepare_and_collate(live.trainer, [{"messages": [{"role": "user", "content": "Hi."},
                                                             {"role": "assistant", "content": "Hi, hmm."}]}])
     assert tree_digest(run.directory) == before

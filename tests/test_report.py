@@ -1,7 +1,7 @@
 """The HTML report: numbers from a stored run, escaping, self-containment, the page in a browser.
 
 The stored run (tests/fixtures/run_tiny, refreshed with scripts/make_report_fixture.py) is loaded
-as `python -m harness report` loads a run directory: `harness.recipe.Run(directory, manifest)`.
+as `python -m harness report` loads a run directory: `harness.stages.Run(directory, manifest)`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import lxml.html
 import pytest
 
 from harness import artifacts, baselines, cli
-from harness.recipe import Run
+from harness.stages import Run
 from harness.report import render_matrix_report, render_run_report
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_tiny"

@@ -71,9 +71,9 @@ LAUNCHERS = {
 
 
 @pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
-def test_two_processes_publish_one_run(launcher, tmp_path, small_overrides):
+def test_two_processes_publish_one_run(launcher, tmp_path, small_cli_overrides):
     command = [sys.executable, *LAUNCHERS[launcher], "-m", "harness", "run", "--profile", "tiny",
-               "--cache-dir", str(tmp_path / "cache"), *small_overrides]
+               "--cache-dir", str(tmp_path / "cache"), *small_cli_overrides]
     # An empty models directory: rank 0 builds the tiny checkpoint while rank 1 waits at the barrier.
     output = run_command(command, tmp_path / "launch.log", YODA_HARNESS_MODELS_DIR=str(tmp_path / "models"))
     assert output.endswith("[exit status 0]"), output[-4000:]

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from harness.profiles import PROFILES
-from harness.recipe import Run
+from harness.stages import Run
 
 FIXTURE = Path({fixture!r})
 
@@ -219,7 +219,7 @@ def test_bad_verdict_options_are_usage_errors(pytester, args, message):
 
 
 def test_baseline_seeds_runs_the_recipe_with_the_next_seeds(monkeypatch, tmp_path):
-    from harness import plugin, recipe
+    from harness import plugin, stages
 
     seeds = []
 
@@ -227,7 +227,7 @@ def test_baseline_seeds_runs_the_recipe_with_the_next_seeds(monkeypatch, tmp_pat
         seeds.append((config.training.seed, config.training.learning_rate))
         manifest = json.loads((FIXTURE / "run.json").read_text())
         manifest["config"]["training"]["seed"] = config.training.seed
-        return recipe.Run(FIXTURE, manifest, reused=True)
+        return stages.Run(FIXTURE, manifest, reused=True)
 
     class Config:
         stash: dict = {}
@@ -238,8 +238,8 @@ def test_baseline_seeds_runs_the_recipe_with_the_next_seeds(monkeypatch, tmp_pat
         def getoption(self, name):
             return self.options[name]
 
-    monkeypatch.setattr(recipe, "run", fake_run)
-    finished = recipe.Run(FIXTURE, json.loads((FIXTURE / "run.json").read_text()))
+    monkeypatch.setattr(stages, "run", fake_run)
+    finished = stages.Run(FIXTURE, json.loads((FIXTURE / "run.json").read_text()))
     runs = plugin._seed_runs(Config(), finished)
     assert seeds == [(1, 0.001), (2, 0.001)]  # the session's overrides, each seed after the run's
     assert [m["config"]["training"]["seed"] for m, _ in runs] == [1, 2]

@@ -1,7 +1,7 @@
 """A `-p` plugin for tests of a spread-out `pytest suites` run: logs training, rebuilds and checks.
 
 Appends to $YODA_HARNESS_TRAIN_LOG `train <worker>` each time `recipe.train` runs, `rebuild
-<worker>` each time `recipe.prepare_live` does, and `check <worker> <node id>` for each check, so
+<worker>` each time `stages.prepare_live` does, and `check <worker> <node id>` for each check, so
 `tests/test_scaling.py` can assert that pytest-xdist workers trained once between them and that
 every worker ran checks.
 """
@@ -29,10 +29,10 @@ def _logged(function, event: str):
 
 
 def pytest_configure(config):
-    from harness import recipe
+    from harness import recipe, stages
 
     recipe.train = _logged(recipe.train, "train")
-    recipe.prepare_live = _logged(recipe.prepare_live, "rebuild")
+    stages.prepare_live = _logged(stages.prepare_live, "rebuild")
 
 
 def pytest_runtest_call(item):

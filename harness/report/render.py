@@ -33,7 +33,7 @@ from harness.report.version_matrix import matrix_context
 
 def render_run_report(run, path: Path, outcomes: dict | None = None, comparison=None, *,
                       matrix_rows: list[dict] | None = None, verdicts: dict | None = None) -> Path:
-    """Write the report of a finished run (`harness.recipe.Run`) to `path`; return the path.
+    """Write the report of a finished run (`harness.stages.Run`) to `path`; return the path.
 
     outcomes: {suite file: [(node id, "passed" | "failed" | "skipped"), ...]} as the plugin
     records them, or None when only the run directory is known (the CLI).
