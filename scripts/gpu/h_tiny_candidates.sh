@@ -2,7 +2,7 @@
 # GPU machine, in the background (setsid, started by call A; CUDA hidden): candidate `tiny` settings
 # for issue 13's "9 seeds of 10 learn" target, each as `pytest suites --yoda-profile tiny --yoda-override ...`
 # on one CPU thread, WORKERS at a time on the machine's cores (the GPU stays free for smollm2).
-# One line of scripts/gpu/tiny_candidates.txt per run: NAME OVERRIDE...; the longest first. JUnit XML and logs into
+# One line of $JOBS_FILE (default scripts/gpu/tiny_candidates.txt) per run: NAME OVERRIDE...; the longest first. JUnit XML and logs into
 # $OUT/tiny-sweep/, then the table (scripts/gpu/tiny_sweep_table.py); touches $OUT/tiny-sweep/done.
 set -uo pipefail
 source /tmp/src/scripts/gpu/env.sh
@@ -19,6 +19,6 @@ run_one() {  # NAME OVERRIDE...
   echo "$name exit $? $(( $(date +%s) - start )) s" >> "$out/status.txt"
 }
 export -f run_one; export out
-grep -v -E '^\s*(#|$)' /tmp/src/scripts/gpu/tiny_candidates.txt | xargs -P "${WORKERS:-13}" -L 1 bash -c 'run_one "$@"' _
+grep -v -E '^\s*(#|$)' "${JOBS_FILE:-/tmp/src/scripts/gpu/tiny_candidates.txt}" | xargs -P "${WORKERS:-13}" -L 1 bash -c 'run_one "$@"' _
 python3 scripts/gpu/tiny_sweep_table.py "$out" | tee "$out/table.md"
 touch "$out/done"
