@@ -113,7 +113,7 @@ def test_the_report_lists_the_adaptations_and_the_library_warnings(tmp_path):
     import lxml.html
 
     from harness import artifacts
-    from harness.recipe import Run
+    from harness.stages import Run
     from harness.report import render_run_report
 
     directory = Path(shutil.copytree(Path(__file__).parent / "fixtures" / "run_tiny", tmp_path / "run"))
