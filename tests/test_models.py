@@ -3,7 +3,7 @@
 import pytest
 
 from harness import profiles
-from harness.models import ModelInputError, ModelUnavailable, check_special_tokens
+from harness.models import ModelInputError, ModelUnavailable, building, check_special_tokens
 from harness.models import smollm2
 from harness.models.phi3 import PHI3_ADDED_TOKENS, PHI3_CHAT_TEMPLATE, PHI3_SPECIAL_TOKENS
 from harness.models.tiny import build_phi3_style_tokenizer
@@ -111,3 +111,37 @@ def test_phi3_without_weights_is_not_runnable_even_on_a_gpu(monkeypatch, tmp_pat
     monkeypatch.delenv("YODA_HARNESS_PHI3_PATH", raising=False)
     reason = profiles.why_not_runnable(profiles.PROFILES["phi3"], profiles.ModelOptions(models_dir=tmp_path))
     assert "not in the local HF cache" in reason and "--yoda-phi3-path" in reason
+
+
+def _write_checkpoint(directory, text):
+    directory.mkdir()
+    (directory / "config.json").write_text(text)
+
+
+def test_a_built_checkpoint_is_published_whole(tmp_path):
+    target = tmp_path / "tiny-v4-abc"
+    with building(target) as partial:
+        _write_checkpoint(partial, "ours")
+        assert not target.exists()  # nothing half-written is visible under the final name
+    assert (target / "config.json").read_text() == "ours"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-v4-abc"]
+
+
+def test_a_checkpoint_another_process_published_first_is_kept(tmp_path):
+    # Two sweep processes sharing a models directory built the same checkpoint at once; before,
+    # both wrote one `.partial` directory and one removed it under the other (FileNotFoundError).
+    target = tmp_path / "tiny-v4-abc"
+    with building(target) as partial:
+        _write_checkpoint(partial, "ours")
+        _write_checkpoint(target, "theirs")
+    assert (target / "config.json").read_text() == "theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-v4-abc"]
+
+
+def test_a_failed_build_leaves_nothing(tmp_path):
+    target = tmp_path / "tiny-v4-abc"
+    with pytest.raises(RuntimeError, match="disk full"):
+        with building(target) as partial:
+            _write_checkpoint(partial, "half")
+            raise RuntimeError("disk full")
+    assert list(tmp_path.iterdir()) == []

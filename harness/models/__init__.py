@@ -15,6 +15,10 @@ Two kinds of trouble, kept apart on purpose:
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +59,30 @@ class Checkpoint:
         if not record.is_file():
             return []
         return json.loads(record.read_text(encoding="utf-8")).get("corrections", [])
+
+
+@contextmanager
+def building(directory: Path) -> Iterator[Path]:
+    """A private directory to write a checkpoint into, published as `directory` when the block ends.
+
+    Several processes may build the same checkpoint at once (xdist workers, a sweep's parallel runs
+    sharing one models directory): each writes its own partial directory, the first to finish
+    renames it into place, and the others drop their copy, built from the same inputs. A build that
+    fails leaves nothing behind.
+    """
+    partial = directory.with_name(f"{directory.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        yield partial
+        try:
+            partial.rename(directory)
+        except OSError:
+            if not (directory / "config.json").is_file():
+                raise
+            shutil.rmtree(partial)  # another process published it first
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
 
 
 def reader_versions() -> dict[str, str | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harness.models import Checkpoint, ModelUnavailable, SpecialTokens
+from harness.models import Checkpoint, ModelUnavailable, SpecialTokens, building
 
 HUB_MODEL_ID = "microsoft/Phi-3-mini-4k-instruct"
 
@@ -110,15 +110,14 @@ def build_phi3_shape(directory: Path, tokenizer_builder) -> Checkpoint:
 
     if (directory / "config.json").exists():
         return Checkpoint(directory, "phi3-shape (random weights)", PHI3_SPECIAL_TOKENS)
-    partial = directory.with_name(directory.name + ".partial")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
     with torch.device(device):
         model = Phi3ForCausalLM._from_config(phi3_mini_config(), dtype=torch.bfloat16)
-    model.save_pretrained(partial)
-    tokenizer_builder().save_pretrained(partial)
+    with building(directory) as partial:
+        model.save_pretrained(partial)
+        tokenizer_builder().save_pretrained(partial)
     del model
-    partial.rename(directory)
     return Checkpoint(directory, "phi3-shape (random weights)", PHI3_SPECIAL_TOKENS)
 
 

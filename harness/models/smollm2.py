@@ -10,12 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import importlib.util
 from pathlib import Path
 
 from harness.models import (CONVERSION_RECORD, Checkpoint, ModelInputError, ModelUnavailable, SpecialTokens,
-                            apply_special_tokens, check_special_tokens, tokens_as_read)
+                            apply_special_tokens, building, check_special_tokens, tokens_as_read)
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -94,14 +93,12 @@ def convert_gguf(gguf: Path, directory: Path, sha256: str = GGUF_SHA256,
     plain.generation_config.eos_token_id = config.eos_token_id
     plain.generation_config.bos_token_id = config.bos_token_id
     plain.generation_config.pad_token_id = config.pad_token_id
-    partial = directory.with_name(directory.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    plain.save_pretrained(partial)
     tokenizer.padding_side = "left"
-    tokenizer.save_pretrained(partial)
     record = {"source": str(gguf), "sha256": sha256, "tokens_as_read": as_read, "corrections": corrections}
-    (partial / CONVERSION_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
-    partial.rename(directory)
+    with building(directory) as partial:
+        plain.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        (partial / CONVERSION_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
     return Checkpoint(directory, name, tokens)
 
 

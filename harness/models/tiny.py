@@ -9,10 +9,9 @@ Phi-3 ships it: the recipe's `pad = unk` fix is the recipe's job, not baked in h
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from harness.models import Checkpoint
+from harness.models import Checkpoint, building
 from harness.models.phi3 import PHI3_ADDED_TOKENS, PHI3_CHAT_TEMPLATE, PHI3_SPECIAL_TOKENS
 
 BASE_VOCAB_SIZE = 32000
@@ -139,8 +138,6 @@ def build_tiny_checkpoint(directory: Path, seed: int = 0) -> Checkpoint:
 
     if (directory / "config.json").exists():
         return Checkpoint(directory, "tiny-phi3", PHI3_SPECIAL_TOKENS)
-    partial = directory.with_name(directory.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
     tokenizer = build_phi3_style_tokenizer()
     torch.manual_seed(seed)
     model = Phi3ForCausalLM(Phi3Config(**TINY_CONFIG))
@@ -152,7 +149,7 @@ def build_tiny_checkpoint(directory: Path, seed: int = 0) -> Checkpoint:
         # A trained model never predicts vocabulary it never saw; a random head would, since
         # the frozen head's rows cannot be trained down. Zero logits keep the filler out.
         model.lm_head.weight[filler_ids(tokenizer)] = 0.0
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    partial.rename(directory)
+    with building(directory) as partial:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
     return Checkpoint(directory, "tiny-phi3", PHI3_SPECIAL_TOKENS)
