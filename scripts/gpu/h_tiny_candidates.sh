@@ -4,10 +4,13 @@
 # on one CPU thread, WORKERS at a time on the machine's cores (the GPU stays free for smollm2).
 # One line of $JOBS_FILE (default scripts/gpu/tiny_candidates.txt) per run: NAME OVERRIDE...; the longest first. JUnit XML and logs into
 # $OUT/tiny-sweep/, then the table (scripts/gpu/tiny_sweep_table.py); touches $OUT/tiny-sweep/done.
+# TINY_ON_GPU=1 keeps the GPU visible (a screen: many runs share the H200, CUDA kernels, not the CPU
+# paths the profile is for); DEADLINE_S stops the runs still going after that many seconds, so a
+# foreground call returns its table inside the device's per-call limit.
 set -uo pipefail
 source /tmp/src/scripts/gpu/env.sh
 out="$OUT/tiny-sweep"; mkdir -p "$out"
-export CUDA_VISIBLE_DEVICES= OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 YODA_HARNESS_MODELS_DIR=/tmp/yh-tiny-models
+export CUDA_VISIBLE_DEVICES="$([ "${TINY_ON_GPU:-0}" = 1 ] && echo 0)" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 YODA_HARNESS_MODELS_DIR=/tmp/yh-tiny-models
 python3 -c "from harness import profiles; o = profiles.ModelOptions(models_dir=__import__('pathlib').Path('$YODA_HARNESS_MODELS_DIR')); profiles.PROFILES['tiny'].build_checkpoint(o)"
 run_one() {  # NAME OVERRIDE...
   local name=$1; shift
@@ -19,6 +22,8 @@ run_one() {  # NAME OVERRIDE...
   echo "$name exit $? $(( $(date +%s) - start )) s" >> "$out/status.txt"
 }
 export -f run_one; export out
-grep -v -E '^\s*(#|$)' "${JOBS_FILE:-/tmp/src/scripts/gpu/tiny_candidates.txt}" | xargs -P "${WORKERS:-13}" -L 1 bash -c 'run_one "$@"' _
+grep -v -E '^\s*(#|$)' "${JOBS_FILE:-/tmp/src/scripts/gpu/tiny_candidates.txt}" \
+  | timeout --kill-after=10 "${DEADLINE_S:-86400}" xargs -P "${WORKERS:-13}" -L 1 bash -c 'run_one "$@"' _
+echo "runs finished: $(wc -l < "$out/status.txt" 2>/dev/null || echo 0)" >> "$out/status.txt"
 python3 scripts/gpu/tiny_sweep_table.py "$out" | tee "$out/table.md"
 touch "$out/done"
