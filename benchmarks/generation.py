@@ -49,7 +49,7 @@ def main():
 
     run_dir = Path(args.run_dir)
     manifest = artifacts.read_json(run_dir / "run.json")
-    config = RecipeConfig.from_plain(manifest["config"])
+    config = RecipeConfig.from_dict(manifest["config"])
     cache = Path(args.cache_dir or default_cache_dir())
     options = profiles.ModelOptions(models_dir=cache / "models", smollm2_gguf=args.smollm2_gguf)
     checkpoint = profiles.PROFILES[manifest["profile"]].build_checkpoint(options)

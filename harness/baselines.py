@@ -39,10 +39,10 @@ from typing import Any
 from harness import artifacts, env
 from harness.config import RETIRED
 from harness.data import SECONDARY_REFERENCE, Columns
+from harness.metrics import MB
 
 SCHEMA = 2
 LEGACY_SCHEMAS = (1,)
-MB = 1_000_000
 
 HIGHER, LOWER, TWO_SIDED, EXACT = "higher", "lower", "two-sided", "exact"
 DIRECTIONS = (HIGHER, LOWER, TWO_SIDED, EXACT)
@@ -624,7 +624,7 @@ def entry_from_runs(runs: list[tuple[dict, dict | None]], provenance: dict | Non
     Numbers: the mean, the sample spread and the band from them. Exact metrics must agree across
     the runs (a footprint that depends on the seed is no structural figure): else BaselineError.
     """
-    (manifest, _template), others = runs[0], runs[1:]
+    manifest, others = runs[0][0], runs[1:]
     inputs = run_inputs(manifest)
     for other, _ in others:
         if run_inputs(other) != inputs:

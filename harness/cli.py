@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 from harness import env, options, profiles
 from harness.data import Columns
+from harness.metrics import MB
 
 
 def _model_options(args) -> profiles.ModelOptions:
@@ -39,10 +39,10 @@ def summary(manifest: dict, directory: Path, reused: bool = False) -> str:
     lines = [
         f"run       {directory} ({'reused' if reused else 'new'})",
         f"profile   {manifest['profile']} ({manifest['model']}) on {env.device_kind(manifest['environment'])}",
-        f"memory    {structure['footprint_loaded_bytes'] / 1e6:.2f} MB loaded, "
-        f"{structure['footprint_adapted_bytes'] / 1e6:.2f} MB with LoRA "
-        f"(predicted {structure['predicted']['footprint_loaded_bytes'] / 1e6:.2f} / "
-        f"{structure['predicted']['footprint_adapted_bytes'] / 1e6:.2f})",
+        f"memory    {structure['footprint_loaded_bytes'] / MB:.2f} MB loaded, "
+        f"{structure['footprint_adapted_bytes'] / MB:.2f} MB with LoRA "
+        f"(predicted {structure['predicted']['footprint_loaded_bytes'] / MB:.2f} / "
+        f"{structure['predicted']['footprint_adapted_bytes'] / MB:.2f})",
         f"params    {structure['trainable_parameters']:,} trainable of {structure['total_parameters']:,} "
         f"({100 * structure['trainable_parameters'] / structure['total_parameters']:.2f} %)",
         f"training  {training['global_step']} steps, loss "

@@ -8,6 +8,7 @@ directory is the whole truth about what ran. Profiles override fields with dotte
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -215,6 +216,9 @@ class RecipeConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "RecipeConfig":
+        """The config a recorded `to_dict()` describes (a run's manifest, a baseline entry), every
+        field checked as an override is; RETIRED fields are dropped and a section recorded before
+        it existed (the tokenizer's) reads as its default, the recipe's own."""
         sections = {f.name: f.type for f in dataclasses.fields(cls)}
         unknown = set(raw) - set(sections)
         if unknown:
@@ -227,7 +231,7 @@ class RecipeConfig:
 
     def with_overrides(self, overrides: dict[str, Any]) -> "RecipeConfig":
         """A copy with dotted-key overrides applied; an unknown key is an error naming it."""
-        config = RecipeConfig.from_plain(self.to_dict())
+        config = copy.deepcopy(self)
         for dotted, value in overrides.items():
             if dotted in RETIRED:
                 raise ValueError(f"recipe config option {dotted!r} no longer exists: {RETIRED[dotted]}")
@@ -240,19 +244,6 @@ class RecipeConfig:
             check_value(dotted, value, typing.get_type_hints(type(section))[key])
             setattr(section, key, value)
         return config
-
-    @classmethod
-    def from_plain(cls, raw: dict[str, Any]) -> "RecipeConfig":
-        raw = without_retired(raw)
-        return cls(
-            quantization=QuantizationConfig(**raw["quantization"]),
-            lora=LoraSettings(**raw["lora"]),
-            data=DataSettings(**raw["data"]),
-            # Runs recorded before the tokenizer section existed used the recipe's fix.
-            tokenizer=TokenizerSettings(**raw.get("tokenizer", {})),
-            training=TrainingSettings(**raw["training"]),
-            generation=GenerationSettings(**raw["generation"]),
-        )
 
     def fingerprint(self) -> str:
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))

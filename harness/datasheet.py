@@ -47,7 +47,7 @@ def render_datasheet(rows: list[dict]) -> str:
         "",
         "## Counts",
         f"- rows: {len(rows)} (unique sentences: {len({r['sentence'].casefold() for r in rows})})",
-        f"- columns: sentence, translation, translation_extra",
+        "- columns: sentence, translation, translation_extra",
         f"- questions: {sum(r['sentence'].endswith('?') for r in rows)}, "
         f"exclamations: {sum(r['sentence'].endswith('!') for r in rows)}",
         f"- rows whose translation uses exactly the sentence's words: {same_words}",

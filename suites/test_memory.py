@@ -2,7 +2,7 @@
 
 import pytest
 
-MB = 1_000_000
+from harness.metrics import MB
 
 
 @pytest.mark.yoda_structural

@@ -376,7 +376,7 @@ def test_no_committed_higher_is_better_band_reaches_zero(path):
 
 # ------------------------------------------------------------------ the report decides with the same function
 def test_the_report_rows_are_the_decisions_of_judge(tmp_path):
-    from harness.report.render import _ROW_STATUS, baseline_context
+    from harness.report.baseline import _ROW_STATUS, baseline_context
 
     run, template = fixture_run()
     path = tmp_path / "tiny.json"

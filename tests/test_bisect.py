@@ -1,10 +1,9 @@
 """Bisect over version sets with a fake runner and a fake release list (no installs, CPU, fast)."""
 
-import types
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packaging.version import Version
 

@@ -283,7 +283,7 @@ def test_a_runs_scores_are_read_under_its_columns():
     from pathlib import Path
 
     from harness import artifacts, baselines, cli
-    from harness.report.render import quality_context
+    from harness.report.quality import quality_context
 
     fixture = artifacts.read_json(Path(__file__).parent / "fixtures" / "run_tiny" / "run.json")
     manifest = copy.deepcopy(fixture)

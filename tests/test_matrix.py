@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from packaging.version import Version
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from harness import cli, matrix

@@ -5,7 +5,6 @@ Each case runs the tiny profile on 48 rows for one epoch in subprocesses with a 
 rank or worker that hangs at a barrier or on the run lock fails the test instead of hanging CI.
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -16,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from harness import artifacts
-from harness.data import load_rows
 from harness.metrics import expected_optimizer_steps
 
 pytestmark = pytest.mark.slow

@@ -65,7 +65,7 @@ def test_the_pad_token_switch_reaches_the_tokenizer():
 def test_a_run_recorded_before_the_tokenizer_section_reads_as_the_recipes_fix():
     raw = RecipeConfig().to_dict()
     del raw["tokenizer"]
-    assert RecipeConfig.from_plain(raw).tokenizer.pad_token == "unk_token"
+    assert RecipeConfig.from_dict(raw).tokenizer.pad_token == "unk_token"
 
 
 def test_the_cli_refuses_an_unknown_variant():

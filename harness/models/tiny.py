@@ -61,7 +61,7 @@ def _training_corpus() -> list[str]:
 
 def build_phi3_style_tokenizer(corpus: list[str] | None = None):
     """A `PreTrainedTokenizerFast` with Phi-3's special-token ids and chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, trainers
     from transformers import PreTrainedTokenizerFast
 
     corpus = corpus if corpus is not None else _training_corpus()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-MB = 1_000_000
+from harness.metrics import MB
 
 
 def is_number(value: Any) -> bool:

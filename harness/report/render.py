@@ -23,10 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# baseline_context and _ROW_STATUS are imported from here by tests/test_baselines.py.
-from harness.report.baseline import _ROW_STATUS, baseline_context  # noqa: F401
 from harness.report.context import run_context
-from harness.report.quality import quality_context  # noqa: F401  (tests read it from here)
 from harness.report.page import now, render, write
 from harness.report.version_matrix import matrix_context
 
