@@ -1,4 +1,5 @@
-"""Stored baselines: one JSON file per profile, entries keyed by library-version set and device.
+"""Stored baselines: one JSON file per profile, entries keyed by library-version set and device
+(the device's kind and, past one, the process count: `env.device_kind`).
 
     {
       "schema": 2,
@@ -556,7 +557,8 @@ def select_entry(baseline: dict, environment: dict) -> tuple[dict | None, str]:
         # min() keeps the first of equals: of the entries nearest in versions, the newest.
         nearest = min(newest_first, key=lambda e: len(env.changed_packages(e["packages"], environment["packages"])))
         return nearest, f"nearest entry for {device} (library versions differ: every difference is CHANGED)"
-    return None, f"no baseline entry for device {device!r}"
+    recorded = sorted({e["device"] for e in baseline["entries"]})
+    return None, f"no baseline entry for device {device!r}" + (f" (entries for: {', '.join(recorded)})" if recorded else "")
 
 
 @dataclass

@@ -51,9 +51,13 @@ def version_set_id(env: dict) -> str:
 
 
 def device_kind(env: dict) -> str:
-    """What a baseline entry is keyed by: 'cpu', or the GPU's model name."""
+    """What a baseline entry is keyed by: 'cpu' or the GPU's model name, and the process count past
+    one ('NVIDIA H200, 2 processes'). Over N processes a run takes 1/N of the optimizer steps and
+    another batch per step: it is another run, never compared with a 1-process entry as the same."""
     device = env["device"]
-    return "cpu" if device["kind"] == "cpu" else device["name"]
+    kind = "cpu" if device["kind"] == "cpu" else device["name"]
+    processes = env.get("processes", 1)  # recorded before runs knew their process count: one
+    return kind if processes == 1 else f"{kind}, {processes} processes"
 
 
 def changed_packages(old: dict, new: dict) -> list[str]:

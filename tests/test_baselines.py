@@ -445,3 +445,31 @@ def test_seeds_that_disagree_more_than_the_cap_are_marked_and_printed(tmp_path):
     assert entry["metrics"]["bleu"]["capped"] is True and entry["metrics"]["chrf"]["capped"] is False
     assert entry["metrics"]["bleu"]["band"]["low"] == pytest.approx(10.0 * 0.6)
     assert any(line.startswith("bleu: k x spread 27 is wider than the cap (40% of 10)") for line in lines)
+
+
+# ------------------------------------------------------------------ process count (torchrun / accelerate)
+def _over(environment: dict, processes: int) -> dict:
+    return dict(copy.deepcopy(environment), processes=processes)
+
+
+def test_a_run_over_two_processes_is_not_compared_with_the_one_process_entry(tmp_path):
+    # Two processes halve the optimizer steps: a 1-process entry is another run, not a looser band.
+    path = tmp_path / "tiny.json"
+    baselines.update(path, "tiny", manifest(_over(ENV_A, 1)), None)
+    assert baselines.compare(path, "tiny", ENV_A).entry is not None  # recorded before `processes`: one
+    two = baselines.compare(path, "tiny", _over(ENV_A, 2))
+    assert two.entry is None
+    assert two.reason == "no baseline entry for device 'cpu, 2 processes' (entries for: cpu)"
+
+
+def test_entries_for_one_and_two_processes_live_side_by_side(tmp_path):
+    path = tmp_path / "tiny.json"
+    baselines.update(path, "tiny", manifest(_over(ENV_A, 1), bleu=10.0), None)
+    two_process_run = manifest(_over(ENV_A, 2), bleu=9.0)
+    two_process_run["training"]["global_step"] = 20
+    baselines.update(path, "tiny", two_process_run, None)
+    entries = baselines.load(path, "tiny")["entries"]
+    assert sorted(e["device"] for e in entries) == ["cpu", "cpu, 2 processes"]
+    assert baselines.compare(path, "tiny", _over(ENV_A, 1)).value("bleu") == 10.0
+    two = baselines.compare(path, "tiny", _over(ENV_A, 2))
+    assert two.value("bleu") == 9.0 and two.entry["inputs"]["global_step"] == 20
