@@ -338,10 +338,23 @@ def judge(name: str, current: Any, stored: dict | None, absent_reason: str = "")
     if stored is None:
         return Verdict(name, "not-recorded", current=current,
                        reason=f"the baseline entry has no {name}; record it with --yoda-update-baselines")
-    direction, value = stored["direction"], stored["value"]
+    direction, value = stored["direction"], _comparable(name, stored["value"])
+    current = _comparable(name, current)
     band = stored.get("band")
     inside = _equal(current, value) if direction == EXACT else _inside(current, band)
     return Verdict(name, "ok" if inside else "changed", current, value, direction, band)
+
+
+def _comparable(name: str, value: Any) -> Any:
+    """The part of a recorded value a comparison is about. The tokens as read also name the
+    libraries that read them (`read_by`): those differ on every upgrade and are the entry's
+    package difference already, so they alone made the tokens CHANGED under the October-2025
+    set although every token and id was the same."""
+    if name == "tokens_as_read" and isinstance(value, str):
+        read = json.loads(value)
+        read.pop("read_by", None)
+        return json.dumps(read, sort_keys=True)
+    return value
 
 
 def _equal(current: Any, baseline: Any) -> bool:

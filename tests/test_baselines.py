@@ -473,3 +473,14 @@ def test_entries_for_one_and_two_processes_live_side_by_side(tmp_path):
     assert baselines.compare(path, "tiny", _over(ENV_A, 1)).value("bleu") == 10.0
     two = baselines.compare(path, "tiny", _over(ENV_A, 2))
     assert two.value("bleu") == 9.0 and two.entry["inputs"]["global_step"] == 20
+
+
+def _reading(eos: str, transformers: str) -> str:
+    return json.dumps({"eos": eos, "ids": {eos: 32000}, "read_by": {"transformers": transformers}}, sort_keys=True)
+
+
+def test_the_same_tokens_read_by_another_release_are_not_a_change():
+    stored = {"value": _reading("<|endoftext|>", "5.23.0"), "direction": "exact"}
+    assert baselines.judge("tokens_as_read", _reading("<|endoftext|>", "4.56.1"), stored).ok
+    other = baselines.judge("tokens_as_read", _reading("</s>", "4.56.1"), stored)
+    assert other.status == "changed" and "</s>" in str(other.current)
