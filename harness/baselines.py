@@ -171,7 +171,7 @@ def measure(manifest: dict, template: dict | None = None) -> tuple[dict[str, Any
         "adapter_data_bytes": manifest["adapter"]["safetensors_data_bytes"],
         "adapter_dtype": ",".join(manifest["adapter"].get("dtypes", [])) or None,
         "template_rendered": template["rendered"] if template is not None else None,
-        "tokens_as_read": json.dumps(as_read, sort_keys=True) if as_read is not None else None,
+        "tokens_as_read": tokens_value(as_read),
         "bleu_signature": signatures.get("bleu"),
         "chrf_signature": signatures.get("chrf"),
         "ter_signature": signatures.get("ter"),
@@ -210,6 +210,18 @@ def measure(manifest: dict, template: dict | None = None) -> tuple[dict[str, Any
                      if name not in present}
 
 
+def tokens_value(as_read: dict | str | None) -> str | None:
+    """The tokens as read, as compared: the special tokens and their ids, without the libraries
+    that read them (`read_by`). Those differ on every upgrade and are the entry's package
+    difference already; in the value they made the tokens CHANGED under the October-2025 set
+    although every token and id was the same."""
+    if as_read is None:
+        return None
+    tokens = json.loads(as_read) if isinstance(as_read, str) else dict(as_read)
+    tokens.pop("read_by", None)
+    return json.dumps(tokens, sort_keys=True)
+
+
 def _measure_prepared(manifest: dict, template: dict | None) -> tuple[dict[str, Any], dict[str, str]]:
     structure, as_read = manifest["structure"], (manifest.get("tokens") or {}).get("as_read")
     values = {
@@ -218,7 +230,7 @@ def _measure_prepared(manifest: dict, template: dict | None) -> tuple[dict[str, 
         "trainable_parameters": structure["trainable_parameters"],
         "total_parameters": structure["total_parameters"],
         "template_rendered": template["rendered"] if template is not None else None,
-        "tokens_as_read": json.dumps(as_read, sort_keys=True) if as_read is not None else None,
+        "tokens_as_read": tokens_value(as_read),
     }
     present = {name: value for name, value in values.items() if value is not None}
     return present, {name: f"the prepared stage does not measure {name} (the trained stage does)"
@@ -338,23 +350,10 @@ def judge(name: str, current: Any, stored: dict | None, absent_reason: str = "")
     if stored is None:
         return Verdict(name, "not-recorded", current=current,
                        reason=f"the baseline entry has no {name}; record it with --yoda-update-baselines")
-    direction, value = stored["direction"], _comparable(name, stored["value"])
-    current = _comparable(name, current)
+    direction, value = stored["direction"], stored["value"]
     band = stored.get("band")
     inside = _equal(current, value) if direction == EXACT else _inside(current, band)
     return Verdict(name, "ok" if inside else "changed", current, value, direction, band)
-
-
-def _comparable(name: str, value: Any) -> Any:
-    """The part of a recorded value a comparison is about. The tokens as read also name the
-    libraries that read them (`read_by`): those differ on every upgrade and are the entry's
-    package difference already, so they alone made the tokens CHANGED under the October-2025
-    set although every token and id was the same."""
-    if name == "tokens_as_read" and isinstance(value, str):
-        read = json.loads(value)
-        read.pop("read_by", None)
-        return json.dumps(read, sort_keys=True)
-    return value
 
 
 def _equal(current: Any, baseline: Any) -> bool:
@@ -440,6 +439,10 @@ def load(path: Path, profile: str) -> dict:
     validate(raw, path, profile)
     if raw["schema"] in LEGACY_SCHEMAS:
         raw = _from_legacy(raw)
+    for entry in raw["entries"]:  # entries recorded before 2026-12-02 kept the readers in the value
+        tokens = entry["metrics"].get("tokens_as_read")
+        if tokens and isinstance(tokens.get("value"), str):
+            tokens["value"] = tokens_value(tokens["value"])
     return raw
 
 

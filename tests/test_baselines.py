@@ -475,12 +475,25 @@ def test_entries_for_one_and_two_processes_live_side_by_side(tmp_path):
     assert two.value("bleu") == 9.0 and two.entry["inputs"]["global_step"] == 20
 
 
-def _reading(eos: str, transformers: str) -> str:
-    return json.dumps({"eos": eos, "ids": {eos: 32000}, "read_by": {"transformers": transformers}}, sort_keys=True)
+def _read_by(run: dict, transformers: str, eos: str = "<|endoftext|>") -> dict:
+    run["tokens"]["as_read"].update(eos=eos, read_by={"transformers": transformers})
+    return run
 
 
-def test_the_same_tokens_read_by_another_release_are_not_a_change():
-    stored = {"value": _reading("<|endoftext|>", "5.23.0"), "direction": "exact"}
-    assert baselines.judge("tokens_as_read", _reading("<|endoftext|>", "4.56.1"), stored).ok
-    other = baselines.judge("tokens_as_read", _reading("</s>", "4.56.1"), stored)
+def test_the_same_tokens_read_by_another_release_are_not_a_change(tmp_path):
+    path = tmp_path / "tiny.json"
+    baselines.update(path, "tiny", _read_by(manifest(ENV_A), "5.23.0"), None)
+    comparison = baselines.compare(path, "tiny", ENV_A)
+    assert comparison.judge("tokens_as_read", _read_by(manifest(ENV_A), "4.56.1"), None).ok
+    other = comparison.judge("tokens_as_read", _read_by(manifest(ENV_A), "4.56.1", eos="</s>"), None)
     assert other.status == "changed" and "</s>" in str(other.current)
+
+
+def test_an_entry_recorded_with_the_readers_in_the_value_compares_on_the_tokens(tmp_path):
+    path = tmp_path / "tiny.json"
+    baselines.update(path, "tiny", manifest(ENV_A), None)
+    stored = json.loads(path.read_text())  # as entries were written before 2026-12-02
+    stored["entries"][0]["metrics"]["tokens_as_read"]["value"] = json.dumps(
+        _read_by(manifest(ENV_A), "5.23.0")["tokens"]["as_read"], sort_keys=True)
+    path.write_text(json.dumps(stored))
+    assert baselines.compare(path, "tiny", ENV_A).judge("tokens_as_read", _read_by(manifest(ENV_A), "4.56.1"), None).ok
