@@ -145,3 +145,26 @@ def test_a_failed_build_leaves_nothing(tmp_path):
             _write_checkpoint(partial, "half")
             raise RuntimeError("disk full")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_swept_tiny_shape_is_built_and_named_in_the_identity(tmp_path, monkeypatch):
+    import json
+
+    from harness.models import sources, tiny
+
+    shipped = sources._tiny_identity()
+    monkeypatch.setenv(tiny.SHAPE_VARIABLE, "2,64,128,2")
+    assert sources._tiny_identity() == shipped.replace(f"v{tiny.BUILDER_VERSION}-", f"v{tiny.BUILDER_VERSION}-2x64x128x2-")
+    checkpoint = tiny.build_tiny_checkpoint(tmp_path / "swept")
+    config = json.loads((checkpoint.path / "config.json").read_text())
+    assert (config["num_hidden_layers"], config["hidden_size"], config["intermediate_size"],
+            config["num_attention_heads"], config["num_key_value_heads"]) == (2, 64, 128, 2, 2)
+
+
+@pytest.mark.parametrize("value", ["12,256,1024", "12,256,1024,x", "12,250,1024,4", "0,256,1024,4"])
+def test_a_malformed_tiny_shape_names_the_variable(monkeypatch, value):
+    from harness.models import tiny
+
+    monkeypatch.setenv(tiny.SHAPE_VARIABLE, value)
+    with pytest.raises(ValueError, match=f"YODA_TINY_SHAPE='{value}': expected four positive integers"):
+        tiny.swept_shape()

@@ -95,7 +95,7 @@ def _tiny_identity() -> str:
     from harness.artifacts import file_sha256
     from harness.data import bundled_path
 
-    return f"tiny-v{tiny_models.BUILDER_VERSION}-{file_sha256(bundled_path())[:12]}"
+    return f"tiny-v{tiny_models.BUILDER_VERSION}{tiny_models.shape_tag()}-{file_sha256(bundled_path())[:12]}"
 
 
 def _gguf_path(spec: ModelSpec, options: ModelOptions) -> Path:

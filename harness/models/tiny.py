@@ -9,6 +9,7 @@ Phi-3 ships it: the recipe's `pad = unk` fix is the recipe's job, not baked in h
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from harness.models import Checkpoint, building
@@ -50,6 +51,36 @@ TINY_CONFIG = dict(
     pad_token_id=32000,
     torch_dtype="float32",
 )
+
+
+# Sweeps over the model's shape (docs/tiny.md; scripts/gpu/tiny_screen_depth.txt) set
+# YODA_TINY_SHAPE="layers,hidden,ffn,heads"; unset, the shipped shape above is built. A swept
+# shape is named in the checkpoint's identity (shape_tag), so its runs share no cache entry and
+# no baseline comparison with the shipped one.
+SHAPE_VARIABLE = "YODA_TINY_SHAPE"
+SHAPE_KEYS = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads")
+
+
+def swept_shape() -> dict[str, int]:
+    """The shape YODA_TINY_SHAPE asks for, as Phi3Config fields; {} when it is unset."""
+    text = os.environ.get(SHAPE_VARIABLE, "").strip()
+    if not text:
+        return {}
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != len(SHAPE_KEYS) or min(values) <= 0 or values[1] % values[3]:
+        raise ValueError(f"{SHAPE_VARIABLE}={text!r}: expected four positive integers 'layers,hidden,ffn,heads' "
+                         "with hidden a multiple of heads, e.g. 12,256,1024,4")
+    shape = dict(zip(SHAPE_KEYS, values))
+    return {**shape, "num_key_value_heads": shape["num_attention_heads"]}
+
+
+def shape_tag() -> str:
+    """'' for the shipped shape, '-12x256x1024x4' for a swept one (part of the checkpoint identity)."""
+    shape = swept_shape()
+    return "-" + "x".join(str(shape[key]) for key in SHAPE_KEYS) if shape else ""
 
 
 def _training_corpus() -> list[str]:
@@ -140,7 +171,7 @@ def build_tiny_checkpoint(directory: Path, seed: int = 0) -> Checkpoint:
         return Checkpoint(directory, "tiny-phi3", PHI3_SPECIAL_TOKENS)
     tokenizer = build_phi3_style_tokenizer()
     torch.manual_seed(seed)
-    model = Phi3ForCausalLM(Phi3Config(**TINY_CONFIG))
+    model = Phi3ForCausalLM(Phi3Config(**{**TINY_CONFIG, **swept_shape()}))
     with torch.no_grad():
         for layer in model.model.layers:
             layer.self_attn.o_proj.weight.normal_(0.0, RESIDUAL_OUTPUT_STD)
