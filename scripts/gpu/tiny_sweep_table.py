@@ -2,17 +2,21 @@
 
     python3 scripts/gpu/tiny_sweep_table.py SWEEP_DIR
 
+The runs' caches are read from /tmp/yh-sweep-NAME/runs (the GPU scripts' layout), or from
+$SWEEP_CACHES with {name} in it for a sweep laid out elsewhere.
+
 One row per run: the invariant checks that failed (BROKEN), how many comparisons failed (CHANGED:
 expected, since a changed seed is a changed config and its comparisons are refused), and what the
 model learned: stop rate, leaks, BLEU gain, loss first -> last.
 """
 
 import json
+import os
 import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-CACHES = "/tmp/yh-sweep-{name}/runs"
+CACHES = os.environ.get("SWEEP_CACHES", "/tmp/yh-sweep-{name}/runs")
 
 
 def learned(name: str) -> str:
