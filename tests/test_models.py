@@ -168,3 +168,54 @@ def test_a_malformed_tiny_shape_names_the_variable(monkeypatch, value):
     monkeypatch.setenv(tiny.SHAPE_VARIABLE, value)
     with pytest.raises(ValueError, match=f"YODA_TINY_SHAPE='{value}': expected four positive integers"):
         tiny.swept_shape()
+
+
+def _turn_signal(checkpoint_path, conversations):
+    """Layer 0's output on TURN_DIM at each token of the conversations rendered and packed."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.models import tiny
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint_path)
+    model = AutoModelForCausalLM.from_pretrained(checkpoint_path)
+    ids = [i for c in conversations
+           for i in tokenizer(tokenizer.apply_chat_template(c, tokenize=False), add_special_tokens=False)["input_ids"]]
+    captured = {}
+    model.model.layers[0].register_forward_hook(lambda module, args, output: captured.update(
+        hidden=output[0] if isinstance(output, tuple) else output))
+    with torch.no_grad():
+        model(torch.tensor([ids]))
+    return tokenizer.convert_ids_to_tokens(ids), captured["hidden"][0, :, tiny.TURN_DIM].tolist()
+
+
+def test_the_wired_turn_head_says_whose_turn_it_is(tmp_path, monkeypatch):
+    from harness.models import sources, tiny
+
+    monkeypatch.setenv(tiny.SHAPE_VARIABLE, "2,128,256,2")  # head_dim 64, as shipped; small to build fast
+    monkeypatch.setenv(tiny.TURN_HEAD_VARIABLE, "1")
+    assert sources._tiny_identity().split("-")[2:4] == ["2x128x256x2", "turn"]
+    checkpoint = tiny.build_tiny_checkpoint(tmp_path / "turn")
+    conversations = [[{"role": "user", "content": "The bathroom sink is leaking again."},
+                      {"role": "assistant", "content": "Leaking again, the bathroom sink is. Hmmm."}]] * 2
+    tokens, signal = _turn_signal(checkpoint.path, conversations)
+    markers = [i for i, t in enumerate(tokens) if t in ("<|user|>", "<|assistant|>")]
+    turns = list(zip(markers, markers[1:] + [len(tokens)]))
+    for start, end in turns[1:]:  # the first user turn has no marker before it to tell apart from
+        inside = signal[start + 2:end]  # two tokens on: the head has moved to the new marker
+        if tokens[start] == "<|assistant|>":
+            assert min(inside) > 0.2, (tokens[start:end], inside)
+        else:
+            assert max(inside) < -0.2, (tokens[start:end], inside)
+
+
+def test_without_the_variable_no_turn_head_is_wired(tmp_path, monkeypatch):
+    from harness.models import tiny
+
+    monkeypatch.setenv(tiny.SHAPE_VARIABLE, "2,128,256,2")
+    monkeypatch.delenv(tiny.TURN_HEAD_VARIABLE, raising=False)
+    checkpoint = tiny.build_tiny_checkpoint(tmp_path / "plain")
+    conversation = [{"role": "user", "content": "The bathroom sink is leaking again."},
+                    {"role": "assistant", "content": "Leaking again, the bathroom sink is. Hmmm."}]
+    _, signal = _turn_signal(checkpoint.path, [conversation] * 2)
+    assert max(abs(value) for value in signal) < 0.2

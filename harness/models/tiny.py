@@ -80,7 +80,69 @@ def swept_shape() -> dict[str, int]:
 def shape_tag() -> str:
     """'' for the shipped shape, '-12x256x1024x4' for a swept one (part of the checkpoint identity)."""
     shape = swept_shape()
-    return "-" + "x".join(str(shape[key]) for key in SHAPE_KEYS) if shape else ""
+    tag = "-" + "x".join(str(shape[key]) for key in SHAPE_KEYS) if shape else ""
+    return tag + ("-turn" if turn_head_wanted() else "")
+
+
+TURN_HEAD_VARIABLE = "YODA_TINY_TURN_HEAD"
+
+
+def turn_head_wanted() -> bool:
+    return os.environ.get(TURN_HEAD_VARIABLE, "") == "1"
+
+
+# Residual-stream dimensions the wired turn head uses (see wire_turn_head).
+CONSTANT_DIM, MARKER_DIM, SIGN_DIM, TURN_DIM = 0, 1, 2, 3
+
+def recency_pair(head_dim: int, rope_theta: float, span: int) -> int:
+    """The RoPE pair whose angle turns by about 1.5 rad over `span` positions.
+
+    A query and key on that pair alone score cos(angle x distance): highest for the nearest key,
+    still above zero at the far end of a packed row.
+    """
+    import math
+
+    angles = [rope_theta ** (-2 * pair / head_dim) for pair in range(head_dim // 2)]
+    return min(range(len(angles)), key=lambda pair: abs(math.log(angles[pair] * span / 1.5)))
+
+
+def _rope_theta(config) -> float:
+    """RoPE's base: `rope_parameters` in transformers 5, `rope_theta` before."""
+    parameters = getattr(config, "rope_parameters", None) or {}
+    return float(parameters.get("rope_theta") or getattr(config, "rope_theta", None) or 10000.0)
+
+
+def wire_turn_head(model, tokenizer, amplitude: float = 0.32, sharpness: float = 3.0, turn_scale: float = 1.0) -> None:
+    """Wire layer 0's head 0 to attend to the latest role marker and write whose turn it is.
+
+    Every embedding gets a constant component (so every token has the same query), the role
+    markers a marker component (the only keys that match it) and a sign (+ assistant, - user);
+    with the query and key on one slowly rotating RoPE pair the score falls with distance, so the
+    latest marker wins the softmax, and the head copies its sign into TURN_DIM.
+    """
+    import torch
+
+    embed = model.model.embed_tokens.weight
+    head_dim = model.config.hidden_size // model.config.num_attention_heads
+    half = head_dim // 2
+    pair = recency_pair(head_dim, _rope_theta(model.config), span=64)
+    embed[:, CONSTANT_DIM] += amplitude
+    for token, sign in (("<|assistant|>", 1.0), ("<|user|>", -1.0), ("<|system|>", -1.0)):
+        index = tokenizer.convert_tokens_to_ids(token)
+        embed[index, MARKER_DIM] += amplitude
+        embed[index, SIGN_DIM] += sign * amplitude
+    hidden = model.config.hidden_size
+    attention = model.model.layers[0].self_attn
+    qkv = attention.qkv_proj.weight  # rows: q (hidden), k (hidden), v (hidden); head 0 first in each
+    for row in (pair, pair + half):
+        qkv[row].zero_()
+        qkv[hidden + row].zero_()
+    qkv[pair, CONSTANT_DIM] = sharpness
+    qkv[hidden + pair, MARKER_DIM] = sharpness
+    qkv[2 * hidden].zero_()
+    qkv[2 * hidden, SIGN_DIM] = 1.0
+    attention.o_proj.weight[:, 0] = 0.0
+    attention.o_proj.weight[TURN_DIM, 0] = turn_scale / 16
 
 
 def _training_corpus() -> list[str]:
@@ -180,6 +242,8 @@ def build_tiny_checkpoint(directory: Path, seed: int = 0) -> Checkpoint:
         # A trained model never predicts vocabulary it never saw; a random head would, since
         # the frozen head's rows cannot be trained down. Zero logits keep the filler out.
         model.lm_head.weight[filler_ids(tokenizer)] = 0.0
+        if turn_head_wanted():
+            wire_turn_head(model, tokenizer)
     with building(directory) as partial:
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
