@@ -542,6 +542,7 @@ HEADLINES = {
     "test_every_linear_layer_but_the_head_is_4bit": "layers not 4-bit",
     "test_rendered_example_matches_the_baseline": "chat template renders differently",
     "test_trainable_count_is_the_lora_sum": "trainable count is not the LoRA sum",
+    "test_every_adapter_scales_by_alpha_over_r": "LoRA scaling is not alpha / r",
     "test_completion_only_masks_the_prompt": "completion-only masking wrong",
 }
 # Which recipe settings a check's failure is about: a library warning naming one of them, first
@@ -552,6 +553,7 @@ CHECK_SETTINGS = {
     "test_packed_rows_are_exactly_max_length": ("training.packing_strategy", "training.packing", "training.max_length"),
     "test_optimizer_steps_match_the_packing": ("training.packing_strategy", "training.packing", "training.max_length"),
     "test_only_lora_weights_require_grad": ("lora.r", "lora.target_modules"),
+    "test_every_adapter_scales_by_alpha_over_r": ("lora.lora_alpha", "lora.r"),
 }
 
 

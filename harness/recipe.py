@@ -219,6 +219,7 @@ def prepare_stage(profile: Profile, options: ModelOptions, config: RecipeConfig,
         footprint_adapted = peft_model.get_memory_footprint()
         trainable, total = peft_model.get_nb_trainable_parameters()
         requires_grad_before = _requires_grad(peft_model)
+        lora_scaling = _lora_scaling(peft_model)
     with phase("data"):
         split = load_data(config)
         train_dataset = to_training_dataset(split.train, config)
@@ -277,6 +278,7 @@ def prepare_stage(profile: Profile, options: ModelOptions, config: RecipeConfig,
             "total_parameters": total,
             "requires_grad_before_trainer": requires_grad_before,
             "requires_grad_after_trainer": requires_grad_after,
+            "lora_scaling": lora_scaling,
             "predicted": prediction.as_dict(),
             "predicted_quantized_modules": list(prediction.quantized_modules),
         },
@@ -436,6 +438,15 @@ def _unquantized_named(model) -> dict[str, str]:
 
 def _requires_grad(model) -> list[str]:
     return sorted(name for name, parameter in model.named_parameters() if parameter.requires_grad)
+
+
+def _lora_scaling(model) -> dict[str, float]:
+    """{module: the factor peft multiplies its LoRA update by}: alpha / r as the recipe asks, unless a
+    release changed how it reads lora_alpha or computes the factor (rsLoRA's alpha / sqrt(r)); the
+    parameter count cannot see that, the model's training does."""
+    return {name if adapter == "default" else f"{name}[{adapter}]": float(module.scaling[adapter])
+            for name, module in model.named_modules()
+            if isinstance(getattr(module, "scaling", None), dict) for adapter in module.scaling}
 
 
 def _lora_b_abs_sum(model) -> float:

@@ -16,6 +16,25 @@ def test_trainable_count_is_the_lora_sum(manifest):
 
 
 @pytest.mark.yoda_structural
+def test_every_adapter_scales_by_alpha_over_r(manifest):
+    """The rank shows in the parameter count; the scaling (lora_alpha / r) shows nowhere but in what
+    the model learns, where halving it looked like a bad seed (docs/tiny.md)."""
+    lora = manifest["config"]["lora"]
+    expected = lora["lora_alpha"] / lora["r"]
+    if "lora_scaling" not in manifest["structure"]:
+        pytest.skip(f"run {manifest.get('created', '?')} was made by a harness that did not record the LoRA "
+                    "scaling (before 2026-12-03); a fresh run records it")
+    scaling = manifest["structure"]["lora_scaling"]
+    assert scaling, "no LoRA layer found in the adapted model: the adapters were not added"
+    wrong = {name: value for name, value in scaling.items() if abs(value - expected) > 1e-9 * expected}
+    assert not wrong, (
+        f"{len(wrong)} of {len(scaling)} LoRA layers scale their update by {sorted(set(wrong.values()))}, "
+        f"not the recipe's lora_alpha / r = {lora['lora_alpha']} / {lora['r']} = {expected:g} (first: "
+        f"{next(iter(wrong))}): the LoRA scaling did not reach the adapters as configured"
+    )
+
+
+@pytest.mark.yoda_structural
 def test_total_count_is_the_architecture_plus_adapters(manifest):
     structure = manifest["structure"]
     assert structure["total_parameters"] == structure["predicted"]["total_parameters"], (

@@ -134,6 +134,21 @@ def lora_rank_ignored():
     peft.LoraConfig = HalfRank
 
 
+def lora_scaling_halved():
+    """A peft change that halves the LoRA scaling (reads lora_alpha 8 for the recipe's 16): the
+    parameter count is unchanged, the loss still falls."""
+    import peft
+
+    lora_config = peft.LoraConfig
+
+    class HalfScaling(lora_config):
+        def __post_init__(self):
+            self.lora_alpha = self.lora_alpha / 2
+            super().__post_init__()
+
+    peft.LoraConfig = HalfScaling
+
+
 def tokenizer_eos_changed():
     """A tokenizer release that reads another EOS from the same files (`<|end|>` for `<|endoftext|>`)."""
     from transformers import PreTrainedTokenizerBase
@@ -170,6 +185,7 @@ INJECTIONS = {
     "generate-ignores-eos": generate_ignores_eos,
     "template-drift": chat_template_drift,
     "lora-rank": lora_rank_ignored,
+    "lora-scaling-halved": lora_scaling_halved,
 }
 
 

@@ -45,6 +45,10 @@ CASES = {
                        {"test_memory.py", "test_trainable.py"}, False),
     "lora-rank": ("test_trainable.py", "did not reach get_peft_model",
                   {"test_labels.py", "test_chat_template.py"}, False),
+    # With the tiny model's turn head the model still learns at half the scaling (docs/tiny.md):
+    # only the structural check sees it.
+    "lora-scaling-halved": ("test_trainable.py", "the LoRA scaling did not reach the adapters",
+                            {"test_labels.py", "test_chat_template.py", "test_memory.py"}, False),
 }
 STRUCTURAL = ["-m", "yoda_structural"]
 
