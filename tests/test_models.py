@@ -193,8 +193,8 @@ def test_the_wired_turn_head_says_whose_turn_it_is(tmp_path, monkeypatch):
     from harness.models import sources, tiny
 
     monkeypatch.setenv(tiny.SHAPE_VARIABLE, "2,128,256,2")  # head_dim 64, as shipped; small to build fast
-    monkeypatch.setenv(tiny.TURN_HEAD_VARIABLE, "1")
-    assert sources._tiny_identity().split("-")[2:4] == ["2x128x256x2", "turn"]
+    monkeypatch.delenv(tiny.TURN_HEAD_VARIABLE, raising=False)  # the shipped default
+    assert sources._tiny_identity().split("-")[1:3] == [f"v{tiny.BUILDER_VERSION}", "2x128x256x2"]
     checkpoint = tiny.build_tiny_checkpoint(tmp_path / "turn")
     conversations = [[{"role": "user", "content": "The bathroom sink is leaking again."},
                       {"role": "assistant", "content": "Leaking again, the bathroom sink is. Hmmm."}]] * 2
@@ -209,13 +209,22 @@ def test_the_wired_turn_head_says_whose_turn_it_is(tmp_path, monkeypatch):
             assert max(inside) < -0.2, (tokens[start:end], inside)
 
 
-def test_without_the_variable_no_turn_head_is_wired(tmp_path, monkeypatch):
-    from harness.models import tiny
+def test_with_the_variable_at_0_no_turn_head_is_wired(tmp_path, monkeypatch):
+    from harness.models import sources, tiny
 
     monkeypatch.setenv(tiny.SHAPE_VARIABLE, "2,128,256,2")
-    monkeypatch.delenv(tiny.TURN_HEAD_VARIABLE, raising=False)
+    monkeypatch.setenv(tiny.TURN_HEAD_VARIABLE, "0")
+    assert sources._tiny_identity().split("-")[2:4] == ["2x128x256x2", "noturn"]
     checkpoint = tiny.build_tiny_checkpoint(tmp_path / "plain")
     conversation = [{"role": "user", "content": "The bathroom sink is leaking again."},
                     {"role": "assistant", "content": "Leaking again, the bathroom sink is. Hmmm."}]
     _, signal = _turn_signal(checkpoint.path, [conversation] * 2)
     assert max(abs(value) for value in signal) < 0.2
+
+
+def test_a_malformed_turn_head_value_names_the_variable(monkeypatch):
+    from harness.models import tiny
+
+    monkeypatch.setenv(tiny.TURN_HEAD_VARIABLE, "yes")
+    with pytest.raises(ValueError, match="YODA_TINY_TURN_HEAD='yes': expected 1"):
+        tiny.turn_head_wanted()
