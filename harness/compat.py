@@ -13,6 +13,7 @@ run's manifest lists them under `compat`: a run on an old release never differs 
     completion_only_collator(trainer)    a collator that masks the prompt, whichever trl built it
     dtype_argument()                     `dtype=` (transformers >= 4.56) or `torch_dtype=`
     template_ids(tokenizer, ...)         apply_chat_template(tokenize=True): a list, or an encoding
+    packing_added_tokens(examples, eos)  tokens trl's packing adds between examples (EOS before 0.15)
 """
 
 from __future__ import annotations
@@ -160,6 +161,28 @@ def record(adaptation: Adaptation | None) -> None:
     """Note an adaptation made by a caller (e.g. the memory prediction) in the active recording."""
     if adaptation is not None:
         _note([adaptation])
+
+
+# ------------------------------------------------------------------ trl's packing
+def packing_added_tokens(example_ids: list[list[int]], eos_token_id: int) -> int:
+    """Tokens the installed trl's packing adds to the tokenized conversations before cutting rows.
+
+    trl 0.12-0.14 pack through `ConstantLengthDataset`, which appends EOS after every example
+    (`append_concat_token=True`); 0.16.x appends EOS to each example that does not end with it;
+    0.15 and 0.17 on add nothing to conversational data (trl's sources at those tags). Without
+    this, the step count of wrapped packing is predicted too low on the 2024 libraries (348
+    steps for trl 0.12.1's 357 on tiny) and the packing check calls a working release BROKEN.
+    """
+    major_minor = _major_minor("trl")
+    if major_minor < (0, 15):
+        added, how = len(example_ids), "packs through ConstantLengthDataset, which appends EOS after every example"
+    elif major_minor == (0, 16):
+        added = sum(1 for ids in example_ids if not ids or ids[-1] != eos_token_id)
+        how = "appends EOS to every example that does not end with it"
+    else:
+        return 0
+    _note([Adaptation(library("trl"), "packing", f"{how}: {added} tokens more to pack, in the step count's prediction")])
+    return added
 
 
 # ------------------------------------------------------------------ trl's dataset preparation

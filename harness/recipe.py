@@ -223,8 +223,10 @@ def prepare_stage(profile: Profile, options: ModelOptions, config: RecipeConfig,
     with phase("data"):
         split = load_data(config)
         train_dataset = to_training_dataset(split.train, config)
-        templated_tokens = sum(len(_template_ids(tokenizer, ex["messages"])) for ex in
-                               data.format_rows(split.train, "conversational", split.columns))
+        templated = [_template_ids(tokenizer, ex["messages"]) for ex in
+                     data.format_rows(split.train, "conversational", split.columns)]
+        templated_tokens = sum(len(ids) for ids in templated)
+        packing_added_tokens = compat.packing_added_tokens(templated, tokenizer.eos_token_id)
     with phase("trainer"):
         # The trainer writes nothing with save_strategy "no"; whatever it might goes to a temporary
         # directory, never into a run directory.
@@ -287,6 +289,9 @@ def prepare_stage(profile: Profile, options: ModelOptions, config: RecipeConfig,
             "train_batch_size": trainer._train_batch_size,
             "packed_rows": packed_rows,
             "templated_tokens": templated_tokens,
+            # What this trl's packing adds between the examples (harness.compat), counted in the
+            # step count wrapped packing implies.
+            "packing_added_tokens": packing_added_tokens,
             "train_examples": len(split.train),
         },
     }

@@ -202,3 +202,28 @@ def test_prepared_rows_calls_an_old_trls_signature_with_its_settings_one_by_one(
     # The template is applied by the formatting function, so the tokenizer must not add specials again.
     assert seen == {"packing": True, "max_seq_length": 64, "formatting_func": "format-messages", "add_special_tokens": False}
     assert [a.setting for a in recorded] == ["dataset preparation"]
+
+
+EOS = 32000
+EXAMPLES = [[5, 6, EOS], [7, 8], [9, EOS]]  # two end with EOS, one does not
+
+
+@pytest.mark.parametrize("release, added", [("0.12.1", 3), ("0.14.0", 3), ("0.15.0", 0), ("0.16.0", 1),
+                                            ("0.16.1", 1), ("0.17.0", 0), ("0.19.0", 0), ("1.16.0", 0)])
+def test_the_tokens_packing_adds_follow_the_installed_trl(monkeypatch, release, added):
+    """trl's sources at each tag (ConstantLengthDataset's EOS before 0.15, EOS-if-missing in 0.16)."""
+    monkeypatch.setattr(compat, "version", lambda package: release)
+    with compat.recording() as adaptations:
+        assert compat.packing_added_tokens(EXAMPLES, EOS) == added
+    assert [a.setting for a in adaptations] == (["packing"] if added else [])
+    if added:
+        assert f"{added} tokens more to pack" in adaptations[0].describe()
+
+
+def test_the_step_count_prediction_meets_trl_0_12_on_tiny():
+    """Measured (docs/tiny.md): trl 0.12.1 took 357 steps on tiny's 786 examples, 29,639 templated
+    tokens; wrapped packing of those alone gives 348."""
+    from harness.metrics import expected_optimizer_steps
+
+    assert expected_optimizer_steps(29639, 64, 4, 3) == 348
+    assert expected_optimizer_steps(29639 + 786, 64, 4, 3) == 357

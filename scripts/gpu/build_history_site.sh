@@ -3,7 +3,8 @@
 # bitsandbytes 0.50.2 (only its CUDA 13 library: the image's CUDA) and trl 0.23.0 and 0.23.1 each
 # in a directory of its own, into .gpuh/history-site.tgz (f_history.sh runs the frozen-adapter pair).
 # SET=2024: the 2024 set as this CPU runs it (seed-2024-cpu: transformers 4.53.3, peft 0.13.2,
-# trl 0.12.1) into .gpuh/history-site-2024.tgz, for the tiny seed sweeps under that set.
+# trl 0.12.1; trl 0.14.0 and 0.16.1 in directories of their own) into .gpuh/history-site-2024.tgz,
+# for the tiny seed sweeps under that set and the packing check on the trl releases around it.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 work=$(mktemp -d)
@@ -18,7 +19,11 @@ if [ "${SET:-2025-10}" = 2024 ]; then  # seed-2024-cpu (versions.toml), trl 0.12
   mkdir -p "$work/site" .gpuh
   for w in "$work"/whl/*.whl; do unzip -q -o "$w" -d "$work/site"; done
   find "$work/site/bitsandbytes" -name 'libbitsandbytes_*.so' ! -name '*cuda130*' -delete
-  tar czf .gpuh/history-site-2024.tgz -C "$work" site
+  for v in 0.14.0 0.16.1; do  # trl-0.14.0 / trl-0.16.1 (versions.toml): the same site, trl first on PYTHONPATH
+    download "$work/trl-$v-whl" "trl==$v"
+    mkdir -p "$work/trl-$v" && unzip -q -o "$work/trl-$v-whl"/trl-*.whl -d "$work/trl-$v"
+  done
+  tar czf .gpuh/history-site-2024.tgz -C "$work" site trl-0.14.0 trl-0.16.1
   echo ".gpuh/history-site-2024.tgz: $(du -h .gpuh/history-site-2024.tgz | cut -f1)"
   exit 0
 fi
