@@ -156,6 +156,7 @@ def run(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = F
             if not state.is_main_process:
                 return None
             _record_adaptations(manifest, adaptations, library_warnings)
+            _add_published_preparation_warnings(manifest, runs_dir, key)
             manifest["session"] = session
             final = _publish(runs_dir, key, manifest, prepared.files, staging)
         except BaseException:
@@ -178,6 +179,19 @@ def _record_adaptations(manifest: dict, adaptations, library_warnings: list) -> 
     what an upgrade will break next (a trained run adds its own to its prepared stage's)."""
     manifest["compat"] = manifest.get("compat", []) + [adaptation.as_dict() for adaptation in adaptations]
     manifest["library_warnings"] = manifest.get("library_warnings", []) + list(library_warnings)
+
+
+def _add_published_preparation_warnings(manifest: dict, runs_dir: Path, key: str) -> None:
+    """A library warns once per process, many on import. When this session reused the published
+    prepared stage, the imports happened outside any recording (in the live checks), so the
+    warnings that stage recorded are added here: the trained run's list must not depend on the
+    path the session took (measured: torch's `torch.jit.script_method` deprecation went missing
+    from a recording that reused its prepared stage, and a fresh run then reported it as new)."""
+    published = artifacts.finished_run(runs_dir, key + PREPARED)
+    if published is None:
+        return
+    recorded = artifacts.read_json(published / artifacts.MANIFEST).get("library_warnings") or []
+    manifest["library_warnings"] += libwarnings.new_warnings(recorded, manifest["library_warnings"])
 
 
 def _publish(runs_dir: Path, key: str, manifest: dict, files: dict[str, Any], staging: Path | None = None) -> Path:

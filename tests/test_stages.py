@@ -70,3 +70,25 @@ def test_a_trained_stage_failure_leaves_the_structural_verdicts_standing(tmp_pat
 def test_the_training_line_says_step_loss_and_eta():
     assert progress.training_line(120, 360, 5.9123, 40.0) == "train step 120/360 loss 5.912 elapsed 40s ETA 80s"
     assert progress.training_line(0, 0, None, 1.0) == "train step 0/? elapsed 1s"
+
+
+def test_a_trained_run_keeps_the_warnings_its_published_prepared_stage_recorded(tmp_path):
+    """Import-time warnings fire once per process: a session that reused the prepared stage
+    imported the libraries outside any recording, and its trained run must not lose them."""
+    from harness import artifacts, stages
+
+    jit = {"library": "torch 2.13.0+cpu", "category": "DeprecationWarning", "message": "`torch.jit.script_method` is deprecated.",
+           "settings": [], "count": 14}
+    checkpointing = {"library": "transformers 5.23.0", "category": "FutureWarning", "settings": [], "count": 1,
+                     "message": "`gradient_checkpointing` is deprecated and will be removed in v6."}
+    prepared = tmp_path / ("tiny-abc" + stages.PREPARED)
+    prepared.mkdir()
+    artifacts.write_json(prepared / artifacts.MANIFEST, {"status": artifacts.COMPLETE, "library_warnings": [jit, checkpointing]})
+    manifest = {"library_warnings": [checkpointing]}
+    stages._add_published_preparation_warnings(manifest, tmp_path, "tiny-abc")
+    assert manifest["library_warnings"] == [checkpointing, jit]
+    stages._add_published_preparation_warnings(manifest, tmp_path, "tiny-abc")  # nothing twice
+    assert manifest["library_warnings"] == [checkpointing, jit]
+    unprepared = {"library_warnings": [checkpointing]}
+    stages._add_published_preparation_warnings(unprepared, tmp_path, "tiny-other")  # no prepared stage: as it was
+    assert unprepared["library_warnings"] == [checkpointing]
