@@ -544,6 +544,8 @@ HEADLINES = {
     "test_trainable_count_is_the_lora_sum": "trainable count is not the LoRA sum",
     "test_every_adapter_scales_by_alpha_over_r": "LoRA scaling is not alpha / r",
     "test_completion_only_masks_the_prompt": "completion-only masking wrong",
+    "test_reloaded_adapter_holds_the_trained_weights": "the reloaded adapter is not the trained one",
+    "test_reloaded_adapter_generates_what_the_trained_model_did": "the reloaded model generates otherwise",
 }
 # Which recipe settings a check's failure is about: a library warning naming one of them, first
 # seen in an earlier set, is shown as having preceded the break.

@@ -2,6 +2,7 @@
 
     prepare_stage:   load_quantized_model -> add_adapters -> load_data -> build_trainer (+ first batch)
     train_and_score: train -> save_adapter -> reload_tuned_model -> generate -> score
+                     (harness/reload.py: proof the reloaded adapter is the trained one)
 
 Each phase is what the reference recipe does (../shared/RECIPE.md), with the settings taken
 from `RecipeConfig`; the two stage functions return the records (manifest and artifacts) that the
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import artifacts, compat, data, env, metrics, progress
+from harness import artifacts, compat, data, env, metrics, progress, reload
 from harness.config import RecipeConfig
 from harness.generate import generate_batched
 from harness.models import CONVERSION_RECORD, Checkpoint, check_special_tokens, tokens_as_read
@@ -219,7 +220,7 @@ def prepare_stage(profile: Profile, options: ModelOptions, config: RecipeConfig,
         footprint_adapted = peft_model.get_memory_footprint()
         trainable, total = peft_model.get_nb_trainable_parameters()
         requires_grad_before = _requires_grad(peft_model)
-        lora_scaling = _lora_scaling(peft_model)
+        lora_scaling = reload.lora_scaling(peft_model)
     with phase("data"):
         split = load_data(config)
         train_dataset = to_training_dataset(split.train, config)
@@ -329,16 +330,28 @@ def train_and_score(prepared: Prepared, config: RecipeConfig, out: Path | None, 
     with phase("reload"):
         reloaded = reload_tuned_model(live.checkpoint, adapter_dir, config)
         tuned = generate(reloaded, tokenizer, sentences, config)
+        reload_record = {"trained_precision": reload.precision(peft_model),
+                         "deployed_precision": reload.precision(reloaded),
+                         "agreement_file": reload.DEPLOYED_FILE}
+        generations_at_training_precision = None
+        if not reload.same_precision(peft_model, reloaded):
+            reload.to_training_precision(reloaded, peft_model)
+            generations_at_training_precision = generate(reloaded, tokenizer, sentences, config)
+            reload_record["agreement_file"] = reload.TRAINING_PRECISION_FILE
+        reload_record.update(reload.weights_record(peft_model, reloaded))
         del reloaded
     with phase("score"):
         scores = metrics.quality_scores(split.eval, base, tuned, split.columns)
-    generations = {"base": base, "tuned": tuned, "tuned_in_memory": tuned_in_memory}
-    for which, rows in generations.items():
-        prepared.files[f"generations_{which}.jsonl"] = [dict(g.as_dict(), **split.columns.reference_record(row))
-                                                        for g, row in zip(rows, split.eval)]
+    generations = {"generations_base.jsonl": base, reload.DEPLOYED_FILE: tuned,
+                   "generations_tuned_in_memory.jsonl": tuned_in_memory,
+                   reload.TRAINING_PRECISION_FILE: generations_at_training_precision}
+    for name, rows in generations.items():
+        if rows is not None:
+            prepared.files[name] = [dict(g.as_dict(), **split.columns.reference_record(row))
+                                    for g, row in zip(rows, split.eval)]
     manifest = copy.deepcopy(prepared.manifest)
     manifest.update(stage="trained", created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    phase_seconds=phase.seconds, adapter=_adapter_record(adapter_dir, adapter_files),
+                    phase_seconds=phase.seconds, adapter=dict(_adapter_record(adapter_dir, adapter_files), reload=reload_record),
                     metrics=scores)
     manifest["training"].update({
         "global_step": trainer.state.global_step,
@@ -443,15 +456,6 @@ def _unquantized_named(model) -> dict[str, str]:
 
 def _requires_grad(model) -> list[str]:
     return sorted(name for name, parameter in model.named_parameters() if parameter.requires_grad)
-
-
-def _lora_scaling(model) -> dict[str, float]:
-    """{module: the factor peft multiplies its LoRA update by}: alpha / r as the recipe asks, unless a
-    release changed how it reads lora_alpha or computes the factor (rsLoRA's alpha / sqrt(r)); the
-    parameter count cannot see that, the model's training does."""
-    return {name if adapter == "default" else f"{name}[{adapter}]": float(module.scaling[adapter])
-            for name, module in model.named_modules()
-            if isinstance(getattr(module, "scaling", None), dict) for adapter in module.scaling}
 
 
 def _lora_b_abs_sum(model) -> float:

@@ -149,6 +149,21 @@ def lora_scaling_halved():
     peft.LoraConfig = HalfScaling
 
 
+def adapter_saved_under_other_names():
+    """A peft release whose save writes the adapter under keys its own load does not look for (the
+    class of bug where a prefix or adapter name is handled on one side only): the load warns about
+    missing keys and leaves the adapters as initialised, so the deployed model is the base model."""
+    import peft.peft_model
+
+    state_dict = peft.peft_model.get_peft_model_state_dict
+
+    @functools.wraps(state_dict)
+    def renamed(*args, **kwargs):
+        return {key.replace("lora_", "lora-"): value for key, value in state_dict(*args, **kwargs).items()}
+
+    peft.peft_model.get_peft_model_state_dict = renamed
+
+
 def tokenizer_eos_changed():
     """A tokenizer release that reads another EOS from the same files (`<|end|>` for `<|endoftext|>`)."""
     from transformers import PreTrainedTokenizerBase
@@ -186,6 +201,7 @@ INJECTIONS = {
     "template-drift": chat_template_drift,
     "lora-rank": lora_rank_ignored,
     "lora-scaling-halved": lora_scaling_halved,
+    "adapter-saved-renamed": adapter_saved_under_other_names,
 }
 
 

@@ -84,6 +84,18 @@ def test_a_run_records_every_phase(first_run):
     assert (run.directory / "adapter" / "adapter_model.safetensors").is_file()
 
 
+def test_a_run_proves_its_reloaded_adapter_is_the_trained_one(first_run):
+    runs, run = first_run
+    reload = run.manifest["adapter"]["reload"]
+    assert reload["tensors"] == 48 and not reload["missing"] and not reload["differing_max_abs"]
+    assert not reload["scaling_differs"]
+    # This trl trains QLoRA adapters in bf16 and peft reloads them in fp32: the outputs the
+    # agreement check reads are the reload cast back to the trained precision.
+    if reload["trained_precision"] != reload["deployed_precision"]:
+        assert reload["agreement_file"] == "generations_tuned_at_training_precision.jsonl"
+    assert (run.directory / reload["agreement_file"]).is_file()
+
+
 def test_same_inputs_reuse_the_finished_run(first_run, options, small_config):
     runs, run = first_run
     again = stages.run(profiles.PROFILES["tiny"], options, runs, config=small_config)

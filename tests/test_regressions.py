@@ -6,7 +6,9 @@ A structural regression (template, labels, packing, parameters) shows in what th
 before its first optimizer step, so its case runs `-m yoda_structural`: the prepared stage only, no
 training (seconds). A regression of what the model learned (stopping) needs the profile's full
 training, or a model that never learned to stop would fail the check with or without the
-injection. Each case is one fresh tiny run.
+injection. A regression of the save and reload needs a trained adapter but not a learned one: a
+tenth of the training (`SHORT_TRAINING`), which the learned checks are not asked about. Each case
+is one fresh tiny run.
 """
 
 import os
@@ -24,33 +26,39 @@ STRUCTURAL_SUITES = {"test_memory.py", "test_trainable.py", "test_labels.py", "t
                      "test_baseline.py"}
 
 # regression -> (suite that must fail, words its failure must contain, suites that must still pass,
-#                needs the profile's full training)
+#                how much training it needs: None, SHORT or FULL)
+FULL, SHORT = "full", "short"
 CASES = {
     "untemplated": ("test_chat_template.py", "chat template was not applied",
-                    {"test_memory.py", "test_trainable.py"}, False),
+                    {"test_memory.py", "test_trainable.py"}, None),
     "eos-masked": ("test_labels.py", "the collator masked EOS",
-                   {"test_memory.py", "test_trainable.py", "test_chat_template.py"}, False),
+                   {"test_memory.py", "test_trainable.py", "test_chat_template.py"}, None),
     "packing-bfd": ("test_labels.py", "the packing strategy changed",
-                    {"test_memory.py", "test_trainable.py", "test_chat_template.py"}, False),
+                    {"test_memory.py", "test_trainable.py", "test_chat_template.py"}, None),
     "max-length-ignored": ("test_labels.py", "did not reach SFTConfig",
-                           {"test_memory.py", "test_trainable.py", "test_chat_template.py"}, False),
+                           {"test_memory.py", "test_trainable.py", "test_chat_template.py"}, None),
     "adapters-frozen": ("test_trainable.py", "froze the LoRA adapters",
-                        {"test_memory.py", "test_labels.py", "test_chat_template.py"}, False),
+                        {"test_memory.py", "test_labels.py", "test_chat_template.py"}, None),
     "generate-ignores-eos": ("test_stopping.py", "did not learn to stop",
                              {"test_memory.py", "test_trainable.py", "test_labels.py", "test_chat_template.py",
-                              "test_training.py"}, True),
+                              "test_training.py"}, FULL),
     # A comparison with the baseline (CHANGED): still made on a one-epoch run, as the template
     # depends on the model alone (the learned metrics are refused: the config differs).
     "template-drift": ("test_baseline.py", "renders differently",
-                       {"test_memory.py", "test_trainable.py"}, False),
+                       {"test_memory.py", "test_trainable.py"}, None),
     "lora-rank": ("test_trainable.py", "did not reach get_peft_model",
-                  {"test_labels.py", "test_chat_template.py"}, False),
+                  {"test_labels.py", "test_chat_template.py"}, None),
     # With the tiny model's turn head the model still learns at half the scaling (docs/tiny.md):
     # only the structural check sees it.
     "lora-scaling-halved": ("test_trainable.py", "the LoRA scaling did not reach the adapters",
-                            {"test_labels.py", "test_chat_template.py", "test_memory.py"}, False),
+                            {"test_labels.py", "test_chat_template.py", "test_memory.py"}, None),
+    "adapter-saved-renamed": ("test_training.py", "the saved adapter is not the trained one",
+                              {"test_memory.py", "test_trainable.py", "test_labels.py", "test_chat_template.py"},
+                              SHORT),
 }
 STRUCTURAL = ["-m", "yoda_structural"]
+SHORT_TRAINING = ["--yoda-override", "training.num_train_epochs=0.3"]
+TRAINING_ARGS = {None: STRUCTURAL, SHORT: SHORT_TRAINING, FULL: []}
 
 
 def run_suites(tmp_path: Path, models_dir: Path, inject: str, extra: list[str]) -> dict[str, list[tuple[str, str]]]:
@@ -77,9 +85,9 @@ def run_suites(tmp_path: Path, models_dir: Path, inject: str, extra: list[str]) 
 @pytest.mark.slow
 @pytest.mark.parametrize("inject", sorted(CASES))
 def test_injected_regression_fails_its_suite(inject, tmp_path, shared_models_dir):
-    suite, cause, unaffected, full_training = CASES[inject]
-    outcomes = run_suites(tmp_path, shared_models_dir, inject, [] if full_training else STRUCTURAL)
-    assert set(outcomes) == (ALL_SUITES if full_training else STRUCTURAL_SUITES), f"suites that ran: {sorted(outcomes)}"
+    suite, cause, unaffected, training = CASES[inject]
+    outcomes = run_suites(tmp_path, shared_models_dir, inject, TRAINING_ARGS[training])
+    assert set(outcomes) == (ALL_SUITES if training else STRUCTURAL_SUITES), f"suites that ran: {sorted(outcomes)}"
     failures = [message for outcome, message in outcomes[suite] if outcome == "failed"]
     assert failures, f"{inject}: {suite} did not fail"
     assert any(cause in message for message in failures), (
