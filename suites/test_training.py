@@ -2,6 +2,8 @@
 
 import pytest
 
+from harness.reload import DEPLOYED_FILE
+
 
 @pytest.mark.yoda_learning
 def test_loss_falls(manifest, require_threshold):
@@ -53,7 +55,7 @@ def test_reloaded_adapter_holds_the_trained_weights(manifest):
     assert not differing, (
         f"{len(differing)} of {reload['tensors']} LoRA tensors differ from the trained ones after save and reload "
         f"(largest |difference| {max(differing.values()):.3g}, first: {next(iter(differing))}; trained in "
-        f"{'/'.join(reload['trained_precision']['adapter'])}, saved as {'/'.join(manifest['adapter']['dtypes'])}): "
+        f"{'/'.join(reload['trained_precision']['adapter'])}, saved as {'/'.join(manifest['adapter'].get('dtypes', ['?']))}): "
         "the saved adapter is not the trained one"
     )
     scaling = reload["scaling_differs"]
@@ -71,7 +73,8 @@ def test_reloaded_adapter_generates_what_the_trained_model_did(manifest, run_art
     compared only through the quality metrics.)"""
     reload = manifest["adapter"].get("reload", {})
     # Runs recorded before 2026-12-03 compared the deployed reload, at whatever precision it had.
-    reloaded = run_artifacts(reload.get("agreement_file", "generations_tuned.jsonl"))
+    agreement_file = reload.get("agreement_file", DEPLOYED_FILE)
+    reloaded = run_artifacts(agreement_file)
     in_memory = run_artifacts("generations_tuned_in_memory.jsonl")
     base = run_artifacts("generations_base.jsonl")
     eos = manifest["tokens"]["eos_id"]
@@ -80,8 +83,8 @@ def test_reloaded_adapter_generates_what_the_trained_model_did(manifest, run_art
     without_adapter = _share_identical(base, in_memory, eos)
     floor = require_threshold("min_reload_agreement")
     precision = ""
-    if reload.get("agreement_file") not in (None, "generations_tuned.jsonl"):
-        as_deployed = _share_identical(run_artifacts("generations_tuned.jsonl"), in_memory, eos)
+    if agreement_file != DEPLOYED_FILE:
+        as_deployed = _share_identical(run_artifacts(DEPLOYED_FILE), in_memory, eos)
         precision = (f"; cast from the deployed precision ({_dtypes(reload['deployed_precision'])}) to the trained "
                      f"({_dtypes(reload['trained_precision'])}); as deployed it matches {as_deployed:.0%}")
     assert agreement >= floor and agreement > without_adapter, (
