@@ -13,7 +13,9 @@ run's manifest lists them under `compat`: a run on an old release never differs 
     completion_only_collator(trainer)    a collator that masks the prompt, whichever trl built it
     dtype_argument()                     `dtype=` (transformers >= 4.56) or `torch_dtype=`
     template_ids(tokenizer, ...)         apply_chat_template(tokenize=True): a list, or an encoding
-    packing_added_tokens(examples, eos)  tokens trl's packing adds between examples (EOS before 0.15)
+    packing(args)                        how trl's wrapped packing cuts examples into rows (EOS added,
+                                         groups, shorter rows kept or dropped)
+    packing_added_tokens(examples, ...)  tokens trl's packing adds between examples (EOS before 0.15)
 """
 
 from __future__ import annotations
@@ -164,24 +166,103 @@ def record(adaptation: Adaptation | None) -> None:
 
 
 # ------------------------------------------------------------------ trl's packing
-def packing_added_tokens(example_ids: list[list[int]], eos_token_id: int) -> int:
-    """Tokens the installed trl's packing adds to the tokenized conversations before cutting rows.
+# `datasets.Dataset.map(batched=True)`'s default batch: trl's packing map leaves it as is, so every
+# thousand examples are concatenated and cut into rows apart, each batch with a shorter row of its own.
+MAP_BATCH_EXAMPLES = 1000
 
-    trl 0.12-0.14 pack through `ConstantLengthDataset`, which appends EOS after every example
-    (`append_concat_token=True`); 0.16.x appends EOS to each example that does not end with it;
-    0.15 and 0.17 on add nothing to conversational data (trl's sources at those tags). Without
-    this, the step count of wrapped packing is predicted too low on the 2024 libraries (348
-    steps for trl 0.12.1's 357 on tiny) and the packing check calls a working release BROKEN.
+
+@dataclass(frozen=True)
+class Packing:
+    """How the installed trl's wrapped packing cuts tokenized examples into rows (trl's sources at the tags).
+
+    - `appends_eos`: "every example" (ConstantLengthDataset, trl 0.12-0.14), "where missing"
+      (trl 0.16.x), or "" (0.15, 0.17 on: conversational data is packed as templated);
+    - `buffer_chars`: ConstantLengthDataset concatenates a buffer of examples at a time, filled until
+      it holds this many characters of formatted text; None: `MAP_BATCH_EXAMPLES` examples at a time;
+    - `keeps_partial_row`: each group's last, shorter row is kept (pack_examples, pack_dataset) or
+      dropped (ConstantLengthDataset yields only rows of exactly the length).
     """
+
+    max_length: int
+    appends_eos: str
+    buffer_chars: float | None
+    keeps_partial_row: bool
+
+    def with_separator(self, ids: list[int], eos: int) -> list[int]:
+        """One example as the packer concatenates it."""
+        if self.appends_eos == "every example" or (self.appends_eos == "where missing" and ids[-1:] != [eos]):
+            return ids + [eos]
+        return ids
+
+    def groups(self, example_ids: list[list[int]], text_chars: list[int]) -> list[list[list[int]]]:
+        """The examples concatenated together before cutting, in order."""
+        if self.buffer_chars is None:
+            return [example_ids[i:i + MAP_BATCH_EXAMPLES] for i in range(0, len(example_ids), MAP_BATCH_EXAMPLES)]
+        groups, current, filled = [], [], 0
+        for ids, chars in zip(example_ids, text_chars, strict=True):
+            current.append(ids)
+            filled += chars
+            if filled >= self.buffer_chars:  # ConstantLengthDataset stops filling once the buffer is full
+                groups.append(current)
+                current, filled = [], 0
+        return groups + ([current] if current else [])
+
+    def group_lengths(self, example_ids: list[list[int]], text_chars: list[int], eos: int) -> list[int]:
+        """Tokens each group concatenates, separators included."""
+        return [sum(len(self.with_separator(ids, eos)) for ids in group) for group in self.groups(example_ids, text_chars)]
+
+    def rows(self, example_ids: list[list[int]], text_chars: list[int], eos: int) -> int:
+        """Rows the packed dataset holds: every group cut into rows of `max_length`."""
+        lengths = self.group_lengths(example_ids, text_chars, eos)
+        if self.keeps_partial_row:
+            return sum(-(-n // self.max_length) for n in lengths)
+        return sum(n // self.max_length for n in lengths)
+
+    def dropped_tokens(self, example_ids: list[list[int]], text_chars: list[int], eos: int) -> int:
+        """Tokens of the shorter rows the packer drops (none where it keeps them)."""
+        if self.keeps_partial_row:
+            return 0
+        return sum(n % self.max_length for n in self.group_lengths(example_ids, text_chars, eos))
+
+    def describe(self) -> str:
+        """The adaptation to record, where this trl packs otherwise than trl 0.15 on."""
+        if self.buffer_chars is None:
+            return ""
+        return (f"packs through ConstantLengthDataset: {self.buffer_chars:g} characters of examples at a time, "
+                "each buffer's shorter last row dropped, in the row count's prediction")
+
+
+def packing(args) -> Packing:
+    """The installed trl's wrapped packing, for the trainer's `args` (an `SFTConfig`)."""
     major_minor = _major_minor("trl")
     if major_minor < (0, 15):
-        added, how = len(example_ids), "packs through ConstantLengthDataset, which appends EOS after every example"
-    elif major_minor == (0, 16):
-        added = sum(1 for ids in example_ids if not ids or ids[-1] != eos_token_id)
-        how = "appends EOS to every example that does not end with it"
+        # ConstantLengthDataset: max_buffer_size = seq_length * chars_per_token * num_of_sequences.
+        buffer = args.max_seq_length * args.chars_per_token * args.num_of_sequences
+        found = Packing(args.max_seq_length, "every example", buffer, keeps_partial_row=False)
     else:
-        return 0
-    _note([Adaptation(library("trl"), "packing", f"{how}: {added} tokens more to pack, in the step count's prediction")])
+        length = args.max_length if hasattr(args, "max_length") else args.max_seq_length  # renamed in trl 0.20
+        found = Packing(length, "where missing" if major_minor == (0, 16) else "", None, keeps_partial_row=True)
+    if found.describe():
+        _note([Adaptation(library("trl"), "packing", found.describe())])
+    return found
+
+
+def packs_wrapped(args) -> bool:
+    """Whether a trainer built with `args` packs 'wrapped' (trl before 0.19 has no other packing)."""
+    return bool(args.packing) and getattr(args, "packing_strategy", "wrapped") == "wrapped"
+
+
+def packing_added_tokens(example_ids: list[list[int]], eos_token_id: int, found: Packing) -> int:
+    """Tokens `found` (the installed trl's packing) adds to the tokenized conversations before cutting rows.
+
+    Without them the step count of wrapped packing is predicted too low on the 2024 libraries (348
+    steps for trl 0.12.1's 357 on tiny) and the packing check calls a working release BROKEN.
+    """
+    added = sum(len(found.with_separator(ids, eos_token_id)) - len(ids) for ids in example_ids)
+    if added:
+        how = {"every example": "appends EOS after every example",
+               "where missing": "appends EOS to every example that does not end with it"}[found.appends_eos]
+        _note([Adaptation(library("trl"), "packing", f"{how}: {added} tokens more to pack, in the step count's prediction")])
     return added
 
 

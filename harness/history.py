@@ -28,8 +28,8 @@ from typing import Iterable
 from harness import matrix
 
 # The checks that speak before the first optimizer step: the prepared stage only, nothing trains.
-# Not the slow hypothesis search over collations (minutes a trial; on trl <= 0.14 it finds the extra
-# EOS that release's packing appends after each templated example: docs/history.md).
+# Not the slow hypothesis search over collations (minutes a trial); it passes on every release from
+# trl 0.12.1 on, with what each release's packing adds and drops modelled (harness.compat.Packing).
 DEFAULT_CHECKS = ("suites", "-m", "yoda_structural and not yoda_slow")
 DEFAULT_OVERRIDES: tuple[str, ...] = ()
 # Pure-Python packages a base environment may swap in place, with --no-deps.

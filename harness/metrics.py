@@ -167,12 +167,10 @@ def predict_structure(model_config, lora_r: int, target_modules: list[str]) -> S
     )
 
 
-def expected_optimizer_steps(total_tokens: int, max_length: int, batch_size: int, epochs: float,
-                             accumulation: int = 1) -> int:
-    """Steps that 'wrapped' packing implies: tokens cut into rows of exactly max_length."""
-    rows = -(-total_tokens // max_length)
-    batches_per_epoch = -(-rows // batch_size)
-    updates_per_epoch = max(batches_per_epoch // accumulation, 1)
+def expected_optimizer_steps(rows: int, batch_size: int, epochs: float, accumulation: int = 1) -> int:
+    """Optimizer steps the trainer takes over `rows` packed rows (`harness.compat.Packing.rows`)."""
     import math
 
+    batches_per_epoch = -(-rows // batch_size)
+    updates_per_epoch = max(batches_per_epoch // accumulation, 1)
     return int(math.ceil(updates_per_epoch * epochs))

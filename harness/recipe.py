@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,13 +144,37 @@ def generate(model, tokenizer, sentences: list[str], config: RecipeConfig):
     return generate_batched(model, tokenizer, sentences, settings.max_new_tokens, settings.batch_size, autocast)
 
 
-def prepare_and_collate(trainer, examples: list[dict], packing: bool | None = None) -> dict:
-    """Tokenize + pack + collate `examples` with the trainer's own preparation and collator."""
+def prepare(trainer, examples: list[dict]) -> list[dict]:
+    """Tokenize + pack `examples` with the trainer's own dataset preparation: its rows."""
     from datasets import Dataset
 
-    packing = trainer.args.packing if packing is None else packing
-    rows = compat.prepared_rows(trainer, Dataset.from_list(examples), trainer.args, packing, "check")
-    return trainer.data_collator(rows)
+    return compat.prepared_rows(trainer, Dataset.from_list(examples), trainer.args, trainer.args.packing, "check")
+
+
+def prepare_and_collate(trainer, examples: list[dict]) -> dict:
+    """Tokenize + pack + collate `examples` with the trainer's own preparation and collator."""
+    return trainer.data_collator(prepare(trainer, examples))
+
+
+@dataclass(frozen=True)
+class PackingExpectation:
+    """What the installed trl's wrapped packing must make of some conversations (`compat.Packing`)."""
+
+    tokens: Counter  # every token the packer is given: the templated conversations and the separators it adds
+    rows: int
+    dropped: int  # tokens of the shorter rows this trl drops (trl <= 0.14), else 0
+
+
+def expected_packing(trainer, examples: list[dict]) -> PackingExpectation:
+    """The tokens and rows `prepare_and_collate(trainer, examples)` must give, by `compat.packing`."""
+    tokenizer = trainer.processing_class
+    eos = tokenizer.eos_token_id
+    conversations = [example["messages"] for example in examples]
+    templated = [_template_ids(tokenizer, messages) for messages in conversations]
+    chars = _text_chars(tokenizer, conversations)
+    packing = compat.packing(trainer.args)
+    tokens = Counter(token for ids in templated for token in packing.with_separator(ids, eos))
+    return PackingExpectation(tokens, packing.rows(templated, chars, eos), packing.dropped_tokens(templated, chars, eos))
 
 
 # ------------------------------------------------------------------ the stages' contents
@@ -224,10 +249,9 @@ def prepare_stage(profile: Profile, options: ModelOptions, config: RecipeConfig,
     with phase("data"):
         split = load_data(config)
         train_dataset = to_training_dataset(split.train, config)
-        templated = [_template_ids(tokenizer, ex["messages"]) for ex in
-                     data.format_rows(split.train, "conversational", split.columns)]
+        conversations = [ex["messages"] for ex in data.format_rows(split.train, "conversational", split.columns)]
+        templated = [_template_ids(tokenizer, messages) for messages in conversations]
         templated_tokens = sum(len(ids) for ids in templated)
-        packing_added_tokens = compat.packing_added_tokens(templated, tokenizer.eos_token_id)
     with phase("trainer"):
         # The trainer writes nothing with save_strategy "no"; whatever it might goes to a temporary
         # directory, never into a run directory.
@@ -235,6 +259,9 @@ def prepare_stage(profile: Profile, options: ModelOptions, config: RecipeConfig,
         requires_grad_after = _requires_grad(trainer.model)
         batch = first_collated_batch(trainer)
         packed_rows = len(trainer.train_dataset)
+        packing = compat.packing(trainer.args)
+        packing_added_tokens = compat.packing_added_tokens(templated, tokenizer.eos_token_id, packing)
+        packed_rows_predicted = packing.rows(templated, _text_chars(tokenizer, conversations), tokenizer.eos_token_id)
         try:
             completion_batch = _completion_only_batch(trainer, split, config)
         except (AttributeError, TypeError) as error:  # private trl API that older releases lack
@@ -293,6 +320,9 @@ def prepare_stage(profile: Profile, options: ModelOptions, config: RecipeConfig,
             # What this trl's packing adds between the examples (harness.compat), counted in the
             # step count wrapped packing implies.
             "packing_added_tokens": packing_added_tokens,
+            # The rows this trl's wrapped packing cuts those tokens into (harness.compat.Packing:
+            # groups of examples, shorter rows kept or dropped): the step count follows from it.
+            "packed_rows_predicted": packed_rows_predicted,
             "train_examples": len(split.train),
         },
     }
@@ -379,6 +409,11 @@ def _facts_record(facts) -> dict:
 
 def _template_ids(tokenizer, messages, add_generation_prompt: bool = False) -> list[int]:
     return compat.template_ids(tokenizer, messages, add_generation_prompt)
+
+
+def _text_chars(tokenizer, conversations: list[list[dict]]) -> list[int]:
+    """Characters of each templated conversation (what trl <= 0.14 fills its packing buffer by)."""
+    return [len(tokenizer.apply_chat_template(messages, tokenize=False)) for messages in conversations]
 
 
 def _template_record(tokenizer, config: RecipeConfig) -> dict:

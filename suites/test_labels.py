@@ -1,7 +1,9 @@
 """Labels and EOS on the trainer's real collated batch; packing fingerprints; completion-only masking."""
 
+from collections import Counter
+
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from harness.metrics import expected_optimizer_steps
@@ -75,20 +77,40 @@ def test_packed_rows_are_exactly_max_length(manifest, run_artifacts):
     )
 
 
-def test_optimizer_steps_match_the_packing(manifest):
+@pytest.mark.yoda_structural
+def test_packing_cuts_the_rows_this_trl_is_known_to_cut(manifest):
     config, training = manifest["config"]["training"], manifest["training"]
     if not _expects_wrapped_packing(config):
-        pytest.skip("expected step count is derived for wrapped packing")
-    added = training.get("packing_added_tokens", 0)  # not recorded before 2026-12-03: predicted as if none
-    expected = expected_optimizer_steps(training["templated_tokens"] + added, config["max_length"],
-                                        training["train_batch_size"], config["num_train_epochs"],
-                                        config["gradient_accumulation_steps"])
+        pytest.skip("the recipe config does not ask for wrapped packing, the packing the rows are predicted for")
+    rows = _predicted_rows(training, config["max_length"])
+    added = training.get("packing_added_tokens", 0)
     separators = f" and the {added} tokens this trl adds between examples" if added else ""
-    assert training["global_step"] == expected, (
-        f"{training['global_step']} optimizer steps, wrapped packing of {training['templated_tokens']} templated "
-        f"tokens{separators} into rows of {config['max_length']} at batch {training['train_batch_size']} gives "
-        f"{expected}: the packing strategy or the tokenized text changed"
+    assert training["packed_rows"] == rows, (
+        f"the trainer's data set holds {training['packed_rows']} packed rows; wrapped packing of "
+        f"{training['templated_tokens']} templated tokens{separators} into rows of {config['max_length']} gives "
+        f"{rows} (harness.compat.Packing, this trl's groups and shorter rows): the packing strategy or the "
+        "tokenized text changed"
     )
+
+
+def test_optimizer_steps_match_the_packing(manifest):
+    config, training = manifest["config"]["training"], manifest["training"]
+    # Each optimizer step takes one batch on every process (torchrun / accelerate launch).
+    batch = training["train_batch_size"] * manifest["environment"].get("processes", 1)
+    expected = expected_optimizer_steps(training["packed_rows"], batch, config["num_train_epochs"],
+                                        config["gradient_accumulation_steps"])
+    assert training["global_step"] == expected, (
+        f"{training['global_step']} optimizer steps; {training['packed_rows']} packed rows at a global batch of "
+        f"{batch} over {config['num_train_epochs']} epochs give {expected}: the trainer did not take the batches "
+        "packing made"
+    )
+
+
+def _predicted_rows(training: dict, max_length: int) -> int:
+    if "packed_rows_predicted" in training:
+        return training["packed_rows_predicted"]
+    # Runs before 2026-12-06 recorded tokens only: one group, every row kept.
+    return -(-(training["templated_tokens"] + training.get("packing_added_tokens", 0)) // max_length)
 
 
 @pytest.mark.yoda_structural
@@ -118,25 +140,52 @@ conversation_text = st.text(
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(conversation_text, conversation_text), min_size=1, max_size=6))
 def test_collation_keeps_eos_and_labels_for_any_conversation(live, pairs):
-    from harness.recipe import prepare_and_collate
+    from harness.compat import packs_wrapped
+    from harness.recipe import expected_packing, prepare
 
+    if not packs_wrapped(live.trainer.args):
+        pytest.skip("this trainer does not pack 'wrapped', the packing the expectation is modelled on; "
+                    "test_packed_rows_are_exactly_max_length says whether the recipe asked for it")
     examples = [{"messages": [{"role": "user", "content": u}, {"role": "assistant", "content": a}]} for u, a in pairs]
-    batch = prepare_and_collate(live.trainer, examples)
-    eos = live.tokenizer.eos_token_id
-    ids, labels = batch["input_ids"].tolist(), batch["labels"].tolist()
-    # As many EOS as the chat template writes (Phi-3: one, at the end; SmolLM2: one per turn,
-    # its end-of-turn marker being EOS): packing and collation must neither drop nor add any.
-    expected = sum(_eos_in_template(live.tokenizer, example["messages"]) for example in examples)
-    assert expected >= len(examples), "the chat template ends a conversation without EOS"
-    assert sum(row.count(eos) for row in ids) == expected, (
-        f"the template writes {expected} EOS for these {len(examples)} conversations; the collated batch has "
-        f"{sum(row.count(eos) for row in ids)}"
+    expected = expected_packing(live.trainer, examples)
+    # trl <= 0.14 drops every shorter row: conversations shorter than one row make no batch at all.
+    assume(expected.rows > 0)
+    rows = prepare(live.trainer, examples)
+    assert len(rows) == expected.rows, (
+        f"this trl's packing cut these {len(examples)} conversations into {len(rows)} rows; harness.compat.Packing "
+        f"predicts {expected.rows}: the packing changed"
     )
-    for row_ids, row_labels in zip(ids, labels):
+    batch = live.trainer.data_collator(rows)
+    eos = live.tokenizer.eos_token_id
+    template_eos = sum(_eos_in_template(live.tokenizer, example["messages"]) for example in examples)
+    assert template_eos >= len(examples), "the chat template ends a conversation without EOS"
+    # Packing and collation keep every token given to the packer (the templated conversations and
+    # the EOS this trl appends between them: harness.compat.Packing), in any order, adding none;
+    # they lose only the shorter rows this trl drops (SmolLM2's template writes EOS per turn).
+    collated = Counter(token for row in _unpadded(batch) for token in row)
+    added, lost = collated - expected.tokens, expected.tokens - collated
+    assert not added, (
+        f"the collated batch holds tokens neither the template nor this trl's packing writes for these "
+        f"{len(examples)} conversations: {dict(added.most_common(5))} (EOS: {added[eos]})"
+    )
+    assert sum(lost.values()) == expected.dropped, (
+        f"{sum(lost.values())} tokens of these {len(examples)} conversations are missing from the collated batch, "
+        f"{lost[eos]} of them EOS (of {expected.tokens[eos]}); this trl's packing drops {expected.dropped} "
+        "(the shorter rows it does not keep)"
+    )
+    for row_ids, row_labels in zip(_unpadded(batch), _unpadded(batch, "labels")):
         for token, label in zip(row_ids, row_labels):
             assert label == -100 or label == token
             if token == eos:
                 assert label == eos, "an EOS token lost its label in collation"
+
+
+def _unpadded(batch, key: str = "input_ids") -> list[list[int]]:
+    """Each collated row of `key` without the positions its attention mask pads (PAD may be EOS)."""
+    rows = batch[key].tolist()
+    if "attention_mask" not in batch:
+        return rows
+    return [[v for v, m in zip(values, mask) if m] for values, mask in zip(rows, batch["attention_mask"].tolist())]
 
 
 def _eos_in_template(tokenizer, messages: list[dict]) -> int:

@@ -61,6 +61,20 @@ def packing_strategy_changed():
     SFTConfig.__post_init__ = force_bfd
 
 
+def packing_drops_shorter_rows():
+    """Packing drops each group's shorter last row (trl <= 0.14's ConstantLengthDataset did) in a
+    release that keeps it: the data's last tokens never train, and one row fewer is packed."""
+    from trl.trainer import sft_trainer
+
+    pack_dataset = sft_trainer.pack_dataset
+
+    def dropping(dataset, seq_length, *args, **kwargs):
+        packed = pack_dataset(dataset, seq_length, *args, **kwargs)
+        return packed.with_format(None).filter(lambda row: len(row["input_ids"]) == seq_length)
+
+    sft_trainer.pack_dataset = dropping
+
+
 def max_length_ignored():
     """A renamed `SFTConfig` argument (as `max_seq_length` -> `max_length` in trl 0.20): the value
     the recipe passes no longer arrives, and rows are packed to the new default instead."""
@@ -195,6 +209,7 @@ INJECTIONS = {
     "untemplated": untemplated_instruction_data,
     "eos-masked": eos_masked_in_labels,
     "packing-bfd": packing_strategy_changed,
+    "packing-drops-shorter-rows": packing_drops_shorter_rows,
     "max-length-ignored": max_length_ignored,
     "adapters-frozen": adapters_frozen_by_trainer,
     "generate-ignores-eos": generate_ignores_eos,

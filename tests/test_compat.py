@@ -2,6 +2,7 @@
 
 import dataclasses
 import inspect
+import types
 
 import pytest
 import torch
@@ -206,24 +207,52 @@ def test_prepared_rows_calls_an_old_trls_signature_with_its_settings_one_by_one(
 
 EOS = 32000
 EXAMPLES = [[5, 6, EOS], [7, 8], [9, EOS]]  # two end with EOS, one does not
+OLD_ARGS = types.SimpleNamespace(max_seq_length=4, chars_per_token=1.0, num_of_sequences=5)  # buffers of 20 chars
+NEW_ARGS = types.SimpleNamespace(max_length=4)
+
+
+def _packing(monkeypatch, release: str) -> compat.Packing:
+    monkeypatch.setattr(compat, "version", lambda package: release)
+    return compat.packing(OLD_ARGS if release < "0.15" else NEW_ARGS)
 
 
 @pytest.mark.parametrize("release, added", [("0.12.1", 3), ("0.14.0", 3), ("0.15.0", 0), ("0.16.0", 1),
                                             ("0.16.1", 1), ("0.17.0", 0), ("0.19.0", 0), ("1.16.0", 0)])
 def test_the_tokens_packing_adds_follow_the_installed_trl(monkeypatch, release, added):
     """trl's sources at each tag (ConstantLengthDataset's EOS before 0.15, EOS-if-missing in 0.16)."""
-    monkeypatch.setattr(compat, "version", lambda package: release)
     with compat.recording() as adaptations:
-        assert compat.packing_added_tokens(EXAMPLES, EOS) == added
-    assert [a.setting for a in adaptations] == (["packing"] if added else [])
-    if added:
-        assert f"{added} tokens more to pack" in adaptations[0].describe()
+        assert compat.packing_added_tokens(EXAMPLES, EOS, _packing(monkeypatch, release)) == added
+    notes = [a.describe() for a in adaptations]
+    assert any(f"{added} tokens more to pack" in note for note in notes) == bool(added)
+    assert any("ConstantLengthDataset" in note for note in notes) == (release < "0.15")
 
 
-def test_the_step_count_prediction_meets_trl_0_12_on_tiny():
+def test_trl_0_15_on_keeps_each_thousand_examples_shorter_row(monkeypatch):
+    # 2,500 examples of 3 tokens into rows of 4: batches of 1000, 1000 and 500 examples (3000, 3000,
+    # 1500 tokens) give 750 + 750 + 375 rows; one concatenation of all would give 1875 too, so
+    # make each batch end on a shorter row: 5 tokens an example -> 1250 + 1250 + 625 rows.
+    packing = _packing(monkeypatch, "1.16.0")
+    assert packing.rows([[1, 2, 3]] * 2500, [0] * 2500, EOS) == 1875
+    assert packing.rows([[1, 2, 3, 4, 5]] * 2500, [0] * 2500, EOS) == 1250 + 1250 + 625
+    assert packing.rows([[1, 2, 3, 4, 5]] * 999, [0] * 999, EOS) == -(-4995 // 4)
+    assert packing.rows([[1, 2, 3, 4, 5]] * 1001, [0] * 1001, EOS) == 1250 + 2  # 5 tokens left: 2 rows
+    assert packing.dropped_tokens([[1, 2, 3, 4, 5]] * 1001, [0] * 1001, EOS) == 0
+
+
+def test_trl_0_14_and_older_pack_buffers_of_characters_and_drop_their_shorter_rows(monkeypatch):
+    packing = _packing(monkeypatch, "0.12.1")
+    examples, chars = [[1, 2, 3]] * 6, [10, 9, 1, 10, 10, 3]  # buffers close at 20 characters: [0, 1, 2], [3, 4], [5]
+    assert packing.groups(examples, chars) == [examples[:3], examples[3:5], examples[5:]]
+    # With the EOS it appends: 12, 8 and 4 tokens -> rows of 4: 3 + 2 + 1, nothing dropped.
+    assert packing.rows(examples, chars, EOS) == 6 and packing.dropped_tokens(examples, chars, EOS) == 0
+    shorter = [[1, 2]] * 6  # 9, 6 and 3 tokens: 2 + 1 + 0 rows, 1 + 2 + 3 tokens dropped
+    assert packing.rows(shorter, chars, EOS) == 3 and packing.dropped_tokens(shorter, chars, EOS) == 6
+
+
+def test_the_step_count_prediction_meets_trl_0_12_on_tiny(monkeypatch):
     """Measured (docs/tiny.md): trl 0.12.1 took 357 steps on tiny's 786 examples, 29,639 templated
-    tokens; wrapped packing of those alone gives 348."""
+    tokens, where wrapped packing of those alone gives 348."""
     from harness.metrics import expected_optimizer_steps
 
-    assert expected_optimizer_steps(29639, 64, 4, 3) == 348
-    assert expected_optimizer_steps(29639 + 786, 64, 4, 3) == 357
+    assert expected_optimizer_steps(-(-29639 // 64), 4, 3) == 348
+    assert expected_optimizer_steps((29639 + 786) // 64, 4, 3) == 357

@@ -25,8 +25,9 @@ def test_rank_changes_only_the_adapter_terms():
 
 def test_wrapped_packing_step_count():
     # 22,528 tokens -> 352 rows of 64 -> 22 batches of 16 -> 220 steps over 10 epochs (the recipe's figure).
-    assert expected_optimizer_steps(22_528, 64, 16, 10) == 220
-    assert expected_optimizer_steps(22_529, 64, 16, 10) == 230
+    assert expected_optimizer_steps(352, 16, 10) == 220
+    assert expected_optimizer_steps(353, 16, 10) == 230
+    assert expected_optimizer_steps(352, 16, 10, accumulation=2) == 110
 
 
 def test_scores_carry_signatures():

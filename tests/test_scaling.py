@@ -88,9 +88,9 @@ def test_two_processes_publish_one_run(launcher, tmp_path, small_cli_overrides):
     assert manifest["environment"]["processes"] == 2
     training, config = manifest["training"], manifest["config"]["training"]
     # Each optimizer step takes one batch on each process: the global batch is twice the per-device one.
-    steps = [expected_optimizer_steps(training["templated_tokens"], config["max_length"],
-                                      training["train_batch_size"] * processes, config["num_train_epochs"],
-                                      config["gradient_accumulation_steps"]) for processes in (1, 2)]
+    steps = [expected_optimizer_steps(training["packed_rows_predicted"], training["train_batch_size"] * processes,
+                                      config["num_train_epochs"], config["gradient_accumulation_steps"])
+             for processes in (1, 2)]
     assert training["global_step"] == steps[1] < steps[0], (
         f"{training['global_step']} steps; wrapped packing implies {steps[1]} on 2 processes, {steps[0]} on 1"
     )
