@@ -166,7 +166,7 @@ class PackingExpectation:
 
 
 def expected_packing(trainer, examples: list[dict]) -> PackingExpectation:
-    """The tokens and rows `prepare_and_collate(trainer, examples)` must give, by `compat.packing`."""
+    """The tokens and rows `prepare(trainer, examples)` must give, by `compat.packing`."""
     tokenizer = trainer.processing_class
     eos = tokenizer.eos_token_id
     conversations = [example["messages"] for example in examples]
