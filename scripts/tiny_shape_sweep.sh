@@ -2,9 +2,10 @@
 # Here (a developer's CPU): a tiny-profile candidate over several seeds, every check, for issue 13
 # item 7 (docs/tiny.md): another shape (YODA_TINY_SHAPE, unset: the shipped one) and/or recipe
 # overrides (OVERRIDES, --yoda-override words), under the project's environment (./dev) or another
-# version set's (PYTHON: that virtual environment's python, the harness importable from it). One
-# thread a run, PARALLEL runs at a time (default 2: this machine's cores); JUnit XML and logs into
-# OUT_DIR, then scripts/gpu/tiny_sweep_table.py's table.
+# version set's (PYTHON: that virtual environment's python, the harness importable from it). THREADS
+# threads a run (default 1), PARALLEL runs at a time (default 2: this machine's cores; measured here,
+# one run at a time on both cores finishes the same seeds sooner than two runs of one thread each);
+# JUnit XML and logs into OUT_DIR, then scripts/gpu/tiny_sweep_table.py's table.
 #   YODA_TINY_SHAPE=12,256,1024,4 SEEDS="3 4 5" scripts/tiny_shape_sweep.sh [OUT_DIR]
 #   OVERRIDES="training.learning_rate=2e-3" NAME=lr2e-3 SEEDS="2 3" scripts/tiny_shape_sweep.sh [OUT_DIR]
 #   PYTHON=/tmp/venv-2024/bin/python NAME=h24 scripts/tiny_shape_sweep.sh [OUT_DIR]
@@ -12,7 +13,7 @@ set -uo pipefail
 cd "$(git rev-parse --show-toplevel)"
 shape="${YODA_TINY_SHAPE:-}"
 out="${1:-/tmp/tiny-shape-sweep}"; mkdir -p "$out"
-export OUT_DIR="$out" OVERRIDES="${OVERRIDES:-}" NAME="${NAME:-${shape:+d${shape//,/x}}}"; NAME="${NAME:-tiny}" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+export OUT_DIR="$out" OVERRIDES="${OVERRIDES:-}" NAME="${NAME:-${shape:+d${shape//,/x}}}"; NAME="${NAME:-tiny}" OMP_NUM_THREADS="${THREADS:-1}" MKL_NUM_THREADS="${THREADS:-1}"
 [ -n "$shape" ] && export YODA_TINY_SHAPE="$shape"
 export PYTHON="${PYTHON:-./dev python}"
 export YODA_HARNESS_MODELS_DIR="${YODA_HARNESS_MODELS_DIR:-/tmp/yh-tiny-models}" SWEEP_CACHES="$out/cache-{name}/runs"
