@@ -3,8 +3,9 @@
 # item 7 (docs/tiny.md): another shape (YODA_TINY_SHAPE, unset: the shipped one) and/or recipe
 # overrides (OVERRIDES, --yoda-override words), under the project's environment (./dev) or another
 # version set's (PYTHON: that virtual environment's python, the harness importable from it). THREADS
-# threads a run (default 1), PARALLEL runs at a time (default 2: this machine's cores; measured here,
-# one run at a time on both cores finishes the same seeds sooner than two runs of one thread each);
+# threads a run (default 1), PARALLEL runs at a time (default 2: this machine's cores). Measured here
+# on 2026-12-06 (seed-2024-cpu, every check): THREADS=2 PARALLEL=1, 274 s a run; the defaults, two
+# runs of one thread side by side, 1,594 and 1,646 s: use THREADS=2 PARALLEL=1 on two cores.
 # JUnit XML and logs into OUT_DIR, then scripts/gpu/tiny_sweep_table.py's table.
 #   YODA_TINY_SHAPE=12,256,1024,4 SEEDS="3 4 5" scripts/tiny_shape_sweep.sh [OUT_DIR]
 #   OVERRIDES="training.learning_rate=2e-3" NAME=lr2e-3 SEEDS="2 3" scripts/tiny_shape_sweep.sh [OUT_DIR]
