@@ -398,10 +398,16 @@ def refusal(entry: dict, manifest: dict, scope: str = RUN) -> str | None:
             if stored["data"].get(key) != current["data"].get(key)))
     if scope == RUN and not reasons and stored["global_step"] != current["global_step"]:
         reasons.append(f"step count differs: {stored['global_step']} -> {current['global_step']} "
-                       "(same config and data: packing or tokenization changed)")
+                       f"(same config and data: {_packing_cause(manifest)})")
     if stored["model"] != current["model"]:
         reasons.append(f"model differs: {_short_model(stored['model'])} -> {_short_model(current['model'])}")
     return "; ".join(reasons) or None
+
+
+def _packing_cause(manifest: dict) -> str:
+    """What the run's trl was recorded doing otherwise when packing (harness.compat), else the likely causes."""
+    recorded = [entry.get("description", "") for entry in manifest.get("compat") or [] if entry.get("setting") == "packing"]
+    return "this run's packing, as recorded: " + "; ".join(recorded) if recorded else "packing or tokenization changed"
 
 
 def _config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:

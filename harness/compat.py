@@ -228,7 +228,7 @@ class Packing:
         """The adaptation to record, where this trl packs otherwise than trl 0.15 on."""
         if self.buffer_chars is None:
             return ""
-        return (f"packs through ConstantLengthDataset: {self.buffer_chars:g} characters of examples at a time, "
+        return (f"goes through ConstantLengthDataset: {self.buffer_chars:g} characters of examples at a time, "
                 "each buffer's shorter last row dropped, in the row count's prediction")
 
 

@@ -291,6 +291,20 @@ def test_a_run_whose_inputs_differ_is_refused_by_name(tmp_path, change, expected
     assert expected in comparison.refusal(run)
 
 
+def test_a_step_count_refusal_names_the_packing_the_run_recorded(tmp_path):
+    path = tmp_path / "tiny.json"
+    baselines.update(path, "tiny", manifest(ENV_A), None)
+    run = manifest(ENV_A)
+    run["training"]["global_step"] = 44
+    run["compat"] = [{"library": "trl 0.12.1", "setting": "packing", "description": "trl 0.12.1: appends EOS after "
+                      "every example: 786 tokens more to pack, in the step count's prediction"},
+                     {"library": "trl 0.12.1", "setting": "max_length", "description": "trl 0.12.1: max_length passed "
+                      "as max_seq_length (this trl's name)"}]
+    refusal = baselines.compare(path, "tiny", ENV_A).refusal(run)
+    assert refusal == ("step count differs: 40 -> 44 (same config and data: this run's packing, as recorded: trl 0.12.1: "
+                       "appends EOS after every example: 786 tokens more to pack, in the step count's prediction)")
+
+
 def test_the_seed_is_not_an_input(tmp_path):
     path = tmp_path / "tiny.json"
     baselines.update(path, "tiny", manifest(ENV_A), None)
