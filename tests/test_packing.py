@@ -37,11 +37,9 @@ def _conversations(count: int) -> list[dict]:
 
 @pytest.mark.parametrize("count", [40, 1001, 3500])
 def test_the_packing_model_predicts_the_installed_trls_rows_and_tokens(trainer, count):
-    from datasets import Dataset
-
     examples = _conversations(count)
     expected = recipe.expected_packing(trainer, examples)
-    rows = compat.prepared_rows(trainer, Dataset.from_list(examples), trainer.args, True, "check")
+    rows = recipe.prepare(trainer, examples)
     assert len(rows) == expected.rows, f"trl {compat.version('trl')} packed {count} conversations into {len(rows)} rows"
     kept = Counter(token for row in rows for token in row["input_ids"])
     assert not kept - expected.tokens, f"tokens no template or separator wrote: {(kept - expected.tokens).most_common(3)}"
