@@ -24,6 +24,11 @@ def cmd_run(args) -> int:
     reason = profiles.why_not_runnable(profile, model_options)
     if reason:
         raise UserError(f"--profile {profile.name}: cannot run here: {reason}")
+    if not profiles.gpu_available():
+        try:
+            env.pin(profile.cpu)  # before the recipe imports bitsandbytes (torch then picks its kernels)
+        except env.PinError as error:
+            raise UserError(f"--profile {profile.name}: {error}") from None
     config = options.recipe_config(profile, args.variant, args.override)
     finished = stages.run(profile, model_options, options.runs_dir(args.cache_dir), fresh=args.fresh, config=config)
     if finished is None:  # a non-main rank of torchrun / accelerate launch: rank 0 writes and prints the run
@@ -64,8 +69,9 @@ def cmd_doctor(args) -> int:
     for name, version in facts["packages"].items():
         print(f"{name:<16}{version or 'NOT INSTALLED'}")
     device = facts["device"]
-    print(f"device    {device['kind']} {device['name']} (CUDA {device['cuda'] or '-'}, bf16 "
-          f"{torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)})")
+    print(f"device    {env.describe_device(device)}; bf16 "
+          f"{torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)}")
+    print(f"entry key {env.device_kind(facts)} (unpinned: a profile's [cpu] pins change it, e.g. tiny's)")
     options = _model_options(args)
     print(f"auto      {profiles.choose_auto(options).describe()}")
     for name, profile in profiles.PROFILES.items():
@@ -118,9 +124,11 @@ def cmd_baselines(args) -> int:
             data = baselines.load(path, path.stem)
             print(f"{path}: {len(data['entries'])} entries")
             for entry in data["entries"]:
-                print(f"  {entry['device']:<24} {entry['version_set']} {entry['recorded']}  "
+                print(f"  {entry['device']:<44} {entry['version_set']} {entry['recorded']}  "
                       f"transformers {entry['packages'].get('transformers')} trl {entry['packages'].get('trl')}")
         return 0
+    if args.action == "remove":
+        return _remove_entries(directory, args)
     # Several run directories (the same config over other seeds) give the entry its spread.
     runs = []
     for name in args.run_dir:
@@ -137,6 +145,30 @@ def cmd_baselines(args) -> int:
     for line in lines:
         print(line)
     print(f"updated {path}")
+    return 0
+
+
+def _remove_entries(directory: Path, args) -> int:
+    """Drop a profile's entries of one device (and version set): a device retired, or a check that the
+    comparison across devices holds without them. The cross-device bands the others carry stay."""
+    from harness import artifacts, baselines
+
+    if not args.profile or not args.device:
+        raise UserError("baselines remove needs --profile NAME and --device KEY (as `baselines show` prints it)")
+    path = directory / f"{args.profile}.json"
+    if not path.is_file():
+        raise UserError(f"{path}: no baseline file for profile {args.profile!r}")
+    with baselines.file_lock(path):
+        data = baselines.load(path, args.profile)
+        kept = [e for e in data["entries"] if not (e["device"] == args.device and args.version_set in (None, e["version_set"]))]
+        removed = len(data["entries"]) - len(kept)
+        if not removed:
+            devices = ", ".join(sorted({e["device"] for e in data["entries"]})) or "none"
+            raise UserError(f"{path}: no entry for device {args.device!r}" +
+                            (f" and version set {args.version_set}" if args.version_set else "") + f" (devices: {devices})")
+        data["entries"] = kept
+        artifacts.write_json(path, data)
+    print(f"removed {removed} entr{'y' if removed == 1 else 'ies'} for {args.device} from {path}")
     return 0
 
 
@@ -269,9 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--baselines-dir", default=None, metavar="DIR", help=BASELINES_HELP)
     report.set_defaults(func=cmd_report)
 
-    base = sub.add_parser("baselines", help="show baseline files, or record a run directory as an entry")
-    base.add_argument("action", choices=["show", "update"],
-                      help="show: list the entries; update: record finished run directories as one entry")
+    base = sub.add_parser("baselines", help="show baseline files, record a run directory as an entry, remove entries")
+    base.add_argument("action", choices=["show", "update", "remove"],
+                      help="show: list the entries; update: record finished run directories as one entry (and "
+                           "the cross-device bands with the entries of other devices); remove: drop a device's entries")
+    base.add_argument("--profile", default=None, help="remove: the profile whose file to edit")
+    base.add_argument("--device", default=None, metavar="KEY", help="remove: the entry key's device, as `show` prints it")
+    base.add_argument("--version-set", default=None, metavar="ID", help="remove: only this version set's entry")
     base.add_argument("run_dir", nargs="*",
                       help="update: run directories of one config, over one or more seeds (mean and spread)")
     base.add_argument("--baselines-dir", default=None, metavar="DIR", help=BASELINES_HELP)

@@ -57,6 +57,7 @@ def load_quantized_model(checkpoint: Checkpoint, config: RecipeConfig):
     quantized_model = AutoModelForCausalLM.from_pretrained(
         checkpoint.path, quantization_config=config.quantization.to_bnb(), device_map=_device_map()
     )
+    env.apply_bnb_pin(quantized_model)  # the profile's CPU pin: bnb's 4-bit eval path
     return quantized_model, tokenizer
 
 
@@ -134,6 +135,7 @@ def reload_tuned_model(checkpoint: Checkpoint, adapter_dir: Path, config: Recipe
     base = AutoModelForCausalLM.from_pretrained(
         checkpoint.path, quantization_config=config.quantization.to_bnb(), device_map=_device_map()
     )
+    env.apply_bnb_pin(base)  # the profile's CPU pin: bnb's 4-bit eval path
     return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable)
 
 
@@ -215,7 +217,14 @@ class _Phases:
     def __call__(self, name: str):
         progress_line(f"{name} ...")
         start = time.perf_counter()
-        yield
+        try:
+            yield
+        except Exception as error:
+            # Which phase of the recipe failed, for the one BROKEN line a crash becomes (harness.crash).
+            if getattr(error, "harness_phase", None) is None:
+                with contextlib.suppress(AttributeError, TypeError):
+                    error.harness_phase = name
+            raise
         self.seconds[name] = round(time.perf_counter() - start, 3)
         progress_line(f"{name} done in {self.seconds[name]:.1f}s")
 

@@ -4,8 +4,16 @@ from pathlib import Path
 
 import pytest
 
+# The tiny profile's CPU kernel pins, before anything imports bitsandbytes (which fixes torch's
+# kernels for the process): the recipe runs in-process in many tests, as in `pytest suites`.
+from harness import env  # noqa: E402
+from harness.profiles import PROFILES  # noqa: E402
+
+env.pin(PROFILES["tiny"].cpu)
+
 # Imported once for the whole session: pytester's in-process runs forget the modules they import,
 # and torch and pyarrow (under datasets) crash or refuse when imported a second time in a process.
+import bitsandbytes  # noqa: F401,E402  (it registers torch operators: twice is an error)
 import datasets  # noqa: F401,E402
 import torch  # noqa: F401,E402
 

@@ -27,6 +27,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 from harness import markers
+from harness.env import CpuKernels
 from harness.config import RecipeConfig
 from harness.models import Checkpoint, SpecialTokens, sources
 from harness.models import phi3 as phi3_models
@@ -45,7 +46,7 @@ FAMILIES: dict[str, SpecialTokens] = {
     "smollm2": smollm2_models.SMOLLM2_SPECIAL_TOKENS,
 }
 # Tables an extending file merges key by key into its parent's; `model` it replaces whole.
-MERGED_TABLES = ("recipe", "skips", "reference", "thresholds")
+MERGED_TABLES = ("recipe", "skips", "reference", "thresholds", "cpu")
 TOP_LEVEL_KEYS = {"name", "description", "extends", "kind", "requires_gpu", "auto_rank", "model", *MERGED_TABLES}
 
 
@@ -87,6 +88,8 @@ class Profile:
     thresholds: dict[str, float] = field(default_factory=dict)
     # `auto` tries ranked built-ins, lowest first; None: never chosen by `auto`.
     auto_rank: int | None = None
+    # The CPU kernel paths pinned for this profile's runs on a CPU ([cpu] table; env.CpuKernels).
+    cpu: CpuKernels = field(default_factory=CpuKernels)
     path: Path | None = None
 
     @property
@@ -212,9 +215,14 @@ def _profile_from(raw: dict, path: Path) -> Profile:
             fail(f"thresholds.{name}", f"unknown threshold (known: {', '.join(THRESHOLDS)})")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail(f"thresholds.{name}", f"expected a number, got {value!r}")
+    try:
+        cpu = CpuKernels.from_table(_table(raw.get("cpu", {}), path, "cpu"), str(path))
+    except ValueError as error:
+        raise ProfileError(str(error)) from None
     return Profile(name=raw["name"], description=raw["description"], model=_model_spec(raw.get("model"), path),
                    overrides=overrides, requires_gpu=raw.get("requires_gpu", False), kind=raw.get("kind", "full"),
-                   skips=skips, reference=reference, thresholds=thresholds, auto_rank=rank if rank is not False else None, path=path)
+                   skips=skips, reference=reference, thresholds=thresholds, auto_rank=rank if rank is not False else None,
+                   cpu=cpu, path=path)
 
 
 def _model_spec(raw, path: Path) -> ModelSpec:
