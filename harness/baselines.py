@@ -32,6 +32,7 @@ import difflib
 import hashlib
 import json
 import math
+import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,7 +296,9 @@ class Verdict:
     """One metric of one run against one stored metric: what pytest asserts and the report shows."""
 
     name: str
-    status: str  # "ok" | "changed" | "not-recorded" (the entry lacks it) | "not-measured" (the run lacks it)
+    # "ok" | "changed" | "not-recorded" (the entry lacks it) | "not-measured" (the run lacks it) |
+    # "not-compared" (the entry is another device's and no cross-device band was measured for it)
+    status: str
     current: Any = None
     baseline: Any = None
     direction: str | None = None
@@ -342,8 +345,22 @@ def band_text(band: dict | None) -> str:
     return f">= {low:.6g}" if low is not None else f"<= {high:.6g}"
 
 
-def judge(name: str, current: Any, stored: dict | None, absent_reason: str = "") -> Verdict:
-    """The one decision: is `current` within the stored metric's band (or equal, for exact)?"""
+def travels(name: str, stored: dict | None = None) -> bool:
+    """Whether a metric compares with an entry of another device as it is: the exact figures (counts,
+    footprints, the template, the tokens, signatures) do not depend on the device, unless recording
+    measured that they differ between two devices (`device_dependent` in the entry)."""
+    if stored is not None and stored.get("device_dependent"):
+        return False
+    return name in POLICY and POLICY[name].direction == EXACT
+
+
+def judge(name: str, current: Any, stored: dict | None, absent_reason: str = "",
+          other_device: str | None = None) -> Verdict:
+    """The one decision: is `current` within the stored metric's band (or equal, for exact)?
+
+    `other_device`: the entry was recorded on that device, not this run's. A figure that travels is
+    compared as it is; a number only through the cross-device band measured beside its own.
+    """
     if current is None:  # first: when neither has it, what the run lacks is the reason
         return Verdict(name, "not-measured", baseline=stored and stored["value"],
                        direction=stored and stored["direction"], reason=absent_reason or f"this run has no {name}")
@@ -352,6 +369,18 @@ def judge(name: str, current: Any, stored: dict | None, absent_reason: str = "")
                        reason=f"the baseline entry has no {name}; record it with --yoda-update-baselines")
     direction, value = stored["direction"], stored["value"]
     band = stored.get("band")
+    if other_device is not None and not travels(name, stored):
+        cross = stored.get("cross_device")
+        if cross is None:
+            why = ("it differed between the devices it was recorded on" if stored.get("device_dependent")
+                   else "no cross-device band was measured for it")
+            return Verdict(name, "not-compared", current=current, baseline=value, direction=direction,
+                           reason=f"{name} depends on the device, the entry is {other_device}'s and {why}; record "
+                                  "this device's entry with --yoda-update-baselines (it measures the band)")
+        band = cross["band"]
+        if direction == EXACT:  # a device-dependent exact figure: equal to one of the devices' values
+            inside = any(_equal(current, sample) for samples in cross["samples"].values() for sample in samples)
+            return Verdict(name, "ok" if inside else "changed", current, value, direction, None)
     inside = _equal(current, value) if direction == EXACT else _inside(current, band)
     return Verdict(name, "ok" if inside else "changed", current, value, direction, band)
 
@@ -521,6 +550,13 @@ def _validate_metric(name: str, metric: Any) -> tuple[str, str] | None:
     spread = metric.get("spread")
     if spread is not None and (not _is_number(spread) or spread < 0):
         return ".spread", f"expected a number >= 0 or null, got {spread!r}"
+    cross = metric.get("cross_device")
+    if cross is not None:
+        if not isinstance(cross, dict) or not isinstance(cross.get("band"), dict):
+            return ".cross_device", f"expected an object with a band, got {cross!r}"
+        low, high = cross["band"].get("low"), cross["band"].get("high")
+        if (needs_low and not (_is_number(low) and low <= value)) or (needs_high and not (_is_number(high) and high >= value)):
+            return ".cross_device.band", f"{band_text(cross['band'])} does not contain the value {value!r}"
     return None
 
 
@@ -564,23 +600,55 @@ def _is_number(value: Any) -> bool:
 
 # ------------------------------------------------------------------ choose an entry, compare
 def select_entry(baseline: dict, environment: dict) -> tuple[dict | None, str]:
-    """The entry to compare with: same version set and device, else the nearest of the device.
+    """The entry to compare with, and why that one.
 
-    Nearest = fewest tracked packages at another version, then the newest.
+    In order: the same version set on the same device; the same version set on another device of
+    the same type (CPU or CUDA), compared through its cross-device bands; then the nearest version
+    set (fewest tracked packages at another version, then the newest), same device first.
     """
     device = env.device_kind(environment)
+    group = (env.device_type(environment["device"]), environment.get("processes", 1))
     version_set = env.version_set_id(environment)
     same_device = [e for e in baseline["entries"] if e["device"] == device]
-    exact = [e for e in same_device if e["version_set"] == version_set]
-    if exact:
-        return exact[0], "same library versions and device"
-    if same_device:
-        newest_first = sorted(same_device, key=lambda e: e["recorded"], reverse=True)
-        # min() keeps the first of equals: of the entries nearest in versions, the newest.
-        nearest = min(newest_first, key=lambda e: len(env.changed_packages(e["packages"], environment["packages"])))
-        return nearest, f"nearest entry for {device} (library versions differ: every difference is CHANGED)"
+    same_type = [e for e in baseline["entries"] if e["device"] != device and _group_of(e) == group]
+    for candidates, where in ((same_device, "same device"), (same_type, "another device")):
+        exact = sorted((e for e in candidates if e["version_set"] == version_set),
+                       key=lambda e: (_cross_banded(e), e["recorded"]), reverse=True)
+        if exact:
+            return exact[0], f"same library versions, {where}"
+    for candidates, where in ((same_device, "same device"), (same_type, "another device")):
+        if candidates:
+            newest_first = sorted(candidates, key=lambda e: e["recorded"], reverse=True)
+            # min() keeps the first of equals: of the entries nearest in versions, the newest.
+            nearest = min(newest_first, key=lambda e: len(env.changed_packages(e["packages"], environment["packages"])))
+            return nearest, f"nearest entry, {where} (library versions differ: every difference may show as CHANGED)"
     recorded = sorted({e["device"] for e in baseline["entries"]})
-    return None, f"no baseline entry for device {device!r}" + (f" (entries for: {', '.join(recorded)})" if recorded else "")
+    return None, f"no baseline entry for {device}" + (f" (entries for: {', '.join(recorded)})" if recorded else "")
+
+
+def entry_device_type(entry: dict) -> str:
+    """'cpu' or 'cuda' of an entry (from its device facts; entries recorded before them: from the key)."""
+    facts = entry.get("device_facts")
+    if facts:
+        return env.device_type(facts)
+    return "cpu" if entry["device"].split(",")[0].split(" ")[0] == "cpu" else "cuda"
+
+
+def _group_of(entry: dict) -> tuple[str, int]:
+    """Entries that may share numbers through a cross-device band: one device type, one process
+    count (N processes take 1/N of the steps: never the same run as one process's)."""
+    processes = re.search(r", (\d+) processes$", entry["device"])
+    return entry_device_type(entry), int(processes.group(1)) if processes else 1
+
+
+def _cross_banded(entry: dict) -> bool:
+    return any("cross_device" in metric for metric in entry["metrics"].values())
+
+
+def entry_device_name(entry: dict) -> str:
+    """How the verdict names the device an entry was recorded on."""
+    facts = entry.get("device_facts")
+    return env.describe_device(facts) if facts else entry["device"]
 
 
 @dataclass
@@ -590,6 +658,15 @@ class Comparison:
     entry: dict | None
     reason: str
     changed: list[str]
+    device: str = ""  # this run's entry key
+    device_description: str = ""
+
+    @property
+    def other_device(self) -> str | None:
+        """The entry's device when it is not this run's (numbers then compare through cross-device bands)."""
+        if self.entry is None or self.entry["device"] == self.device:
+            return None
+        return self.entry["device"]
 
     def value(self, name: str) -> Any:
         if self.entry is None or name not in self.entry["metrics"]:
@@ -599,29 +676,34 @@ class Comparison:
     def judge(self, name: str, manifest: dict, template: dict | None) -> Verdict:
         values, absent = measure(manifest, template)
         stored = self.entry["metrics"].get(name) if self.entry else None
-        return judge(name, values.get(name), stored, absent.get(name, ""))
+        return judge(name, values.get(name), stored, absent.get(name, ""), self.other_device)
 
     def judge_all(self, manifest: dict, template: dict | None) -> list[Verdict]:
         """Every metric of the policy or the entry, judged by the same function pytest uses."""
         values, absent = measure(manifest, template)
         stored = self.entry["metrics"] if self.entry else {}
-        return [judge(name, values.get(name), stored.get(name), absent.get(name, ""))
+        return [judge(name, values.get(name), stored.get(name), absent.get(name, ""), self.other_device)
                 for name in sorted(set(values) | set(stored))]
 
     def refusal(self, manifest: dict, scope: str = RUN) -> str | None:
         return refusal(self.entry, manifest, scope) if self.entry else None
 
     def context(self) -> str:
+        if self.entry is None:
+            return f"baseline {self.path.name} ({self.reason}; this is {self.device_description or self.device})"
         libs = "; ".join(self.changed) if self.changed else "no library changed"
-        legacy = ", legacy entry: policy bands, no measured spread" if self.entry and self.entry.get("legacy") else ""
-        return f"baseline {self.path.name} ({self.reason}{legacy}; {libs})"
+        legacy = ", legacy entry: policy bands, no measured spread" if self.entry.get("legacy") else ""
+        where = (f"recorded on {entry_device_name(self.entry)}; this is {self.device_description or self.device}"
+                 if self.other_device else f"device {self.device}")
+        return f"baseline {self.path.name} ({self.reason}{legacy}; {where}; {libs})"
 
 
 def compare(path: Path, profile: str, environment: dict) -> Comparison:
     baseline = load(path, profile)
     entry, reason = select_entry(baseline, environment)
     changed = env.changed_packages(entry["packages"], environment["packages"]) if entry else []
-    return Comparison(path, profile, entry, reason, changed)
+    return Comparison(path, profile, entry, reason, changed, env.device_kind(environment),
+                      env.describe_device(environment["device"]))
 
 
 # ------------------------------------------------------------------ record
@@ -670,6 +752,8 @@ def entry_from_runs(runs: list[tuple[dict, dict | None]], provenance: dict | Non
         "provenance": provenance or {},
         "version_set": env.version_set_id(environment),
         "device": env.device_kind(environment),
+        # Everything known of the device (CPU model, kernels, pins; GPU compute capability, CUDA, driver).
+        "device_facts": environment["device"],
         "recorded": manifest["created"],
         "packages": environment["packages"],
         "python": environment["python"],
@@ -724,10 +808,65 @@ def update(path: Path, profile: str, manifest: dict, template: dict | None,
                       if e["version_set"] == new_entry["version_set"] and e["device"] == new_entry["device"]), None)
     baseline["entries"] = [e for e in baseline["entries"] if e is not old_entry] + [new_entry]
     baseline["entries"].sort(key=lambda e: (e["device"], e["recorded"]))
+    lines = diff_entries(old_entry, new_entry) + cross_device_bands(baseline["entries"], new_entry)
     baseline.pop("legacy_schema", None)
     baseline["schema"] = SCHEMA
     artifacts.write_json(path, baseline)
-    return diff_entries(old_entry, new_entry)
+    return lines
+
+
+def _cross_device_peers(entries: list[dict], entry: dict) -> list[dict]:
+    """The entries of the same version set and inputs on other devices of the same type."""
+    return [e for e in entries if e is not entry and e["version_set"] == entry["version_set"]
+            and e["device"] != entry["device"] and _group_of(e) == _group_of(entry)
+            and e.get("inputs") == entry.get("inputs") and not e.get("legacy")]
+
+
+def cross_device_bands(entries: list[dict], entry: dict) -> list[str]:
+    """Measure, from every device's samples, how far each number moves between devices of one type,
+    and write that band beside each entry's own (`cross_device`); mark an exact figure that differs
+    between devices `device_dependent`. Returns the lines recording prints."""
+    peers = _cross_device_peers(entries, entry)
+    if not peers:
+        return []
+    group = [entry, *peers]
+    devices = sorted(e["device"] for e in group)
+    lines = [f"cross-device bands measured over {', '.join(devices)}"]
+    for name in sorted(set.intersection(*(set(e["metrics"]) for e in group))):
+        policy = POLICY.get(name)
+        if policy is None:
+            continue
+        records = [e["metrics"][name] for e in group]
+        samples = {e["device"]: list(e["metrics"][name].get("samples") or [e["metrics"][name]["value"]]) for e in group}
+        if policy.direction == EXACT:
+            values = {json.dumps(record["value"], sort_keys=True) for record in records}
+            if len(values) > 1:
+                for record in records:
+                    record.update(device_dependent=True, cross_device={"devices": devices, "samples": samples})
+                lines.append(f"{name}: differs between the devices: compared on the same device, or equal to one "
+                             "of the devices' values")
+            continue
+        pooled = [value for values in samples.values() for value in values]
+        spread = statistics.stdev(pooled) if len(pooled) > 1 else None
+        for record in records:
+            record["cross_device"] = _cross_record(policy, record["value"], pooled, spread, devices, samples)
+        lines.append(f"{name}: cross-device band {band_text(entry['metrics'][name]['cross_device']['band'])} "
+                     f"(samples {', '.join(f'{d}: {v}' for d, v in samples.items())})")
+    return lines
+
+
+def _cross_record(policy: Policy, value: float, pooled: list[float], spread: float | None, devices: list[str],
+                  samples: dict) -> dict:
+    """A band around this entry's value that k x the pooled spread, the policy's floors and every
+    device's every sample fit in (capped as the same-device band is)."""
+    farthest = max(abs(sample - value) for sample in pooled)
+    half = max(_half_width(policy, value, spread), farthest)
+    capped_band = policy.rel_cap is not None and half > policy.rel_cap * abs(value)
+    if capped_band:
+        half = policy.rel_cap * abs(value)
+    band = {"low": value - half if policy.direction in (HIGHER, TWO_SIDED) else None,
+            "high": value + half if policy.direction in (LOWER, TWO_SIDED) else None}
+    return {"devices": devices, "samples": samples, "spread": spread, "band": band, "capped": capped_band}
 
 
 def diff_entries(old: dict | None, new: dict) -> list[str]:
