@@ -41,7 +41,10 @@ PREPARED_KEY = pytest.StashKey["object"]()  # this session's prepared stage in m
 OUTCOMES_KEY = pytest.StashKey[dict]()
 SESSION_KEY = pytest.StashKey[str]()
 PROFILE_KEY = pytest.StashKey["object"]()
+CRASH_KEY = pytest.StashKey["object"]()  # the recipe's crash in this session (harness.crash.RecipeCrash)
 PLUGIN_NAME = "yoda-harness-session"
+# What a reader runs to record an entry for this device (the verdict and the skips say it).
+RECORD_COMMAND = "`pytest suites --yoda-profile {profile} --yoda-update-baselines --yoda-baseline-seeds 2`"
 
 
 def pytest_addoption(parser):
@@ -72,6 +75,9 @@ def pytest_addoption(parser):
     group.addoption("--yoda-gate", choices=verdicts.GATES, default="all",
                     help="which failures fail the session: all (default), or broken (invariants only: "
                          "CHANGED comparisons are still reported, and the exit status is 0 when they are all)")
+    group.addoption("--yoda-require-comparisons", action="store_true",
+                    help="fail the session when a comparison with the baseline was not made (no entry for this "
+                         "device or version set, no cross-device band, inputs refused): for gates that must compare")
     group.addoption("--yoda-summary-md", metavar="PATH", default=None,
                     help="write the BROKEN / CHANGED summary as Markdown to PATH (also appended to "
                          "$GITHUB_STEP_SUMMARY when set)")
@@ -191,12 +197,30 @@ def session_profile(config) -> profile_registry.Profile:
                 f"yoda-harness: {named_by} {name}: cannot run here: {reason}. "
                 "Choose a profile that can (`python -m harness doctor` lists them), or leave the profile to auto"
             )
+    _pin_cpu_kernels(config, profile)
     config.stash[PROFILE_KEY] = profile
     return profile
 
 
+def _pin_cpu_kernels(config, profile) -> None:
+    """The profile's CPU kernel pins, before anything of the recipe imports bitsandbytes (which
+    makes torch choose its kernels); xdist workers inherit the variables and pin again themselves."""
+    from harness import env
+
+    if profile_registry.gpu_available():
+        return  # a GPU run: the CPU pins do not select its numerics
+    try:
+        pinned = env.pin(profile.cpu)
+    except env.PinError as error:
+        raise pytest.UsageError(f"yoda-harness: profile {profile.name}: {error}") from None
+    if pinned.any:
+        _announce(config, f"profile {profile.name}: CPU kernels pinned: "
+                          + ", ".join(f"{k}={v}" for k, v in pinned.as_dict().items()))
+
+
 def _announce(config, line: str) -> None:
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    manager = getattr(config, "pluginmanager", None)
+    reporter = manager.get_plugin("terminalreporter") if manager is not None else None
     if reporter is not None:
         reporter.write_line(f"yoda-harness: {line}")
 
@@ -264,6 +288,8 @@ def prepared_run(pytestconfig, harness_profile):
                                          session=session_token(pytestconfig))
     except (ModelInputError, ModelUnavailable, DataError) as error:
         _stage_failed(harness_profile, "prepared", error)
+    except Exception as error:  # the recipe itself crashed: one BROKEN, the other checks "not run"
+        return _crashed(pytestconfig, error, "prepared")
     pytestconfig.stash[PREPARED_RUN_KEY] = stage
     if prepared is not None:
         pytestconfig.stash[PREPARED_KEY] = prepared
@@ -279,6 +305,8 @@ def recipe_run(pytestconfig, harness_profile):
     cached = pytestconfig.stash.get(RUN_KEY, None)
     if cached is not None:
         return cached
+    if CRASH_KEY in pytestconfig.stash:
+        return pytestconfig.stash[CRASH_KEY]  # the prepared stage crashed: training cannot start
     try:
         finished = stages.run(harness_profile, model_options(pytestconfig), runs_dir(pytestconfig),
                               fresh=pytestconfig.getoption("--yoda-fresh"),
@@ -287,14 +315,43 @@ def recipe_run(pytestconfig, harness_profile):
                               prepared=pytestconfig.stash.get(PREPARED_KEY, None))
     except (ModelInputError, ModelUnavailable, DataError) as error:
         _stage_failed(harness_profile, "trained", error)
+    except Exception as error:
+        return _crashed(pytestconfig, error, "trained")
     pytestconfig.stash[RUN_KEY] = finished
     return finished
+
+
+def _crashed(config, error: BaseException, stage: str):
+    from harness.crash import RecipeCrash
+
+    crash = RecipeCrash.of(error, stage)
+    config.stash[CRASH_KEY] = crash
+    return crash
 
 
 def _stage_run(request):
     """The run a check reads: the prepared stage for a `structural` check, else the trained run."""
     name = "prepared_run" if request.node.get_closest_marker(markers.STRUCTURAL) else "recipe_run"
-    return request.getfixturevalue(name)
+    return _unless_crashed(request, request.getfixturevalue(name))
+
+
+def _unless_crashed(request, value):
+    """`value`, unless it is the recipe's crash: then the first check reports it, the rest are "not run"."""
+    from harness.crash import RecipeCrash
+
+    if isinstance(value, RecipeCrash):
+        value.stop(request)
+    return value
+
+
+@pytest.fixture(autouse=True)
+def _recipe_crash(request):
+    """A check that needs a stage that crashed earlier in the session does not run (a session-scoped
+    fixture such as `live` hands it the crash instead of raising it once per check)."""
+    crash = request.config.stash.get(CRASH_KEY, None)
+    if crash is not None and _uses_the_run(request.node) and crash.stops(
+            request.node.get_closest_marker(markers.STRUCTURAL) is not None):
+        crash.stop(request)
 
 
 @pytest.fixture
@@ -316,6 +373,8 @@ def live(pytestconfig, prepared_run, harness_profile):
     never written into a published run."""
     from harness import stages
 
+    if CRASH_KEY in pytestconfig.stash:
+        return pytestconfig.stash[CRASH_KEY]  # each check that asks is stopped by `_recipe_crash`
     prepared = pytestconfig.stash.get(PREPARED_KEY, None)
     if prepared is not None:
         return prepared.live
@@ -325,6 +384,8 @@ def live(pytestconfig, prepared_run, harness_profile):
 @pytest.fixture(scope="session")
 def baseline(pytestconfig, prepared_run) -> baseline_store.Comparison:
     """The baseline entry this run is compared with, and the libraries that changed since."""
+    if CRASH_KEY in pytestconfig.stash:
+        return pytestconfig.stash[CRASH_KEY]  # each check that asks is stopped by `_recipe_crash`
     path = baselines_dir(pytestconfig) / f"{prepared_run.profile}.json"
     return baseline_store.compare(path, prepared_run.profile, prepared_run.manifest["environment"])
 
@@ -348,10 +409,14 @@ def require_threshold(thresholds, harness_profile):
 
 
 @pytest.fixture
-def baseline_entry(baseline):
-    """The baseline entry, or a skip naming why there is none (never a silent pass)."""
+def baseline_entry(baseline, request):
+    """The baseline entry, or "not compared" naming why there is none (never a silent pass: the
+    verdict counts it, and --yoda-require-comparisons fails the session on it)."""
+    _unless_crashed(request, baseline)
     if baseline.entry is None:
-        pytest.skip(f"{baseline.path}: {baseline.reason}; record one with --yoda-update-baselines")
+        record = RECORD_COMMAND.format(profile=baseline.profile)
+        verdicts.not_compared(request, f"{baseline.path}: {baseline.reason}; record one with {record}",
+                              cause=f"{baseline.reason} in {baseline.path.name} - record one with {record}")
     return baseline
 
 

@@ -13,7 +13,7 @@ generation settings differ (a one-epoch run still catches template drift).
 import pytest
 
 from harness import baselines
-from harness.verdicts import BASELINE_PROPERTY, CHANGE_PROPERTY
+from harness.verdicts import BASELINE_PROPERTY, CHANGE_PROPERTY, not_compared
 
 pytestmark = pytest.mark.yoda_comparison
 
@@ -25,6 +25,15 @@ _EXTRA = {"peak_gpu_allocated_mb": [pytest.mark.yoda_gpu]}
 _STAGE = {name: [pytest.mark.yoda_structural] for name in baselines.PREPARED_METRICS}
 METRICS = [pytest.param(name, marks=_MARKS.get(policy.group, []) + _EXTRA.get(name, []) + _STAGE.get(name, []), id=name)
            for name, policy in baselines.POLICY.items()]
+
+
+# Why a comparison was not made, as the verdict groups them.
+_NOT_MADE = {
+    "not-recorded": "the baseline entry does not record them",
+    "not-measured": "this run did not measure them",
+    "not-compared": "they depend on the device and the entry ({other}) has no cross-device band for them: "
+                    "record this device's entry with --yoda-update-baselines",
+}
 
 
 def _tell_the_summary(request, name: str, value: str) -> None:
@@ -48,10 +57,13 @@ def test_inputs_match_the_baseline(baseline_entry, manifest, request):
 def test_metric_matches_the_baseline(metric, baseline_entry, manifest, run_artifacts, request):
     refusal = baseline_entry.refusal(manifest, baselines.scope_of(metric))
     if refusal:
-        pytest.skip(f"refused: {refusal}")
+        not_compared(request, f"refused: {refusal}", cause=f"refused: {refusal}")
     verdict = baseline_entry.judge(metric, manifest, run_artifacts("template.json"))
-    if verdict.status in ("not-recorded", "not-measured"):
-        pytest.skip(f"{baseline_entry.path}: {verdict.reason}")
+    if verdict.status == "not-measured" and verdict.baseline is None:
+        pytest.skip(f"neither this run nor the entry has {metric}: {verdict.reason}")  # nothing was asked for
+    if verdict.status in _NOT_MADE:
+        not_compared(request, f"{baseline_entry.path}: {verdict.reason}",
+                     cause=_NOT_MADE[verdict.status].format(other=baseline_entry.other_device))
     if not verdict.ok:
         _tell_the_summary(request, CHANGE_PROPERTY, verdict.short())
     assert verdict.ok, f"{verdict.describe()}; {baseline_entry.context()}"

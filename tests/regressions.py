@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import os
 
+import pytest
+
 
 def untemplated_instruction_data():
     """Newer trl stopped applying the chat template: training text lacks the role tokens."""
@@ -203,7 +205,38 @@ def generate_crashes():
     GenerationMixin.generate = refuse
 
 
+def learning_rate_halved():
+    """A changed library default behind the config's back: the trainer trains at half the recipe's
+    learning rate (the config, and so the run's inputs, still say 3e-4). Nothing breaks; the losses
+    change: a comparison must see it, across devices too."""
+    from trl import SFTConfig
+
+    post_init = SFTConfig.__post_init__
+
+    def halve(self):
+        post_init(self)
+        self.learning_rate = self.learning_rate / 2
+
+    SFTConfig.__post_init__ = halve
+
+
+def packing_crashes():
+    """trl's packing of the conversational data fails inside (as a KeyError: 'text' under trl's own
+    ValueError did on an old release set): the recipe crashes in its trainer phase."""
+    from trl.trainer import sft_trainer
+
+    def crash(dataset, seq_length, *args, **kwargs):
+        try:
+            raise KeyError("text")
+        except KeyError as error:
+            raise ValueError("Error occurred while packing the dataset (injected)") from error
+
+    sft_trainer.pack_dataset = crash
+
+
 INJECTIONS = {
+    "learning-rate-halved": learning_rate_halved,
+    "packing-crashes": packing_crashes,
     "tokenizer-eos-changed": tokenizer_eos_changed,
     "generate-crashes": generate_crashes,
     "untemplated": untemplated_instruction_data,
@@ -221,10 +254,16 @@ INJECTIONS = {
 
 
 def pytest_configure(config):
+    _find_failures_without_shrinking()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Patch once the plugin has planned the session (and pinned the profile's CPU kernels, which
+    must come before anything imports bitsandbytes), and before any check runs the recipe."""
     name = os.environ.get("YODA_HARNESS_INJECT")
     if name:
         INJECTIONS[name]()
-    _find_failures_without_shrinking()
 
 
 def _find_failures_without_shrinking():
