@@ -474,7 +474,7 @@ def test_a_run_over_two_processes_is_not_compared_with_the_one_process_entry(tmp
     assert baselines.compare(path, "tiny", ENV_A).entry is not None  # recorded before `processes`: one
     two = baselines.compare(path, "tiny", _over(ENV_A, 2))
     assert two.entry is None
-    assert two.reason == "no baseline entry for device 'cpu, 2 processes' (entries for: cpu)"
+    assert two.reason == "no baseline entry for cpu, 2 processes (entries for: cpu)"
 
 
 def test_entries_for_one_and_two_processes_live_side_by_side(tmp_path):

@@ -104,7 +104,7 @@ def test_an_unchanged_run_passes_every_comparison(suite):
     result = suite()
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*yoda-harness verdict*", "nothing broke; nothing changed",
-                                 "compared with baseline tiny.json (same library versions and device*"])
+                                 "compared with baseline tiny.json (same library versions, same device; device cpu; no library changed)*"])
 
 
 def test_a_changed_only_run_is_reported_as_changed(suite):
@@ -132,6 +132,45 @@ def test_a_broken_run_lists_broken_first(suite):
     ])
 
 
+OTHER_CPU = ('manifest["environment"]["device"] = {"kind": "cpu", "name": "Intel(R) Xeon(R) Platinum 8480+", '
+             '"machine": "x86_64", "cuda": None, "count": 0, "torch_capability": "AVX512", '
+             '"bnb_avx512bf16_path": True, "threads": 16, "pinned": {}}')
+
+
+def test_no_entry_is_never_nothing_changed(suite, tmp_path):
+    empty = tmp_path / "no-baselines"
+    empty.mkdir()
+    result = suite("pass", "--yoda-baselines-dir", str(empty))
+    assert result.ret == pytest.ExitCode.OK  # nothing broke, nothing was found changed: not a failure by default
+    result.stdout.fnmatch_lines(["*yoda-harness verdict*",
+                                 "nothing broke; * comparisons not made: no baseline entry for cpu in tiny.json - "
+                                 "record one with `pytest suites --yoda-profile tiny --yoda-update-baselines*"])
+    assert "nothing changed" not in result.stdout.str()
+
+
+def test_require_comparisons_fails_a_session_that_compared_nothing(suite, tmp_path):
+    empty = tmp_path / "no-baselines"
+    empty.mkdir()
+    result = suite("pass", "--yoda-baselines-dir", str(empty), "--yoda-require-comparisons")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["nothing broke; * comparisons not made: *",
+                                 "--yoda-require-comparisons: * comparisons not made: the session fails"])
+    clean = suite("pass", "--yoda-require-comparisons")  # every comparison made: the option changes nothing
+    assert clean.ret == pytest.ExitCode.OK
+
+
+def test_another_cpus_numbers_are_not_compared_without_a_cross_device_band(suite):
+    """The entry is the fixture's CPU; this run says it ran on another (unpinned) CPU: the structural
+    figures still compare, the numbers say why they were not compared, and the verdict counts them."""
+    result = suite(OTHER_CPU, "--yoda-require-comparisons", "-v")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    text = result.stdout.str()
+    result.stdout.fnmatch_lines(["*test_metric_matches_the_baseline[[]trainable_parameters[]] PASSED*"])
+    assert "nothing broke; " in text and " comparisons not made: they depend on the device and the entry (cpu) " \
+                                        "has no cross-device band for them" in text
+    assert "recorded on x86_64; this is Intel(R) Xeon(R) Platinum 8480+ (x86_64), torch CPU kernels AVX512" in text
+
+
 def test_gate_broken_passes_a_changed_only_run_and_says_so(suite):
     result = suite(HALF_BLEU, "--yoda-gate", "broken")
     assert result.ret == pytest.ExitCode.OK
@@ -151,7 +190,8 @@ def test_a_run_whose_config_differs_is_one_named_refusal(suite):
     run_scope = [name for name in baselines.POLICY if baselines.scope_of(name) == baselines.RUN]
     assert outcomes["failed"] == 1 and outcomes["skipped"] >= len(run_scope)
     result.stdout.fnmatch_lines([
-        "nothing broke; 1 thing changed: refused: config differs: training.learning_rate 0.003 -> 0.001",
+        "nothing broke; 1 thing changed: refused: config differs: training.learning_rate 0.003 -> 0.001; "
+        "* comparisons not made: refused: config differs: training.learning_rate 0.003 -> 0.001",
         "*SKIPPED*refused: config differs: training.learning_rate 0.003 -> 0.001*",
     ])
 
