@@ -8,7 +8,6 @@ directory under its key, so it can never be reused.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -95,13 +94,11 @@ def publish(staging: Path, runs_dir: Path, key: str) -> Path:
 @contextlib.contextmanager
 def run_lock(runs_dir: Path, key: str):
     """One process trains a key at a time; pytest-xdist workers wait and then reuse its run."""
+    from filelock import FileLock
+
     runs_dir.mkdir(parents=True, exist_ok=True)
-    with open(runs_dir / f".{key}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(runs_dir / f".{key}.lock"):
+        yield
 
 
 def file_sha256(path: Path) -> str:

@@ -387,7 +387,7 @@ def judge(name: str, current: Any, stored: dict | None, absent_reason: str = "",
 
 def _equal(current: Any, baseline: Any) -> bool:
     if _is_number(current) and _is_number(baseline):
-        return abs(current - baseline) <= _SLACK * max(1.0, abs(baseline))
+        return math.isclose(current, baseline, rel_tol=_SLACK, abs_tol=_SLACK)
     return current == baseline
 
 
@@ -781,16 +781,13 @@ def zero_spanning(entry: dict) -> list[str]:
 @contextlib.contextmanager
 def file_lock(path: Path):
     """One writer of a baseline file at a time (processes of one machine), without a lock file beside it."""
-    import fcntl
     import tempfile
 
+    from filelock import FileLock
+
     name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
-    with open(Path(tempfile.gettempdir()) / f"yoda-harness-baseline-{name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(Path(tempfile.gettempdir()) / f"yoda-harness-baseline-{name}.lock"):
+        yield
 
 
 def update(path: Path, profile: str, manifest: dict, template: dict | None,

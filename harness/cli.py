@@ -1,4 +1,4 @@
-"""Command line: `python -m harness run | doctor | report | baselines ...`."""
+"""Command line: `python -m harness run | doctor | report | baselines | matrix | bisect | sweep ...`."""
 
 from __future__ import annotations
 
@@ -254,6 +254,31 @@ def cmd_bisect(args) -> int:
     return 0 if result.findings else 1
 
 
+def cmd_sweep(args) -> int:
+    """Run the jobs of a jobs file (one run a line) and print one table of what each came to."""
+    from harness import sweep
+
+    jobs_file = Path(args.jobs_file)
+    jobs = sweep.parse_jobs(jobs_file, args.profile)
+    sweep.check_jobs(jobs)
+    threads = args.threads
+    parallel = args.parallel or max(1, (os.cpu_count() or 1) // threads)
+    out = Path(args.out or Path("reports") / "sweeps" / jobs_file.stem)
+    runner = sweep.PytestRunner(python=args.python, root=options.project_root(), pytest_args=tuple(args.pytest_args))
+    print(f"sweep {jobs_file}: {len(jobs)} runs, {parallel} at a time, {threads} thread(s) each, into {out}", flush=True)
+    runner.prepare(jobs, out, log=lambda line: print(line, flush=True))
+    results = sweep.sweep(jobs, out, runner, parallel=parallel, threads=threads, deadline=args.deadline,
+                          log=lambda line: print(line, flush=True))
+    print(sweep.write_results(results, out), end="")
+    print(f"table: {out / 'table.md'}; every field: {out / 'sweep.json'}")
+    silent = [r.name for r in results if not r.reached_a_verdict]
+    if silent:
+        print(f"yoda-harness: {len(silent)} of {len(results)} runs reached no verdict: {', '.join(silent)} "
+              "(their pytest.log says why)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def bisect_swappable():
     from harness.history import SWAPPABLE
 
@@ -354,7 +379,38 @@ def build_parser() -> argparse.ArgumentParser:
     bisect_parser.add_argument("--find-links", action="append", default=[], metavar="DIR",
                                help="local wheels for the swapped packages (--python)")
     bisect_parser.set_defaults(func=cmd_bisect)
+
+    sweep_parser = sub.add_parser(
+        "sweep", usage="python -m harness sweep JOBS_FILE [options] [-- PYTEST_ARG ...]",
+        help="run the suites once per line of a jobs file (profile, overrides, environment) and print a table",
+        description="Run `pytest suites` once per line of JOBS_FILE, PARALLEL at a time, and print one table. "
+                    "A line is NAME WORD...: KEY=VALUE (a recipe override), profile:NAME_OR_FILE, env:NAME=VALUE. "
+                    "Arguments after `--` go to every pytest run (e.g. -- -m yoda_structural).")
+    sweep_parser.add_argument("jobs_file", metavar="JOBS_FILE", help="one run a line: NAME WORD... (# comments)")
+    sweep_parser.add_argument("--profile", default=os.environ.get("YODA_HARNESS_PROFILE", "tiny"),
+                              metavar="NAME_OR_FILE", help="profile of a line that names none (default tiny) "
+                                                           "[$YODA_HARNESS_PROFILE]")
+    sweep_parser.add_argument("--out", default=None, metavar="DIR",
+                              help="where each run's JUnit XML, log, summary and cache go, and the table "
+                                   "(default reports/sweeps/<jobs file's name>)")
+    sweep_parser.add_argument("--threads", type=_positive, default=1, metavar="N",
+                              help="threads a run (OMP/MKL; default 1)")
+    sweep_parser.add_argument("--parallel", type=_positive, default=None, metavar="N",
+                              help="runs at a time (default: the CPU cores / --threads)")
+    sweep_parser.add_argument("--deadline", type=float, default=None, metavar="SECONDS",
+                              help="stop the runs still going after this long, and start no more")
+    sweep_parser.add_argument("--python", default=sys.executable, metavar="PATH",
+                              help="the Python whose environment runs the suites (default this one): another "
+                                   "version set's venv, with the harness importable from it")
+    sweep_parser.set_defaults(func=cmd_sweep, pytest_args=[])
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: expected 1 or more")
+    return value
 
 
 class UserError(Exception):
@@ -363,11 +419,11 @@ class UserError(Exception):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The harness's own input errors: each names its file, row, option or token."""
-    from harness import baselines, data, matrix, models, variants
+    from harness import baselines, data, matrix, models, sweep, variants
 
     return (UserError, options.OptionError, profiles.ProfileError, data.DataError, baselines.BaselineError,
             models.ModelInputError, models.ModelUnavailable, variants.UnknownVariant, matrix.VersionSetError,
-            matrix.ResultError)
+            matrix.ResultError, sweep.JobsError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -377,7 +433,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return history.main(argv[1:])
     parser = build_parser()
+    pytest_args = []
+    if argv[:1] == ["sweep"] and "--" in argv:  # the rest is every run's pytest's
+        argv, pytest_args = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     args = parser.parse_args(argv)
+    if pytest_args:
+        args.pytest_args = pytest_args
     if getattr(args, "action", None) == "update" and not args.run_dir:
         parser.error("baselines update needs a run directory")
     try:

@@ -20,15 +20,22 @@ from typing import Any
 PHI3_TARGET_MODULES = ("o_proj", "qkv_proj", "gate_up_proj", "down_proj")
 
 
+def one_of(*choices: Any):
+    """A field that takes one of a few values, the first its default; the choices are kept with the
+    field (as trl's `metadata={"choices": ...}`), so an override outside them fails, naming the
+    option, before any model is loaded."""
+    return field(default=choices[0], metadata={"choices": choices})
+
+
 @dataclass
 class QuantizationConfig:
     """Arguments of `transformers.BitsAndBytesConfig` (recipe step 1)."""
 
     load_in_4bit: bool = True
-    bnb_4bit_quant_type: str = "nf4"
+    bnb_4bit_quant_type: str = one_of("nf4", "fp4")
     bnb_4bit_use_double_quant: bool = True
     # The recipe computes in fp32; a string so the config stays JSON-serialisable.
-    bnb_4bit_compute_dtype: str = "float32"
+    bnb_4bit_compute_dtype: str = one_of("float32", "bfloat16", "float16")
 
     def to_bnb(self):
         import torch
@@ -49,7 +56,7 @@ class LoraSettings:
     r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
-    bias: str = "none"
+    bias: str = one_of("none", "all", "lora_only")
     task_type: str = "CAUSAL_LM"
     target_modules: list[str] = field(default_factory=lambda: list(PHI3_TARGET_MODULES))
 
@@ -82,7 +89,7 @@ class DataSettings:
     # "conversational" (messages, the recipe), "prompt_completion" (trl's conversational
     # prompt/completion pair) or "instruction" (prompt/completion *strings*: the recipe as first
     # published in 2024, which trl <= 0.14 chat-templated itself and trl 0.15 stopped templating).
-    format: str = "conversational"
+    format: str = one_of("conversational", "prompt_completion", "instruction")
 
 
 @dataclass
@@ -109,12 +116,12 @@ class TrainingSettings:
     gradient_checkpointing_use_reentrant: bool = False
     max_length: int = 64
     packing: bool = True
-    packing_strategy: str | None = "wrapped"
+    packing_strategy: str | None = one_of("wrapped", "bfd", "ffd", None)
     num_train_epochs: float = 10
     learning_rate: float = 3e-4
     optim: str = "paged_adamw_8bit"
     logging_steps: int = 10
-    bf16: str | bool | None = "auto"
+    bf16: str | bool | None = one_of("auto", True, False, None)
     completion_only_loss: bool | None = None
     seed: int = 42
 
@@ -237,11 +244,10 @@ class RecipeConfig:
                 raise ValueError(f"recipe config option {dotted!r} no longer exists: {RETIRED[dotted]}")
             section_name, _, key = dotted.partition(".")
             section = getattr(config, section_name, None)
-            if section is None or not dataclasses.is_dataclass(section) or key not in {
-                f.name for f in dataclasses.fields(section)
-            }:
+            fields = {f.name: f for f in dataclasses.fields(section)} if dataclasses.is_dataclass(section) else {}
+            if key not in fields:
                 raise ValueError(f"unknown recipe config option {dotted!r}")
-            check_value(dotted, value, typing.get_type_hints(type(section))[key])
+            check_value(dotted, value, typing.get_type_hints(type(section))[key], fields[key].metadata.get("choices"))
             setattr(section, key, value)
         return config
 
@@ -250,24 +256,12 @@ class RecipeConfig:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-# Allowed values of the options that take one of a few (checked when options are parsed, as
-# trl's `metadata={"choices": ...}`): a typo fails before any model is loaded.
-CHOICES: dict[str, tuple] = {
-    "quantization.bnb_4bit_quant_type": ("nf4", "fp4"),
-    "quantization.bnb_4bit_compute_dtype": ("float32", "bfloat16", "float16"),
-    "lora.bias": ("none", "all", "lora_only"),
-    "data.format": ("conversational", "prompt_completion", "instruction"),
-    "training.packing_strategy": ("wrapped", "bfd", "ffd", None),
-    "training.bf16": ("auto", True, False, None),
-}
-
-
-def check_value(dotted: str, value: Any, annotation) -> None:
+def check_value(dotted: str, value: Any, annotation, choices: tuple | None = None) -> None:
     """Raise ValueError naming the option when `value` is not of the option's declared type or choices."""
-    if dotted in CHOICES:
+    if choices is not None:
         # Same value and type: 1 is not True, "none" is not None.
-        if not any(value == choice and type(value) is type(choice) for choice in CHOICES[dotted]):
-            raise ValueError(f"{dotted}={value!r}: expected one of {', '.join(map(repr, CHOICES[dotted]))}")
+        if not any(value == allowed and type(value) is type(allowed) for allowed in choices):
+            raise ValueError(f"{dotted}={value!r}: expected one of {', '.join(map(repr, choices))}")
         return
     if not _matches(value, annotation):
         raise ValueError(f"{dotted}={value!r}: expected {_describe(annotation)}, got {type(value).__name__}")

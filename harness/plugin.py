@@ -45,6 +45,9 @@ CRASH_KEY = pytest.StashKey["object"]()  # the recipe's crash in this session (h
 PLUGIN_NAME = "yoda-harness-session"
 # What a reader runs to record an entry for this device (the verdict and the skips say it).
 RECORD_COMMAND = "`pytest suites --yoda-profile {profile} --yoda-update-baselines --yoda-baseline-seeds 2`"
+# The inputs' own errors (each names its file, row, option or token): found while planning the
+# session, they are usage errors (exit 4, one line), never an INTERNALERROR.
+INPUT_ERRORS = (DataError, ModelInputError, ModelUnavailable, profile_registry.ProfileError, options.OptionError)
 
 
 def pytest_addoption(parser):
@@ -252,11 +255,15 @@ def pytest_collection_finish(session):
 
     profile = config.stash[PROFILE_KEY]
     structural_only = all(item.get_closest_marker(markers.STRUCTURAL) for item in session.items if _uses_the_run(item))
+    try:  # reads the data and the model's identity: a bad input stops the session here, in one line
+        inputs = stages.run_inputs(profile, model_options(config), recipe_config(config, profile))
+    except INPUT_ERRORS as error:
+        name, named_by = requested_profile(config)
+        raise pytest.UsageError(f"yoda-harness: {named_by or '--yoda-profile'} {name}: {error}") from None
     if config.getoption("--yoda-fresh"):
         what = "the prepared stage only (structural checks: nothing trains)" if structural_only else "the recipe"
         _announce(config, f"profile {profile.name}: running {what} (--yoda-fresh)")
         return
-    inputs = stages.run_inputs(profile, model_options(config), recipe_config(config, profile))
     _announce(config, f"profile {profile.name}: "
                       f"{stages.describe_cached(runs_dir(config), inputs.key, structural_only)}")
 

@@ -114,6 +114,28 @@ def test_a_value_of_the_wrong_type_or_choice_is_refused_naming_the_option(overri
     assert message in str(error.value)
 
 
+def test_choices_are_kept_with_their_fields():
+    import dataclasses
+
+    config = RecipeConfig()
+    declared = {f"{section.name}.{item.name}": item.metadata["choices"]
+                for section in dataclasses.fields(config)
+                for item in dataclasses.fields(getattr(config, section.name)) if "choices" in item.metadata}
+    assert declared == {
+        "quantization.bnb_4bit_quant_type": ("nf4", "fp4"),
+        "quantization.bnb_4bit_compute_dtype": ("float32", "bfloat16", "float16"),
+        "lora.bias": ("none", "all", "lora_only"),
+        "data.format": ("conversational", "prompt_completion", "instruction"),
+        "training.packing_strategy": ("wrapped", "bfd", "ffd", None),
+        "training.bf16": ("auto", True, False, None),
+    }
+    for dotted, choices in declared.items():  # the default is the first choice, and every choice is accepted
+        section, _, key = dotted.partition(".")
+        assert getattr(getattr(config, section), key) == choices[0]
+        for value in choices:
+            config.with_overrides({dotted: value})
+
+
 @pytest.mark.parametrize("override", [{"training.learning_rate": 1}, {"training.bf16": False},
                                       {"training.completion_only_loss": None}, {"lora.target_modules": ["o_proj"]}])
 def test_values_of_the_declared_type_are_accepted(override):

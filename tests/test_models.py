@@ -1,5 +1,7 @@
 """Model sources: the tiny Phi-3 tokenizer's layout, and clear errors for missing/corrupt weights."""
 
+import dataclasses
+
 import pytest
 
 from harness import profiles
@@ -147,27 +149,43 @@ def test_a_failed_build_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_swept_tiny_shape_is_built_and_named_in_the_identity(tmp_path, monkeypatch):
+def _tiny_spec(**settings):
+    from harness.profiles import PROFILES
+
+    return dataclasses.replace(PROFILES["tiny"].model, settings={**PROFILES["tiny"].model.settings, **settings})
+
+
+def test_another_tiny_shape_is_built_and_named_in_the_identity(tmp_path):
     import json
 
     from harness.models import sources, tiny
 
-    shipped = sources._tiny_identity()
-    monkeypatch.setenv(tiny.SHAPE_VARIABLE, "2,64,128,2")
-    assert sources._tiny_identity() == shipped.replace(f"v{tiny.BUILDER_VERSION}-", f"v{tiny.BUILDER_VERSION}-2x64x128x2-")
-    checkpoint = tiny.build_tiny_checkpoint(tmp_path / "swept")
+    shipped = sources._tiny_identity(_tiny_spec())
+    assert shipped.startswith(f"tiny-v{tiny.BUILDER_VERSION}-") and shipped.count("-") == 2
+    spec = _tiny_spec(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=2)
+    assert sources._tiny_identity(spec) == shipped.replace(f"v{tiny.BUILDER_VERSION}-", f"v{tiny.BUILDER_VERSION}-2x64x128x2-")
+    checkpoint = tiny.build_tiny_checkpoint(tmp_path / "swept", sources.tiny_settings(spec))
     config = json.loads((checkpoint.path / "config.json").read_text())
     assert (config["num_hidden_layers"], config["hidden_size"], config["intermediate_size"],
             config["num_attention_heads"], config["num_key_value_heads"]) == (2, 64, 128, 2, 2)
 
 
-@pytest.mark.parametrize("value", ["12,256,1024", "12,256,1024,x", "12,250,1024,4", "0,256,1024,4"])
-def test_a_malformed_tiny_shape_names_the_variable(monkeypatch, value):
-    from harness.models import tiny
+@pytest.mark.parametrize("model, message", [
+    ('num_hidden_layers = 0', "model.num_hidden_layers: expected a positive integer, got 0"),
+    ('hidden_size = "256"', "model.hidden_size: expected a positive integer, got '256'"),
+    ('hidden_size = 250', "model.hidden_size: 250 is not a multiple of num_attention_heads (4)"),
+    ('turn_head = 1', "model.turn_head: expected true or false, got 1"),
+    ('layers = 12', "model.layers: unknown key of a tiny model (known: hidden_size, intermediate_size, "
+                    "num_attention_heads, num_hidden_layers, turn_head)"),
+])
+def test_a_bad_tiny_model_key_names_the_file_and_the_key(tmp_path, model, message):
+    from harness.profiles import ProfileError, load_profile
 
-    monkeypatch.setenv(tiny.SHAPE_VARIABLE, value)
-    with pytest.raises(ValueError, match=f"YODA_TINY_SHAPE='{value}': expected four positive integers"):
-        tiny.swept_shape()
+    path = tmp_path / "mine.toml"
+    path.write_text(f'name = "mine"\nextends = "tiny"\n[model]\nsource = "tiny"\nfamily = "phi3"\n{model}\n')
+    with pytest.raises(ProfileError) as error:
+        load_profile(path)
+    assert str(error.value) == f"{path.resolve()}: {message}"
 
 
 def _turn_signal(checkpoint_path, conversations):
@@ -189,13 +207,12 @@ def _turn_signal(checkpoint_path, conversations):
     return tokenizer.convert_ids_to_tokens(ids), captured["hidden"][0, :, tiny.TURN_DIM].tolist()
 
 
-def test_the_wired_turn_head_says_whose_turn_it_is(tmp_path, monkeypatch):
+def test_the_wired_turn_head_says_whose_turn_it_is(tmp_path):
     from harness.models import sources, tiny
 
-    monkeypatch.setenv(tiny.SHAPE_VARIABLE, "2,128,256,2")  # head_dim 64, as shipped; small to build fast
-    monkeypatch.delenv(tiny.TURN_HEAD_VARIABLE, raising=False)  # the shipped default
-    assert sources._tiny_identity().split("-")[1:3] == [f"v{tiny.BUILDER_VERSION}", "2x128x256x2"]
-    checkpoint = tiny.build_tiny_checkpoint(tmp_path / "turn")
+    spec = _tiny_spec(num_hidden_layers=2, hidden_size=128, intermediate_size=256, num_attention_heads=2)  # head_dim 64, as shipped; small to build fast
+    assert sources._tiny_identity(spec).split("-")[1:3] == [f"v{tiny.BUILDER_VERSION}", "2x128x256x2"]
+    checkpoint = tiny.build_tiny_checkpoint(tmp_path / "turn", sources.tiny_settings(spec))
     conversations = [[{"role": "user", "content": "The bathroom sink is leaking again."},
                       {"role": "assistant", "content": "Leaking again, the bathroom sink is. Hmmm."}]] * 2
     tokens, signal = _turn_signal(checkpoint.path, conversations)
@@ -209,22 +226,14 @@ def test_the_wired_turn_head_says_whose_turn_it_is(tmp_path, monkeypatch):
             assert max(inside) < -0.2, (tokens[start:end], inside)
 
 
-def test_with_the_variable_at_0_no_turn_head_is_wired(tmp_path, monkeypatch):
+def test_with_turn_head_false_no_turn_head_is_wired(tmp_path):
     from harness.models import sources, tiny
 
-    monkeypatch.setenv(tiny.SHAPE_VARIABLE, "2,128,256,2")
-    monkeypatch.setenv(tiny.TURN_HEAD_VARIABLE, "0")
-    assert sources._tiny_identity().split("-")[2:4] == ["2x128x256x2", "noturn"]
-    checkpoint = tiny.build_tiny_checkpoint(tmp_path / "plain")
+    spec = _tiny_spec(num_hidden_layers=2, hidden_size=128, intermediate_size=256, num_attention_heads=2,
+                      turn_head=False)
+    assert sources._tiny_identity(spec).split("-")[2:4] == ["2x128x256x2", "noturn"]
+    checkpoint = tiny.build_tiny_checkpoint(tmp_path / "plain", sources.tiny_settings(spec))
     conversation = [{"role": "user", "content": "The bathroom sink is leaking again."},
                     {"role": "assistant", "content": "Leaking again, the bathroom sink is. Hmmm."}]
     _, signal = _turn_signal(checkpoint.path, [conversation] * 2)
     assert max(abs(value) for value in signal) < 0.2
-
-
-def test_a_malformed_turn_head_value_names_the_variable(monkeypatch):
-    from harness.models import tiny
-
-    monkeypatch.setenv(tiny.TURN_HEAD_VARIABLE, "yes")
-    with pytest.raises(ValueError, match="YODA_TINY_TURN_HEAD='yes': expected 1"):
-        tiny.turn_head_wanted()

@@ -51,3 +51,30 @@ def test_corrupt_baseline_fails_loudly(pytester, tmp_path):
     result = pytester.runpytest_inprocess("--yoda-baselines-dir", str(tmp_path))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*tiny.json: entries[[]0[]].version_set: expected str*"])
+
+
+def test_a_bad_data_row_in_a_team_profile_is_one_line_exit_4(tmp_path):
+    """The installed suites with a profile whose data lacks the target column in one row: a usage
+    error naming the file and the row, found while planning the session, never an INTERNALERROR."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "own-recipe"
+    rows = [json.loads(line) for line in (example / "sentences.jsonl").read_text().splitlines()]
+    del rows[17]["yoda"]
+    (tmp_path / "ours.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (tmp_path / "ours.toml").write_text((example / "profile.toml").read_text().replace("sentences.jsonl", "ours.jsonl"))
+    root = str(Path(__file__).resolve().parents[1])
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+                   "YODA_HARNESS_CACHE": str(tmp_path / "cache"), "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "harness.suites", "--yoda-profile", "ours.toml",
+                           "-m", "yoda_structural", "-p", "no:cacheprovider"],
+                          cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout + done.stderr
+    assert "INTERNALERROR" not in done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"ERROR: yoda-harness: --yoda-profile ours.toml: {tmp_path / 'ours.jsonl'}: row 18: column 'yoda' is missing or null"
+    ]

@@ -47,7 +47,7 @@ class ModelSpec:
 def build(spec: ModelSpec, options: ModelOptions) -> Checkpoint:
     """The checkpoint the recipe loads, with the family's special-token facts the profile names."""
     if spec.source == "tiny":
-        checkpoint = tiny_models.build_tiny_checkpoint(options.models_dir / _tiny_identity())
+        checkpoint = tiny_models.build_tiny_checkpoint(options.models_dir / _tiny_identity(spec), tiny_settings(spec))
     elif spec.source == "gguf":
         sha256 = spec.get("sha256", smollm2_models.GGUF_SHA256)
         # Keyed by what the conversion reads with too: another converter or library may write other bytes.
@@ -65,7 +65,7 @@ def build(spec: ModelSpec, options: ModelOptions) -> Checkpoint:
 def identity(spec: ModelSpec, options: ModelOptions) -> str:
     """What makes the weights what they are: a content hash or a revision, never just a name."""
     if spec.source == "tiny":
-        return _tiny_identity()
+        return _tiny_identity(spec)
     if spec.source == "gguf":
         return f"gguf-sha256:{spec.get('sha256', smollm2_models.GGUF_SHA256)}"
     if spec.source == "hub":
@@ -90,12 +90,18 @@ def why_unavailable(spec: ModelSpec, options: ModelOptions, reachability: bool =
     return None
 
 
-def _tiny_identity() -> str:
+def tiny_settings(spec: ModelSpec) -> tiny_models.TinySettings:
+    """The tiny model's shape and turn head, from the profile's [model] keys (checked when it loads)."""
+    return tiny_models.TinySettings.of(spec.settings)
+
+
+def _tiny_identity(spec: ModelSpec) -> str:
     # The tiny tokenizer is trained on the bundled data: new data, new checkpoint.
     from harness.artifacts import file_sha256
     from harness.data import bundled_path
 
-    return f"tiny-v{tiny_models.BUILDER_VERSION}{tiny_models.shape_tag()}-{file_sha256(bundled_path())[:12]}"
+    tag = tiny_settings(spec).tag()
+    return f"tiny-v{tiny_models.BUILDER_VERSION}{tag}-{file_sha256(bundled_path())[:12]}"
 
 
 def _gguf_path(spec: ModelSpec, options: ModelOptions) -> Path:

@@ -9,7 +9,7 @@ Phi-3 ships it: the recipe's `pad = unk` fix is the recipe's job, not baked in h
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from harness.models import Checkpoint, building
@@ -53,51 +53,54 @@ TINY_CONFIG = dict(
 )
 
 
-# Sweeps over the model's shape (docs/tiny.md; scripts/gpu/tiny_screen_depth.txt) set
-# YODA_TINY_SHAPE="layers,hidden,ffn,heads"; unset, the shipped shape above is built. A swept
-# shape is named in the checkpoint's identity (shape_tag), so its runs share no cache entry and
-# no baseline comparison with the shipped one.
-SHAPE_VARIABLE = "YODA_TINY_SHAPE"
+# What a profile's [model] table may set for the tiny source (docs/profiles.md): the shape, as
+# Phi3Config's own fields (key/value heads = attention heads), and whether layer 0's head 0 is wired
+# to say whose turn it is. A random base cannot tell a user's turn from the assistant's, and
+# whether rank-8 adapters learned that in 348 steps (and so learned to stop after their own turn)
+# depended on the seed: 4 of 10 held every invariant without the wired head, 18 of 18 with it
+# (docs/tiny.md). Anything but the shipped defaults is named in the checkpoint's identity
+# (`tag`), so its runs share no cache entry and no baseline comparison with the shipped model.
 SHAPE_KEYS = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads")
 
 
-def swept_shape() -> dict[str, int]:
-    """The shape YODA_TINY_SHAPE asks for, as Phi3Config fields; {} when it is unset."""
-    text = os.environ.get(SHAPE_VARIABLE, "").strip()
-    if not text:
-        return {}
-    try:
-        values = [int(part) for part in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != len(SHAPE_KEYS) or min(values) <= 0 or values[1] % values[3]:
-        raise ValueError(f"{SHAPE_VARIABLE}={text!r}: expected four positive integers 'layers,hidden,ffn,heads' "
-                         "with hidden a multiple of heads, e.g. 12,256,1024,4")
-    shape = dict(zip(SHAPE_KEYS, values))
-    return {**shape, "num_key_value_heads": shape["num_attention_heads"]}
+@dataclass(frozen=True)
+class TinySettings:
+    """The tiny model's [model] keys; the defaults build the shipped checkpoint."""
 
+    num_hidden_layers: int = TINY_CONFIG["num_hidden_layers"]
+    hidden_size: int = TINY_CONFIG["hidden_size"]
+    intermediate_size: int = TINY_CONFIG["intermediate_size"]
+    num_attention_heads: int = TINY_CONFIG["num_attention_heads"]
+    turn_head: bool = True
 
-def shape_tag() -> str:
-    """'' for the shipped shape, '-12x256x1024x4' for a swept one (part of the checkpoint identity)."""
-    shape = swept_shape()
-    tag = "-" + "x".join(str(shape[key]) for key in SHAPE_KEYS) if shape else ""
-    return tag + ("" if turn_head_wanted() else "-noturn")
+    @classmethod
+    def of(cls, settings: dict) -> "TinySettings":
+        """From a profile's [model] keys (source, family and tokens aside); a bad one is a ValueError
+        whose message starts with the key."""
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in settings.items() if key not in ("source", "family", "tokens")}
+        for key, value in values.items():
+            if key not in known:
+                raise ValueError(f"{key}: unknown key of a tiny model (known: {', '.join(sorted(known))})")
+            if key == "turn_head":
+                if not isinstance(value, bool):
+                    raise ValueError(f"turn_head: expected true or false, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{key}: expected a positive integer, got {value!r}")
+        tiny = cls(**values)
+        if tiny.hidden_size % tiny.num_attention_heads:
+            raise ValueError(f"hidden_size: {tiny.hidden_size} is not a multiple of num_attention_heads "
+                             f"({tiny.num_attention_heads})")
+        return tiny
 
+    def shape(self) -> dict[str, int]:
+        return {**{key: getattr(self, key) for key in SHAPE_KEYS}, "num_key_value_heads": self.num_attention_heads}
 
-# A random base cannot tell a user's turn from the assistant's, and whether rank-8 adapters learn
-# that in 348 steps (and so learn to stop after their own turn) depended on the seed: 4 of 10 held
-# every invariant. With layer 0's head 0 wired to say whose turn it is, 18 of 18 did on the GPU
-# machine's CPUs (docs/tiny.md, fifth round). YODA_TINY_TURN_HEAD=0 builds the plain random model
-# (named "-noturn" in the identity), for sweeps that compare the two.
-TURN_HEAD_VARIABLE = "YODA_TINY_TURN_HEAD"
-
-
-def turn_head_wanted() -> bool:
-    value = (os.environ.get(TURN_HEAD_VARIABLE) or "1").strip()
-    if value not in ("0", "1"):
-        raise ValueError(f"{TURN_HEAD_VARIABLE}={value!r}: expected 1 (the shipped model, wired turn head) or 0 "
-                         "(the plain random model)")
-    return value == "1"
+    def tag(self) -> str:
+        """'' for the shipped model, '-12x256x1024x4' for another shape, '-noturn' without the turn head."""
+        shipped = TinySettings()
+        tag = "" if self.shape() == shipped.shape() else "-" + "x".join(str(getattr(self, key)) for key in SHAPE_KEYS)
+        return tag + ("" if self.turn_head else "-noturn")
 
 
 # Residual-stream dimensions the wired turn head uses (see wire_turn_head).
@@ -233,7 +236,7 @@ def _merges_of(tokenizer) -> list[tuple[str, str]]:
     return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
 
 
-def build_tiny_checkpoint(directory: Path, seed: int = 0) -> Checkpoint:
+def build_tiny_checkpoint(directory: Path, settings: TinySettings = TinySettings(), seed: int = 0) -> Checkpoint:
     """Build (once) and return the tiny model's checkpoint directory."""
     import torch
     from transformers import Phi3Config, Phi3ForCausalLM
@@ -242,7 +245,7 @@ def build_tiny_checkpoint(directory: Path, seed: int = 0) -> Checkpoint:
         return Checkpoint(directory, "tiny-phi3", PHI3_SPECIAL_TOKENS)
     tokenizer = build_phi3_style_tokenizer()
     torch.manual_seed(seed)
-    model = Phi3ForCausalLM(Phi3Config(**{**TINY_CONFIG, **swept_shape()}))
+    model = Phi3ForCausalLM(Phi3Config(**{**TINY_CONFIG, **settings.shape()}))
     with torch.no_grad():
         for layer in model.model.layers:
             layer.self_attn.o_proj.weight.normal_(0.0, RESIDUAL_OUTPUT_STD)
@@ -251,7 +254,7 @@ def build_tiny_checkpoint(directory: Path, seed: int = 0) -> Checkpoint:
         # A trained model never predicts vocabulary it never saw; a random head would, since
         # the frozen head's rows cannot be trained down. Zero logits keep the filler out.
         model.lm_head.weight[filler_ids(tokenizer)] = 0.0
-        if turn_head_wanted():
+        if settings.turn_head:
             wire_turn_head(model, tokenizer)
     with building(directory) as partial:
         model.save_pretrained(partial)

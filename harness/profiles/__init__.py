@@ -32,6 +32,7 @@ from harness.config import RecipeConfig
 from harness.models import Checkpoint, SpecialTokens, sources
 from harness.models import phi3 as phi3_models
 from harness.models import smollm2 as smollm2_models
+from harness.models import tiny as tiny_models
 from harness.models.sources import ModelOptions, ModelSpec
 
 __all__ = ["ModelOptions", "Profile", "PROFILES", "ProfileError", "UnknownProfile", "load_profile", "resolve",
@@ -245,6 +246,11 @@ def _model_spec(raw, path: Path) -> ModelSpec:
                            "or a [model.tokens] table")
     if source == "hub" and not isinstance(settings.get("id"), str):
         raise ProfileError(f"{path}: model.id: a hub source needs the model id")
+    if source == "tiny":
+        try:
+            tiny_models.TinySettings.of(settings)
+        except ValueError as error:
+            raise ProfileError(f"{path}: model.{error}") from None
     return ModelSpec(source=source, tokens=facts, settings=settings)
 
 
