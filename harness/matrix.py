@@ -652,7 +652,9 @@ def history_rows(results: Iterable[dict], set_order: Iterable[str] = (), variant
         fixed = []
         if before is not None and result["status"] != "cannot-run":
             was_bad = {_says_check(n, c) for n, c in (before.get("checks") or {}).items() if c["verdict"] in ("BROKEN", "CHANGED")}
-            fixed = sorted(was_bad - set(bad["BROKEN"]) - set(bad["CHANGED"]))
+            # A check a crash kept from running was not fixed: it did not look.
+            not_run = {_says_check(n, c) for n, c in checks.items() if c["verdict"] == NOT_RUN}
+            fixed = sorted(was_bad - set(bad["BROKEN"]) - set(bad["CHANGED"]) - not_run)
         from harness import libwarnings
 
         new = libwarnings.new_warnings(result.get("library_warnings") or [],

@@ -486,3 +486,13 @@ def test_a_next_set_that_does_not_crash_reads_fixed():
     later = _history_result("seed-2025-10-cpu", "0.23.1", "2025-10", {"test_metric_matches_the_baseline": "passed"})
     rows = matrix.history_rows([crashed, later], ["trl-0.14.0-on-2025-10", "seed-2025-10-cpu"])
     assert rows[0]["broken"] == [CRASH_LINE] and rows[1]["fixed"] == [CRASH_LINE]
+
+
+def test_a_crash_fixes_nothing_it_kept_from_running():
+    changed = _history_result("trl-0.14.0", "0.14.0", "2025-10", {"test_metric_matches_the_baseline": "CHANGED"})
+    crashed = _history_result("trl-0.14.0-on-2025-10", "0.14.0", "2025-10",
+                              {"test_metric_matches_the_baseline": "not run", "test_every_eos_keeps_its_label": "BROKEN"})
+    crashed["checks"]["suites.test_x.test_every_eos_keeps_its_label"]["crash"] = CRASH_LINE
+    rows = matrix.history_rows([changed, crashed], ["trl-0.14.0", "trl-0.14.0-on-2025-10"])
+    assert rows[1]["broken"] == [CRASH_LINE] and rows[1]["fixed"] == []
+    assert "fixed" not in matrix.history_markdown(rows).splitlines()[-1]
