@@ -220,17 +220,59 @@ def _suite_of(classname: str, name: str) -> str:
     return f"{modules[-1] if modules else (parts[-1] if parts else dotted)}.py"
 
 
+# The plugin's JUnit properties for a crash of the recipe (harness.verdicts, harness.crash): the
+# session's global property holds the one line; the check that met the crash carries it too, and
+# its message starts with it; the checks that needed the crashed stage carry `not_run`.
+CRASH_GLOBAL_PROPERTY, CRASH_CASE_PROPERTY, NOT_RUN_CASE_PROPERTY = "yoda_harness_crash", "recipe_crash", "not_run"
+CRASH_LINE_PREFIX = "the recipe failed in phase "
+NOT_RUN = "not run"  # the verdict of a check that a crash of the recipe kept from running
+
+
+def _crash_line_of(message: str) -> str | None:
+    """The crash line a failing check's message starts with (pytest prefixes a setup failure with
+    'failed on setup with "Failed: '), else None."""
+    first = (message.strip().splitlines() or [""])[0]
+    for prefix in ('failed on setup with "', 'failed on call with "', 'failed on teardown with "', "Failed: "):
+        first = first.removeprefix(prefix)
+    if not first.startswith(CRASH_LINE_PREFIX):
+        return None
+    # The attribute form of a setup failure ends the line with the closing quote of pytest's wrapper.
+    return first.removesuffix('"') if message.lstrip().startswith("failed on ") else first
+
+
+def _global_properties(root) -> dict[str, str]:
+    """The session's own properties (testsuite/properties), not those of its test cases."""
+    found = {}
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    for suite in suites:
+        properties = suite.find("properties")
+        for prop in (properties if properties is not None else []):
+            found.setdefault(prop.get("name"), prop.get("value") or "")
+    return found
+
+
+def _case_properties(case) -> dict[str, str]:
+    properties = case.find("properties")
+    return {p.get("name"): p.get("value") or "" for p in (properties if properties is not None else [])}
+
+
 def junit_outcomes(path: Path | str) -> dict[str, Any]:
-    """Per-suite outcome and counts, failures and skips, from pytest's JUnit XML."""
+    """Per-suite outcome and counts, failures and skips, from pytest's JUnit XML.
+
+    A crash of the recipe (the plugin's `yoda_harness_crash` property, or a failing check whose
+    message starts with its line) is `crash`: its one line, the message of the check that met it
+    (BROKEN, whatever its kind), and the checks it kept from running are `not run`, not skipped."""
     root = ET.parse(path).getroot()
     counts: dict[str, Counter] = {}
     failures, skips = [], []
     checks: dict[str, dict] = {}
+    crash = _global_properties(root).get(CRASH_GLOBAL_PROPERTY) or None
     for case in root.iter("testcase"):
         suite = _suite_of(case.get("classname", ""), case.get("name", ""))
         nodeid = ".".join(p for p in (case.get("classname"), case.get("name")) if p)
         tally = counts.setdefault(suite, Counter())
         children = {child.tag: child for child in case}
+        properties = _case_properties(case)
         check = checks.setdefault(nodeid, {"suite": suite, "kind": _check_kind(case), "outcome": "passed",
                                            "message": ""})
         if "failure" in children or "error" in children:
@@ -238,6 +280,12 @@ def junit_outcomes(path: Path | str) -> dict[str, Any]:
             tally["failed" if kind == "failure" else "error"] += 1
             element = children[kind]
             message = (element.get("message") or (element.text or "")).strip()
+            crashed = properties.get(CRASH_CASE_PROPERTY) or _crash_line_of(message)
+            if crashed:
+                # The one line, not the traceback under it (that is in the JUnit text and the log).
+                crash = crash or crashed
+                message = crashed
+                check["crash"] = crashed
             failures.append({"nodeid": nodeid, "suite": suite, "kind": kind, "message": _first_lines(message, 6)})
             check.update(outcome="failed" if kind == "failure" else "error", message=_first_lines(message, 3))
         elif "skipped" in children:
@@ -245,10 +293,14 @@ def junit_outcomes(path: Path | str) -> dict[str, Any]:
             skips.append({"nodeid": nodeid, "suite": suite, "message": _first_lines(children["skipped"].get("message") or "", 3)})
             if check["outcome"] == "passed":
                 check.update(outcome="skipped", message=skips[-1]["message"])
+                if NOT_RUN_CASE_PROPERTY in properties:
+                    check["not_run"] = properties[NOT_RUN_CASE_PROPERTY]
         else:
             tally["passed"] += 1
     for check in checks.values():
-        check["verdict"] = verdict(check["outcome"], check["kind"])
+        # A crash is BROKEN whichever check met it first (a comparison's failure is otherwise CHANGED).
+        check["verdict"] = ("BROKEN" if check.get("crash") else NOT_RUN if check.get("not_run")
+                            else verdict(check["outcome"], check["kind"]))
     suites = {}
     for suite, tally in sorted(counts.items()):
         if tally["failed"] or tally["error"]:
@@ -263,6 +315,8 @@ def junit_outcomes(path: Path | str) -> dict[str, Any]:
         "failures": failures,
         "skips": skips,
         "checks": checks,
+        "crash": crash,
+        "not_run": sum(1 for check in checks.values() if check["verdict"] == NOT_RUN),
     }
 
 
@@ -349,6 +403,9 @@ def classify(*, install_error: str | None, probe: dict | None, exit_code: int | 
     if probe_failed:
         return "cannot-run", probe_reason + (f" (pytest exit {exit_code}: {summary or 'no results'})"
                                                if exit_code is not None else "")
+    if outcomes.get("crash") and exit_code != 0:
+        # The recipe itself crashed: one line (phase, root cause, libraries), not the checks it stopped.
+        return "failed", outcomes["crash"]
     if exit_code == 0 and not totals["passed"]:
         common = Counter(s["message"].splitlines()[0] for s in outcomes["skips"] if s["message"]).most_common(1)
         return "cannot-run", "every check was skipped" + (f": {common[0][0]}" if common else "")
@@ -401,6 +458,7 @@ def build_result(*, version_set: VersionSet, profile: str, install_error: str | 
         "suite_counts": (outcomes or {}).get("suite_counts", {}),
         "failures": (outcomes or {}).get("failures", []),
         "checks": (outcomes or {}).get("checks", {}),
+        "crash": (outcomes or {}).get("crash"),
         "metrics": metrics,
         "compat": recorded.get("compat", []),
         "library_warnings": recorded.get("library_warnings", []),
@@ -572,6 +630,11 @@ def headline(nodeid: str) -> str:
     return HEADLINES.get(check_name(nodeid), check_name(nodeid))
 
 
+def _says_check(nodeid: str, check: dict) -> str:
+    """What a BROKEN or CHANGED check means: the recipe's crash line where it met one, else its headline."""
+    return check.get("crash") or headline(nodeid)
+
+
 def history_rows(results: Iterable[dict], set_order: Iterable[str] = (), variant_order: Iterable[str] = ()) -> list[dict]:
     """One row per (set, variant) result, in versions.toml order, each with its verdicts, what
     changed since the previous set of the same variant, and the new library warnings."""
@@ -583,13 +646,15 @@ def history_rows(results: Iterable[dict], set_order: Iterable[str] = (), variant
     for result in ordered:
         variant = result.get("variant") or "-"
         checks = result.get("checks") or {}
-        bad = {verdict_: sorted({headline(n) for n, c in checks.items() if c["verdict"] == verdict_})
+        bad = {verdict_: sorted({_says_check(n, c) for n, c in checks.items() if c["verdict"] == verdict_})
                for verdict_ in ("BROKEN", "CHANGED")} if result["status"] != "cannot-run" else {"BROKEN": [], "CHANGED": []}
         before = previous.get(variant)
         fixed = []
         if before is not None and result["status"] != "cannot-run":
-            was_bad = {headline(n) for n, c in (before.get("checks") or {}).items() if c["verdict"] in ("BROKEN", "CHANGED")}
-            fixed = sorted(was_bad - set(bad["BROKEN"]) - set(bad["CHANGED"]))
+            was_bad = {_says_check(n, c) for n, c in (before.get("checks") or {}).items() if c["verdict"] in ("BROKEN", "CHANGED")}
+            # A check a crash kept from running was not fixed: it did not look.
+            not_run = {_says_check(n, c) for n, c in checks.items() if c["verdict"] == NOT_RUN}
+            fixed = sorted(was_bad - set(bad["BROKEN"]) - set(bad["CHANGED"]) - not_run)
         from harness import libwarnings
 
         new = libwarnings.new_warnings(result.get("library_warnings") or [],
@@ -613,7 +678,9 @@ def _says(row: dict) -> str:
         return f"cannot run: {row['reason']}"
     parts = []
     if row["broken"]:
-        parts.append("BROKEN: " + "; ".join(row["broken"]))
+        not_run = row["counts"].get(NOT_RUN, 0)
+        parts.append("BROKEN: " + "; ".join(row["broken"])
+                     + (f"; {not_run} check{'s' if not_run != 1 else ''} not run" if not_run else ""))
     if row["changed"]:
         parts.append("CHANGED: " + "; ".join(row["changed"]))
     if row["fixed"]:

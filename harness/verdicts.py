@@ -157,7 +157,9 @@ class Verdicts:
         if report.when == "setup":
             added.append((KIND_PROPERTY, kind_of(item.keywords)))
         if report.failed:
-            added.append((VERDICT_PROPERTY, verdict_of(item.keywords)))
+            # A crash of the recipe is BROKEN whichever check met it first, a comparison too.
+            crashed = any(name == CRASH_PROPERTY for name, _ in report.user_properties)
+            added.append((VERDICT_PROPERTY, BROKEN if crashed else verdict_of(item.keywords)))
         # junitxml writes the teardown report's user_properties (copied from the item's), and
         # this report travels to the xdist controller with its own: add them to both.
         item.user_properties.extend(added)

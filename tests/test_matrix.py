@@ -39,7 +39,9 @@ def test_the_history_sets_hold_both_sides_of_each_regression_on_cpu_capable_libr
         if name.startswith("trl-") or name.endswith("-cpu"):
             # bitsandbytes >= 0.50 runs NF4 and paged_adamw_8bit on CPU; transformers >= 4.53 lets it.
             assert pinned["bitsandbytes"] == "0.50.2" and Version(pinned["transformers"]) >= Version("4.53"), name
-            assert name == "seed-2024-cpu" or pinned["trl"] == name.removeprefix("trl-") or name == "seed-2025-10-cpu"
+            # 'trl-X' is a base set with trl X; 'trl-X-on-BASE' the BASE set's libraries with trl X.
+            assert name == "seed-2024-cpu" or pinned["trl"] == name.removeprefix("trl-").split("-on-")[0] \
+                or name == "seed-2025-10-cpu"
 
 
 def write(tmp_path, text) -> Path:
@@ -387,3 +389,110 @@ def test_a_set_that_cannot_run_shows_no_verdict_counts_but_its_reason():
     result.update(status="cannot-run", reason="device probe failed on cpu: CUDA is required")
     table = matrix.history_markdown(matrix.history_rows([result]))
     assert "| seed-2024 | 0.12.1 | 4.53.3 | 2024 | — | — | — | — | cannot run: device probe failed on cpu: CUDA is required |" in table
+
+
+# ------------------------------------------------------------------ a crash of the recipe: one line
+# As the plugin wrote it for trl 0.14.0 under datasets 4.0.0 (versions.toml: trl-0.14.0-on-2025-10,
+# variant 2025-10), shortened: the session's property, the check that met the crash (a comparison,
+# errored in setup, its message the line and then the traceback), the checks it kept from running.
+CRASH_LINE = ("the recipe failed in phase trainer: KeyError: 'text' (raised as ValueError: Error occurred while packing "
+              "the dataset. Make sure that your dataset has enough samples to at least yield one packed se...) with "
+              "trl 0.14.0, transformers 4.56.1, peft 0.17.0, datasets 4.0.0, bitsandbytes 0.50.2, accelerate 1.10.0, "
+              "torch 2.13.0+cpu")
+_TRACEBACK = ('Traceback (most recent call last):\n  File "datasets/builder.py", line 1608, in _prepare_split_single\n'
+              "KeyError: 'text'\n\nThe above exception was the direct cause of the following exception:\n\n"
+              "ValueError: Error occurred while packing the dataset.")
+
+
+def _attr(text: str) -> str:
+    """`text` as an XML attribute value, newlines kept (as pytest's junitxml writes them)."""
+    import html
+
+    return html.escape(text, quote=True).replace("\n", "&#10;")
+
+
+CRASH_JUNIT = f"""<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" errors="1" failures="0" skipped="2" tests="3">
+<properties><property name="yoda_harness_broken" value="1"/><property name="yoda_harness_not_run" value="2"/>
+<property name="yoda_harness_verdict" value="1 thing broke: {_attr(CRASH_LINE)}; 2 checks not run"/>
+<property name="yoda_harness_crash" value="{_attr(CRASH_LINE)}"/></properties>
+<testcase classname="suites.test_baseline" name="test_metric_matches_the_baseline[footprint_loaded_mb]">
+<properties><property name="recipe_crash" value="{_attr(CRASH_LINE)}"/>
+<property name="check_kind" value="comparison"/><property name="verdict" value="BROKEN"/></properties>
+<error message="{_attr('failed on setup with "Failed: ' + CRASH_LINE + chr(10) + chr(10) + _TRACEBACK)}">{_attr(CRASH_LINE + chr(10) + chr(10) + _TRACEBACK)}</error></testcase>
+<testcase classname="suites.test_labels" name="test_every_eos_keeps_its_label">
+<properties><property name="not_run" value="the recipe failed in phase trainer"/><property name="check_kind" value="invariant"/></properties>
+<skipped type="pytest.skip" message="not run: the recipe failed in phase trainer (KeyError: &apos;text&apos;); reported by suites/test_baseline.py::test_metric_matches_the_baseline[footprint_loaded_mb]"/></testcase>
+<testcase classname="suites.test_memory" name="test_footprint_matches_the_prediction">
+<properties><property name="not_run" value="the recipe failed in phase trainer"/><property name="check_kind" value="invariant"/></properties>
+<skipped type="pytest.skip" message="not run: the recipe failed in phase trainer (KeyError: &apos;text&apos;)"/></testcase>
+</testsuite></testsuites>"""
+
+
+def test_the_matrix_reads_the_plugins_crash_properties_by_their_names():
+    from harness import crash, verdicts
+
+    assert (matrix.CRASH_CASE_PROPERTY, matrix.NOT_RUN_CASE_PROPERTY) == (verdicts.CRASH_PROPERTY, verdicts.NOT_RUN_PROPERTY)
+    assert crash.NOT_RUN_PREFIX == "not run: " + matrix.CRASH_LINE_PREFIX.strip()
+    line = crash.RecipeCrash(stage="prepared", phase="trainer", root="KeyError: 'text'", raised_as=None,
+                             libraries="trl 0.14.0", traceback="").line
+    assert line.startswith(matrix.CRASH_LINE_PREFIX)
+
+
+def test_a_crash_of_the_recipe_is_one_broken_line_in_the_matrix_reason(tmp_path):
+    (tmp_path / "junit.xml").write_text(CRASH_JUNIT, encoding="utf-8")
+    outcomes = matrix.junit_outcomes(tmp_path / "junit.xml")
+    assert outcomes["crash"] == CRASH_LINE and outcomes["not_run"] == 2
+    met = outcomes["checks"]["suites.test_baseline.test_metric_matches_the_baseline[footprint_loaded_mb]"]
+    # A comparison that met the crash is BROKEN (it could not compare), its message the line, no traceback.
+    assert (met["verdict"], met["message"], met["crash"]) == ("BROKEN", CRASH_LINE, CRASH_LINE)
+    assert outcomes["failures"][0]["message"] == CRASH_LINE
+    assert {n: c["verdict"] for n, c in outcomes["checks"].items() if n != met and "baseline" not in n} == {
+        "suites.test_labels.test_every_eos_keeps_its_label": "not run",
+        "suites.test_memory.test_footprint_matches_the_prediction": "not run"}
+    assert matrix.classify(install_error=None, probe={"ok": True}, exit_code=1, outcomes=outcomes) == ("failed", CRASH_LINE)
+
+    result = matrix.build_result(version_set=matrix.VersionSet("trl-0.14.0-on-2025-10", ("trl==0.14.0",)), profile="tiny",
+                                 installed={"trl": "0.14.0", "transformers": "4.56.1"}, probe={"ok": True}, exit_code=1,
+                                 junit=tmp_path / "junit.xml", duration_s=19.0,
+                                 extra={"variant": "2025-10"})
+    assert result["status"] == "failed" and result["reason"] == CRASH_LINE and result["crash"] == CRASH_LINE
+    # `harness matrix` on history results: one BROKEN cell, the line once, the other checks not run.
+    rows = matrix.history_rows([result], ["trl-0.14.0-on-2025-10"], ["2025-10"])
+    assert rows[0]["broken"] == [CRASH_LINE]
+    table = matrix.history_markdown(rows)
+    row = next(line for line in table.splitlines() if line.startswith("| trl-0.14.0-on-2025-10 |"))
+    assert f"| 2025-10 | 0 | 1 | 0 | 0 | BROKEN: {CRASH_LINE}; 2 checks not run |" in row
+    assert row.count("KeyError: 'text'") == 1 and "Traceback" not in row
+    # The plain matrix (no variant): the reason is the line.
+    plain = matrix.markdown(matrix.report_rows([result]))
+    assert f"- **trl-0.14.0-on-2025-10** (failed): {CRASH_LINE}" in plain.splitlines()
+    assert plain.count("KeyError: 'text'") == 1
+
+
+def test_a_crash_is_read_from_the_failing_checks_message_without_the_plugins_properties(tmp_path):
+    # JUnit written without the harness's properties (another junit family, an older plugin).
+    bare = (CRASH_JUNIT.split("<properties>", 1)[0]
+            + CRASH_JUNIT.split("</properties>", 1)[1]).replace('<property name="recipe_crash"', '<property name="x"')
+    (tmp_path / "junit.xml").write_text(bare, encoding="utf-8")
+    outcomes = matrix.junit_outcomes(tmp_path / "junit.xml")
+    assert outcomes["crash"] == CRASH_LINE
+    assert matrix.classify(install_error=None, probe={"ok": True}, exit_code=1, outcomes=outcomes) == ("failed", CRASH_LINE)
+
+
+def test_a_next_set_that_does_not_crash_reads_fixed():
+    crashed = _history_result("trl-0.14.0-on-2025-10", "0.14.0", "2025-10", {"test_metric_matches_the_baseline": "BROKEN"})
+    crashed["checks"]["suites.test_x.test_metric_matches_the_baseline"]["crash"] = CRASH_LINE
+    later = _history_result("seed-2025-10-cpu", "0.23.1", "2025-10", {"test_metric_matches_the_baseline": "passed"})
+    rows = matrix.history_rows([crashed, later], ["trl-0.14.0-on-2025-10", "seed-2025-10-cpu"])
+    assert rows[0]["broken"] == [CRASH_LINE] and rows[1]["fixed"] == [CRASH_LINE]
+
+
+def test_a_crash_fixes_nothing_it_kept_from_running():
+    changed = _history_result("trl-0.14.0", "0.14.0", "2025-10", {"test_metric_matches_the_baseline": "CHANGED"})
+    crashed = _history_result("trl-0.14.0-on-2025-10", "0.14.0", "2025-10",
+                              {"test_metric_matches_the_baseline": "not run", "test_every_eos_keeps_its_label": "BROKEN"})
+    crashed["checks"]["suites.test_x.test_every_eos_keeps_its_label"]["crash"] = CRASH_LINE
+    rows = matrix.history_rows([changed, crashed], ["trl-0.14.0", "trl-0.14.0-on-2025-10"])
+    assert rows[1]["broken"] == [CRASH_LINE] and rows[1]["fixed"] == []
+    assert "fixed" not in matrix.history_markdown(rows).splitlines()[-1]
