@@ -226,7 +226,7 @@ def _token(text, token_id) -> str:
 def _template_mismatches(template: dict, folder: str) -> list[dict]:
     rows = []
     file = f"{folder}/{template['file']}" if template.get("file") else f"{folder}/ (no chat template file)"
-    for name, trained in template["trained"].items():
+    for name, trained in in_order(template["trained"], PROMPTS):
         saved = template["saved"].get(name) or {"error": "not rendered"}
         field = f"rendered prompt ({name}, add_generation_prompt=True)"
         if "error" in saved or "error" in trained:
@@ -243,6 +243,17 @@ def _template_mismatches(template: dict, folder: str) -> list[dict]:
             rows.append({"check": "template", "file": f"{folder}/tokenizer.json", "field": f"token ids of the {field} from token {at}",
                          "trained": trained["ids"][at:at + 6], "saved": saved["ids"][at:at + 6]})
     return rows
+
+
+def in_order(record: dict, order) -> list[tuple[str, Any]]:
+    """`record`'s items in `order` first (run.json is written with sorted keys), then the rest."""
+    return [(key, record[key]) for key in order if key in record] + \
+        [(key, value) for key, value in record.items() if key not in order]
+
+
+def writers(saved: dict) -> str:
+    """'transformers 5.23.0, tokenizers 0.23.3, trl 1.16.0, peft 0.21.2': WRITERS' order, whatever the record's."""
+    return ", ".join(f"{name} {version}" for name, version in in_order(saved.get("written_by") or {}, WRITERS) if version)
 
 
 def _generation_config_mismatches(config: dict, eos_id: int, eos: str) -> list[dict]:
@@ -269,10 +280,7 @@ def _excerpt(text: str, at: int, width: int = 24) -> str:
 
 def describe(row: dict, saved: dict) -> str:
     """One line: file, field, trained vs saved value, the library versions that wrote it, the consequence."""
-    writers = dict(saved.get("written_by") or {})
-    if row.get("written_by"):
-        writers = {"transformers": row["written_by"]}
-    by = ", ".join(f"{name} {version}" for name, version in writers.items())
+    by = f"transformers {row['written_by']}" if row.get("written_by") else writers(saved)
     return (f"{row['file']} {row['field']}: trained {_shown(row['trained'])}, saved {_shown(row['saved'])} "
             f"(written by {by or 'unrecorded libraries'}): {CONSEQUENCE[row['check']]}")
 

@@ -133,3 +133,16 @@ def test_the_generation_config_the_deployed_model_uses(checkpoint, tmp_path):
     assert deployed.deployed_generation_config(model).eos_token_id == 32000
     deployed.use_generation_config(model, GenerationConfig(eos_token_id=[32000, 32007]))
     assert deployed.deployed_generation_config(model).eos_token_id == [32000, 32007]
+
+
+def test_the_messages_of_a_run_read_back_from_run_json_are_the_same(tmp_path, checkpoint, trained):
+    # run.json is written with sorted keys: the messages of a reused run must not change order.
+    import json
+
+    saved = saved_record(tmp_path, checkpoint, trained, setting("chat_template", lambda t: "{{ bos_token }}" + t.chat_template))
+    read_back = json.loads(json.dumps(saved, sort_keys=True))
+    assert list(read_back["written_by"]) != list(saved["written_by"])  # the order did change on disk
+    messages = [deployed.describe(row, saved) for row in deployed.mismatches(saved)]
+    assert [deployed.describe(row, read_back) for row in deployed.mismatches(read_back)] == messages
+    assert "(one user turn, add_generation_prompt=True)" in messages[0]
+    assert "(written by transformers 9.9.9, tokenizers 0.0.1, trl 1.2.3, peft 0.4.5)" in messages[0]

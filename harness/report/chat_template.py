@@ -82,7 +82,7 @@ def saved_context(saved: dict | None, specials: set[str] | frozenset = frozenset
     } for role in deployed.ROLES]
     template = saved["template"]
     prompt_rows = []
-    for name, trained in (template.get("trained") or {}).items():
+    for name, trained in deployed.in_order(template.get("trained") or {}, deployed.PROMPTS):
         shown = (template.get("saved") or {}).get(name) or {}
         prompt_rows.append({
             "name": name,
@@ -95,7 +95,7 @@ def saved_context(saved: dict | None, specials: set[str] | frozenset = frozenset
     return {
         "folder": folder,
         "files": saved.get("files") or [],
-        "written_by": ", ".join(f"{name} {version}" for name, version in (saved.get("written_by") or {}).items()),
+        "written_by": deployed.writers(saved),
         "deployed_generations": saved.get("deployed_generations"),
         "tokens": token_rows,
         "ids_match": "ids" not in failed,
