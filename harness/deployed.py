@@ -34,7 +34,7 @@ TOKEN_FILES = ("tokenizer_config.json", "special_tokens_map.json")
 # the generation prompt. (A rendered conversation *without* the generation prompt ends with the EOS
 # token: that is the EOS check's business, not the template's.)
 _USER, _ANSWER, _NEXT = "The Force is strong in you!", "Strong in you, the Force is! Yes, hrrrm.", "Do or do not."
-DEPLOYED_GENERATIONS = "tokenizer and generation config loaded from the saved folder"
+DEPLOYED_GENERATIONS = "tokenizer loaded from the saved folder (and its generation config, where one was saved)"
 PROMPTS = {
     "one user turn": [{"role": "user", "content": _USER}],
     "a follow-up turn": [{"role": "user", "content": _USER}, {"role": "assistant", "content": _ANSWER},

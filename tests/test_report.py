@@ -524,7 +524,7 @@ def test_the_saved_folder_is_shown_beside_what_the_model_trained_with(tmp_path, 
     page = parse(render_run_report(with_saved_folder(tmp_path, saved), tmp_path / "report.html", outcomes=OUTCOMES))
     said = text(by_id(page, "deployed-from"))
     assert "The tuned outputs (quality, per-sentence table) are the deployed model's" in said
-    assert "tokenizer and generation config loaded from the saved folder" in said and "adapter/" in said
+    assert "generating with the tokenizer loaded from the saved folder" in said and "adapter/" in said
     assert "tokenizer_config.json" in said and "chat_template.jinja" in said
     assert page.xpath('//*[@id="saved-problems"]') == []
     table = by_id(page, "saved-tokens")
