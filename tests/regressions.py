@@ -233,6 +233,7 @@ def packing_crashes():
 
     sft_trainer.pack_dataset = crash
 
+
 # ------------------------------------------------------------------ at save time: what users deploy
 def _saving_with(change):
     """Wrap `SFTTrainer.save_model` (the recipe's step 6): `change(trainer)` runs before the save and
