@@ -2,7 +2,9 @@
 
     prepare_stage:   load_quantized_model -> add_adapters -> load_data -> build_trainer (+ first batch)
     train_and_score: train -> save_adapter -> reload_tuned_model -> generate -> score
-                     (harness/reload.py: proof the reloaded adapter is the trained one)
+                     (harness/reload.py: proof the reloaded adapter is the trained one;
+                     harness/deployed.py: the saved folder's tokenizer and generation config, which
+                     the deployed generations use)
 
 Each phase is what the reference recipe does (../shared/RECIPE.md), with the settings taken
 from `RecipeConfig`; the two stage functions return the records (manifest and artifacts) that the
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import artifacts, compat, data, env, metrics, progress, reload
+from harness import artifacts, compat, data, deployed, env, metrics, progress, reload
 from harness.config import RecipeConfig
 from harness.generate import generate_batched
 from harness.models import CONVERSION_RECORD, Checkpoint, check_special_tokens, tokens_as_read
@@ -367,14 +369,32 @@ def train_and_score(prepared: Prepared, config: RecipeConfig, out: Path | None, 
         with peft_model.disable_adapter():
             base = generate(peft_model, tokenizer, sentences, config)
     with phase("reload"):
+        # As deployed: base + saved adapter, with the tokenizer (and any generation config) that
+        # save_model wrote beside it, loaded from the folder as serving code loads them.
         reloaded = reload_tuned_model(live.checkpoint, adapter_dir, config)
-        tuned = generate(reloaded, tokenizer, sentences, config)
+        base_generation_config = deployed.deployed_generation_config(reloaded)
+        deployed_tokenizer = deployed.load_tokenizer(adapter_dir)
+        saved_generation_config = deployed.load_generation_config(adapter_dir)
+        deployed.use_generation_config(reloaded, saved_generation_config)
+        saved = deployed.record(adapter_dir, trainer.processing_class, deployed_tokenizer,
+                                deployed.deployed_generation_config(reloaded),
+                                deployed.generation_config_source(adapter_dir, live.checkpoint, saved_generation_config),
+                                dict(live.checkpoint.special_tokens.ids), env.package_versions(deployed.WRITERS))
+        tuned = generate(reloaded, deployed_tokenizer, sentences, config)
         reload_record = {"trained_precision": reload.precision(peft_model),
                          "deployed_precision": reload.precision(reloaded),
-                         "agreement_file": reload.DEPLOYED_FILE}
+                         "agreement_file": reload.DEPLOYED_FILE, "agreement_because": []}
         generations_at_training_precision = None
+        # The weights check compares like with like: the reloaded adapter at the trained precision,
+        # generating with the trained tokenizer and the base's generation config. The deployed
+        # outputs differ from that wherever the saved folder does (suites/test_deployed.py says how).
         if not reload.same_precision(peft_model, reloaded):
             reload.to_training_precision(reloaded, peft_model)
+            reload_record["agreement_because"].append("precision")
+        if deployed.mismatches(saved) or saved_generation_config is not None:
+            deployed.use_generation_config(reloaded, base_generation_config)
+            reload_record["agreement_because"].append("saved folder")
+        if reload_record["agreement_because"]:
             generations_at_training_precision = generate(reloaded, tokenizer, sentences, config)
             reload_record["agreement_file"] = reload.TRAINING_PRECISION_FILE
         reload_record.update(reload.weights_record(peft_model, reloaded))
@@ -391,7 +411,7 @@ def train_and_score(prepared: Prepared, config: RecipeConfig, out: Path | None, 
     manifest = copy.deepcopy(prepared.manifest)
     manifest.update(stage="trained", created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     phase_seconds=phase.seconds, adapter=dict(_adapter_record(adapter_dir, adapter_files), reload=reload_record),
-                    metrics=scores)
+                    saved=saved, metrics=scores)
     manifest["training"].update({
         "global_step": trainer.state.global_step,
         "loss_history": [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e],

@@ -69,8 +69,9 @@ def test_reloaded_adapter_holds_the_trained_weights(manifest):
 @pytest.mark.yoda_learning
 def test_reloaded_adapter_generates_what_the_trained_model_did(manifest, run_artifacts, require_threshold):
     """End to end: the reloaded model, at the trained model's precision, generates what it did.
-    (The deployed reload computes in the libraries' precision; harness/reload.py says why that is
-    compared only through the quality metrics.)"""
+    (The deployed reload computes in the libraries' precision and generates with the saved folder's
+    tokenizer; harness/reload.py and harness/deployed.py say why that is compared only through the
+    quality metrics and suites/test_deployed.py.)"""
     reload = manifest["adapter"].get("reload", {})
     # Runs recorded before 2026-12-03 compared the deployed reload, at whatever precision it had.
     agreement_file = reload.get("agreement_file", DEPLOYED_FILE)
@@ -85,8 +86,15 @@ def test_reloaded_adapter_generates_what_the_trained_model_did(manifest, run_art
     precision = ""
     if agreement_file != DEPLOYED_FILE:
         as_deployed = _share_identical(run_artifacts(DEPLOYED_FILE), in_memory, eos)
-        precision = (f"; cast from the deployed precision ({_dtypes(reload['deployed_precision'])}) to the trained "
-                     f"({_dtypes(reload['trained_precision'])}); as deployed it matches {as_deployed:.0%}")
+        # Runs recorded before 2026-12-06 made this file for the precision alone.
+        because = reload.get("agreement_because", ["precision"])
+        how = []
+        if "precision" in because:
+            how.append(f"cast from the deployed precision ({_dtypes(reload['deployed_precision'])}) to the trained "
+                       f"({_dtypes(reload['trained_precision'])})")
+        if "saved folder" in because:
+            how.append("with the trained tokenizer, as the saved folder's differs (suites/test_deployed.py)")
+        precision = f"; {', '.join(how)}; as deployed it matches {as_deployed:.0%}"
     assert agreement >= floor and agreement > without_adapter, (
         f"base + reloaded adapter matches the in-memory model on {agreement:.0%} of prompts (floor {floor:.0%}; "
         f"the base model alone matches {without_adapter:.0%}{precision}): the saved adapter is not the trained one"

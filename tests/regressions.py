@@ -234,6 +234,85 @@ def packing_crashes():
     sft_trainer.pack_dataset = crash
 
 
+# ------------------------------------------------------------------ at save time: what users deploy
+def _saving_with(change):
+    """Wrap `SFTTrainer.save_model` (the recipe's step 6): `change(trainer)` runs before the save and
+    returns what undoes it, so the trained objects are as they were and only the saved folder differs."""
+    from trl.trainer import sft_trainer
+
+    save_model = sft_trainer.SFTTrainer.save_model
+
+    @functools.wraps(save_model)
+    def saving(self, output_dir=None, *args, **kwargs):
+        undo = change(self)
+        try:
+            return save_model(self, output_dir, *args, **kwargs)
+        finally:
+            undo()
+
+    sft_trainer.SFTTrainer.save_model = saving
+
+
+def _end_of_turn(tokenizer) -> str:
+    """Phi-3's end-of-turn marker: the token a release that confuses the two would write as EOS."""
+    return "<|end|>" if tokenizer.convert_tokens_to_ids("<|end|>") not in (None, tokenizer.unk_token_id) else tokenizer.bos_token
+
+
+def saved_eos_changed():
+    """A release whose save writes another EOS into the saved tokenizer_config.json (the end-of-turn
+    marker `<|end|>` for `<|endoftext|>`): the trained tokenizer is right, the deployed one is not."""
+    def change(trainer):
+        tokenizer = trainer.processing_class
+        trained = tokenizer.eos_token
+        tokenizer.eos_token = _end_of_turn(tokenizer)
+        return lambda: setattr(tokenizer, "eos_token", trained)
+
+    _saving_with(change)
+
+
+def saved_pad_changed():
+    """A release whose save writes the pad token the tokenizer shipped with (PAD == EOS) instead of the
+    one the recipe set (UNK)."""
+    def change(trainer):
+        tokenizer = trainer.processing_class
+        trained = tokenizer.pad_token
+        tokenizer.pad_token = tokenizer.eos_token
+        return lambda: setattr(tokenizer, "pad_token", trained)
+
+    _saving_with(change)
+
+
+def saved_template_changed():
+    """A release whose save writes another chat template (one that begins every rendering with BOS)."""
+    def change(trainer):
+        tokenizer = trainer.processing_class
+        trained = tokenizer.chat_template
+        tokenizer.chat_template = "{{ bos_token }}" + trained
+        return lambda: setattr(tokenizer, "chat_template", trained)
+
+    _saving_with(change)
+
+
+def saved_generation_config_eos_changed():
+    """A release whose save also writes the model's generation config, with the end-of-turn marker as
+    its EOS (huggingface/open-r1#663: generation config and tokenizer disagreed on EOS after saving)."""
+    import copy
+
+    from trl.trainer import sft_trainer
+
+    save_model = sft_trainer.SFTTrainer.save_model
+
+    @functools.wraps(save_model)
+    def saving(self, output_dir=None, *args, **kwargs):
+        result = save_model(self, output_dir, *args, **kwargs)
+        config = copy.deepcopy(self.model.generation_config)
+        config.eos_token_id = self.processing_class.convert_tokens_to_ids(_end_of_turn(self.processing_class))
+        config.save_pretrained(output_dir or self.args.output_dir)
+        return result
+
+    sft_trainer.SFTTrainer.save_model = saving
+
+
 INJECTIONS = {
     "learning-rate-halved": learning_rate_halved,
     "packing-crashes": packing_crashes,
@@ -250,6 +329,10 @@ INJECTIONS = {
     "lora-rank": lora_rank_ignored,
     "lora-scaling-halved": lora_scaling_halved,
     "adapter-saved-renamed": adapter_saved_under_other_names,
+    "saved-eos": saved_eos_changed,
+    "saved-pad": saved_pad_changed,
+    "saved-template": saved_template_changed,
+    "saved-generation-config-eos": saved_generation_config_eos_changed,
 }
 
 

@@ -94,6 +94,23 @@ def test_a_run_proves_its_reloaded_adapter_is_the_trained_one(first_run):
     if reload["trained_precision"] != reload["deployed_precision"]:
         assert reload["agreement_file"] == "generations_tuned_at_training_precision.jsonl"
     assert (run.directory / reload["agreement_file"]).is_file()
+    # The saved folder matches the trained tokenizer here: only the precision made the agreement file.
+    assert reload["agreement_because"] == (["precision"] if reload["trained_precision"] != reload["deployed_precision"] else [])
+
+
+def test_a_run_generates_as_deployed_with_the_saved_folders_tokenizer(first_run):
+    from harness import deployed
+    from harness.generate import build_prompt
+
+    _, run = first_run
+    saved = run.manifest["saved"]
+    assert saved["deployed_generations"] == deployed.DEPLOYED_GENERATIONS and deployed.mismatches(saved) == []
+    assert {"tokenizer_config.json", "tokenizer.json", "chat_template.jinja"} <= set(saved["files"])
+    assert saved["tokenizer"]["saved"]["eos"] == run.manifest["tokens"]["eos"]
+    assert saved["tokenizer"]["saved"]["pad"] == run.manifest["tokens"]["pad"]
+    served = deployed.load_tokenizer(run.directory / saved["folder"])
+    tuned = run.generations("tuned")
+    assert [row["prompt"] for row in tuned] == [build_prompt(served, row["source"]) for row in tuned]
 
 
 def test_same_inputs_reuse_the_finished_run(first_run, options, small_config):

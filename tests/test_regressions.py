@@ -19,9 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from harness import artifacts
+from harness import deployed as deployed_module
+
 ROOT = Path(__file__).resolve().parents[1]
 ALL_SUITES = {"test_memory.py", "test_trainable.py", "test_labels.py", "test_chat_template.py", "test_bleu.py",
-              "test_stopping.py", "test_training.py", "test_tokens.py", "test_baseline.py", "test_warnings.py"}
+              "test_stopping.py", "test_training.py", "test_tokens.py", "test_baseline.py", "test_warnings.py",
+              "test_deployed.py"}
 STRUCTURAL_SUITES = {"test_memory.py", "test_trainable.py", "test_labels.py", "test_chat_template.py", "test_tokens.py",
                      "test_baseline.py"}
 
@@ -63,24 +67,35 @@ SHORT_TRAINING = ["--yoda-override", "training.num_train_epochs=0.3"]
 TRAINING_ARGS = {None: STRUCTURAL, SHORT: SHORT_TRAINING, FULL: []}
 
 
-def run_suites(tmp_path: Path, models_dir: Path, inject: str, extra: list[str]) -> dict[str, list[tuple[str, str]]]:
-    """{suite file: [(outcome, message), ...]} of a fresh tiny run with `inject` applied."""
+def run_checks(tmp_path: Path, models_dir: Path, inject: str, extra: list[str],
+               paths: tuple[str, ...] = ("suites",)) -> dict[str, tuple[str, str, str | None]]:
+    """{"suite file::check": (outcome, message, verdict)} of a fresh tiny run with `inject` applied
+    (verdict: the JUnit property harness.verdicts adds to a failed check, BROKEN or CHANGED)."""
     junit = tmp_path / "junit.xml"
     env = dict(os.environ, YODA_HARNESS_INJECT=inject, YODA_HARNESS_MODELS_DIR=str(models_dir),
                YODA_HARNESS_QUIET="1")
-    command = [sys.executable, "-m", "pytest", "suites", "--yoda-profile", "tiny", "--yoda-fresh", "--yoda-cache-dir",
+    command = [sys.executable, "-m", "pytest", *paths, "--yoda-profile", "tiny", "--yoda-fresh", "--yoda-cache-dir",
                str(tmp_path / "cache"), "-p", "tests.regressions", "-p", "no:cacheprovider", "-q",
                f"--junitxml={junit}", *extra]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     assert junit.exists(), done.stdout[-3000:] + done.stderr[-3000:]
-    outcomes: dict[str, list[tuple[str, str]]] = {}
+    outcomes: dict[str, tuple[str, str, str | None]] = {}
     for case in ElementTree.parse(junit).iter("testcase"):
         suite = case.get("classname").split(".")[-1] + ".py"
         problem = case.find("failure") if case.find("failure") is not None else case.find("error")
         skipped = case.find("skipped")
         outcome = "failed" if problem is not None else "skipped" if skipped is not None else "passed"
         message = (problem.get("message", "") + (problem.text or "")) if problem is not None else ""
-        outcomes.setdefault(suite, []).append((outcome, message))
+        verdict = next((prop.get("value") for prop in case.iter("property") if prop.get("name") == "verdict"), None)
+        outcomes[f"{suite}::{case.get('name')}"] = (outcome, message, verdict)
+    return outcomes
+
+
+def run_suites(tmp_path: Path, models_dir: Path, inject: str, extra: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """{suite file: [(outcome, message), ...]} of a fresh tiny run with `inject` applied."""
+    outcomes: dict[str, list[tuple[str, str]]] = {}
+    for check, (outcome, message, _) in run_checks(tmp_path, models_dir, inject, extra).items():
+        outcomes.setdefault(check.split("::")[0], []).append((outcome, message))
     return outcomes
 
 
@@ -130,3 +145,70 @@ def test_an_injected_packing_crash_is_one_broken_line_in_the_terminal_junit_and_
     assert (result["status"], result["reason"]) == ("failed", outcomes["crash"])
     row = matrix.history_markdown(matrix.history_rows([result])).splitlines()[-1]
     assert f"BROKEN: {outcomes['crash']}; {len(verdicts) - 1} checks not run |" in row and row.count("KeyError") == 1
+
+
+# ------------------------------------------------------------------ what users deploy: the saved folder
+# A mismatch written at save time (tests/regressions.py wraps `SFTTrainer.save_model`) -> (the check
+# of suites/test_deployed.py that must fail, how its one-line message must begin). Saving happens in
+# the trained stage; these checks need a saved adapter, not a learned one: a few steps of training
+# and short generations.
+DEPLOYED = "test_deployed.py::"
+WRITTEN_BY = " (written by transformers "
+SAVED_CASES = {
+    "saved-eos": (DEPLOYED + "test_saved_tokenizer_has_the_trained_special_token[eos]",
+                  "adapter/tokenizer_config.json eos_token: trained '<|endoftext|>' (id 32000), saved '<|end|>' (id 32007)"),
+    "saved-pad": (DEPLOYED + "test_saved_tokenizer_has_the_trained_special_token[pad]",
+                  "adapter/tokenizer_config.json pad_token: trained '<unk>' (id 0), saved '<|endoftext|>' (id 32000)"),
+    "saved-template": (DEPLOYED + "test_saved_chat_template_renders_the_trained_prompt",
+                       "adapter/chat_template.jinja rendered prompt (one user turn, add_generation_prompt=True) from "
+                       "character 1: trained '<|user|>\\nThe Force is str'..., saved '<s><|user|>\\nThe Force is '..."),
+    "saved-generation-config-eos": (DEPLOYED + "test_deployed_generation_config_stops_on_the_trained_eos",
+                                    "adapter/generation_config.json eos_token_id: trained '<|endoftext|>' (id 32000), saved 32007"),
+}
+SAVE_ONLY = ["--yoda-override", "training.num_train_epochs=0.05", "--yoda-override", "generation.max_new_tokens=8"]
+# Checks a save-time mismatch must leave passing: what the trainer built, the tokens as read, the
+# adapter weights after the reload, and every other check of the saved folder.
+SAVED_PATHS = ("suites/test_deployed.py", "suites/test_tokens.py", "suites/test_chat_template.py", "suites/test_trainable.py",
+               "suites/test_training.py::test_reloaded_adapter_holds_the_trained_weights")
+
+
+def _run_directory(cache: Path) -> Path:
+    (run,) = [p for p in (cache / "runs").iterdir() if p.is_dir() and not p.name.endswith("-prepared")
+              and not p.name.startswith(".")]
+    return run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("inject", sorted(SAVED_CASES))
+def test_a_mismatch_written_at_save_time_is_broken_in_the_trained_stage(inject, tmp_path, shared_models_dir):
+    check, message = SAVED_CASES[inject]
+    outcomes = run_checks(tmp_path, shared_models_dir, inject, SAVE_ONLY, SAVED_PATHS)
+    assert outcomes[check][0] == "failed", f"{inject}: {check} did not fail: {outcomes[check]}"
+    assert outcomes[check][2] == "BROKEN", f"{inject}: {check} failed as {outcomes[check][2]}, not BROKEN"
+    first_line = outcomes[check][1].removeprefix("AssertionError: ").splitlines()[0]
+    assert first_line.startswith(message + WRITTEN_BY), f"{inject}: {check} failed with {first_line!r}"
+    others = {name: result for name, result in outcomes.items() if name != check}
+    broken = {name: result[1][:200] for name, result in others.items() if result[0] == "failed"}
+    assert not broken, f"{inject}: unrelated checks failed too: {broken}"
+    # Every other check of the saved folder ran to a verdict and passed (the others may skip
+    # as the tiny profile says, e.g. Phi-3's published parameter counts).
+    deployed_checks = {name: result[0] for name, result in outcomes.items() if name.startswith(DEPLOYED)}
+    assert len(deployed_checks) == 7 and set(deployed_checks.values()) == {"passed", "failed"}, deployed_checks
+    assert list(deployed_checks.values()).count("failed") == 1, deployed_checks
+
+    # The deployed generations come from the saved folder's tokenizer; the adapter-weights agreement
+    # is made with the trained one (harness/recipe.py), so it still compares like with like.
+    run = _run_directory(tmp_path / "cache")
+    manifest = artifacts.read_json(run / artifacts.MANIFEST)
+    deployed_rows = artifacts.read_jsonl(run / "generations_tuned.jsonl")
+    in_memory = artifacts.read_jsonl(run / "generations_tuned_in_memory.jsonl")
+    assert manifest["saved"]["deployed_generations"] == deployed_module.DEPLOYED_GENERATIONS
+    assert "saved folder" in manifest["adapter"]["reload"]["agreement_because"]
+    agreement = artifacts.read_jsonl(run / manifest["adapter"]["reload"]["agreement_file"])
+    same = sum(a["token_ids"] == b["token_ids"] for a, b in zip(agreement, in_memory)) / len(in_memory)
+    assert same >= 0.9, f"{inject}: the reloaded adapter with the trained tokenizer matches the in-memory model on {same:.0%}"
+    if inject == "saved-template":
+        assert all(row["prompt"].startswith("<s><|user|>") for row in deployed_rows)
+        assert not any(row["prompt"].startswith("<s>") for row in in_memory)
+    if inject == "saved-generation-config-eos":
+        assert "generation_config.json" in manifest["saved"]["files"]

@@ -490,3 +490,75 @@ def test_the_verdict_lists_broken_first_then_changed(run, comparison, tmp_path):
     assert block.index("BROKEN (an invariant failed)") < block.index("CHANGED (a difference from the baseline)")
     assert "test_metric_matches_the_baseline[bleu]: bleu 1.83 -> 0.91" in text(by_id(page, "changed"))
     assert "test_eos: EOS masked" in text(by_id(page, "broken"))
+
+
+# ------------------------------------------------------------------ what users deploy: the saved folder
+def with_saved_folder(tmp_path: Path, saved: dict) -> Run:
+    """The fixture run with a `saved` record (harness/deployed.py) as a trained run records it."""
+    directory = copy_fixture(tmp_path)
+    manifest = artifacts.read_json(directory / "run.json")
+    manifest["saved"] = saved
+    artifacts.write_json(directory / "run.json", manifest)
+    return load_run(directory)
+
+
+@pytest.fixture(scope="module")
+def tiny(shared_models_dir):
+    from tests.saved_folder import tiny_checkpoint
+
+    return tiny_checkpoint(shared_models_dir)
+
+
+def test_a_run_that_did_not_read_the_saved_folder_says_what_its_tuned_outputs_used(tmp_path):
+    manifest = artifacts.read_json(FIXTURE / "run.json")
+    assert "saved" not in manifest  # recorded before 2026-12-06
+    page = parse(render_run_report(load_run(FIXTURE), tmp_path / "report.html", outcomes=OUTCOMES))
+    assert "generated with the tokenizer the model trained with, not the saved one" in text(by_id(page, "deployed-from"))
+    assert page.xpath('//*[@id="saved-tokens"]') == []
+
+
+def test_the_saved_folder_is_shown_beside_what_the_model_trained_with(tmp_path, tiny):
+    from tests.saved_folder import saved_record, trained_tokenizer
+
+    saved = saved_record(tmp_path / "saved", tiny, trained_tokenizer(tiny))
+    page = parse(render_run_report(with_saved_folder(tmp_path, saved), tmp_path / "report.html", outcomes=OUTCOMES))
+    said = text(by_id(page, "deployed-from"))
+    assert "The tuned outputs (quality, per-sentence table) are the deployed model's" in said
+    assert "generating with the tokenizer loaded from the saved folder" in said and "adapter/" in said
+    assert "tokenizer_config.json" in said and "chat_template.jinja" in said
+    assert page.xpath('//*[@id="saved-problems"]') == []
+    table = by_id(page, "saved-tokens")
+    assert row_cells(table, "eos") == ["<|endoftext|> (32000)", "<|endoftext|> (32000)", "adapter/tokenizer_config.json", "✓"]
+    assert row_cells(table, "pad") == ["<unk> (0)", "<unk> (0)", "adapter/tokenizer_config.json", "✓"]
+    assert row_cells(table, "generation config eos_token_id")[-1] == "✓"
+    assert table.xpath('.//tr[contains(@class, "row-fail")]') == []
+    prompts = by_id(page, "saved-prompts")
+    assert len(prompts.xpath(".//h4")) == 2 and all("✓ same" in text(h) for h in prompts.xpath(".//h4"))
+
+
+def test_a_saved_folder_that_differs_is_shown_as_the_suite_names_it(tmp_path, tiny):
+    from tests.saved_folder import saved_record, setting, trained_tokenizer
+
+    saved = saved_record(tmp_path / "saved", tiny, trained_tokenizer(tiny), setting("eos_token", lambda t: "<|end|>"))
+    page = parse(render_run_report(with_saved_folder(tmp_path, saved), tmp_path / "report.html", outcomes=OUTCOMES))
+    (problem,) = by_id(page, "saved-problems").xpath(".//li")
+    assert text(problem).startswith("adapter/tokenizer_config.json eos_token: trained '<|endoftext|>' (id 32000), "
+                                    "saved '<|end|>' (id 32007) (written by ")
+    table = by_id(page, "saved-tokens")
+    failing = [text(row.xpath("./th")[0]) for row in table.xpath('.//tr[contains(@class, "row-fail")]')]
+    assert failing == ["eos"]
+    assert row_cells(table, "eos")[1] == "<|end|> (32007)"
+
+
+def test_saved_folder_strings_show_as_text(tmp_path, tiny):
+    from tests.saved_folder import saved_record, trained_tokenizer
+
+    saved = saved_record(tmp_path / "saved", tiny, trained_tokenizer(tiny))
+    saved["tokenizer"]["saved"]["eos"] = SCRIPT
+    saved["template"]["saved"]["one user turn"]["text"] = IMG
+    saved["files"].append(SCRIPT)
+    html = render_run_report(with_saved_folder(tmp_path, saved), tmp_path / "report.html", outcomes=OUTCOMES).read_text("utf-8")
+    assert SCRIPT not in html and IMG not in html
+    page = lxml.html.fromstring(html)
+    assert page.xpath("//img") == [] and len(page.xpath("//script")) == 1
+    assert SCRIPT in text(by_id(page, "saved-problems"))

@@ -1,4 +1,6 @@
-"""The "Chat template" section: the rendered example and prompt token by token, special tokens marked.
+"""The "Chat template" section: the rendered example and prompt token by token, special tokens marked,
+and what users deploy: the saved folder's tokens, chat template and generation config beside the
+trained ones (harness/deployed.py), which the deployed (tuned) generations used.
 
 `special_segments` also marks the special tokens in the model outputs of the per-sentence table.
 """
@@ -8,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from harness import deployed
 from harness.report.formatting import item_at
 
 # Special tokens in the Phi-3 / Llama styles, and byte-fallback tokens.
@@ -42,8 +45,9 @@ def _plain_segments(piece: str) -> list[dict]:
     return segments
 
 
-def template_context(template: dict | None, tokens: dict) -> dict | None:
-    """The rendered training example and generation prompt, token by token, special tokens marked."""
+def template_context(template: dict | None, tokens: dict, saved: dict | None = None) -> dict | None:
+    """The rendered training example and generation prompt, token by token, special tokens marked;
+    the saved folder beside them."""
     if template is None:
         return None
     specials = _special_tokens(tokens)
@@ -56,6 +60,53 @@ def template_context(template: dict | None, tokens: dict) -> dict | None:
         "chips": chips,
         "chat_template": template.get("chat_template"),
         "tokens": _tokens_shown(tokens),
+        "saved": saved_context(saved, specials),
+    }
+
+
+def saved_context(saved: dict | None, specials: set[str] | frozenset = frozenset()) -> dict | None:
+    """What `trainer.save_model` wrote, read back as deployed, beside what the model trained with;
+    None for a run recorded before the harness read the folder back."""
+    if not saved:
+        return None
+    folder = saved.get("folder", deployed.FOLDER)
+    problems = deployed.mismatches(saved)
+    failed = {row["check"] for row in problems}
+    tokenizer = saved["tokenizer"]
+    token_rows = [{
+        "role": role,
+        "trained": tokenizer["trained"].get(role), "trained_id": tokenizer["trained"].get(f"{role}_id"),
+        "saved": tokenizer["saved"].get(role), "saved_id": tokenizer["saved"].get(f"{role}_id"),
+        "where": f"{folder}/{(tokenizer.get('fields') or {}).get(role, {}).get('file', '?')}",
+        "match": role not in failed,
+    } for role in deployed.ROLES]
+    template = saved["template"]
+    prompt_rows = []
+    for name, trained in deployed.in_order(template.get("trained") or {}, deployed.PROMPTS):
+        shown = (template.get("saved") or {}).get(name) or {}
+        prompt_rows.append({
+            "name": name,
+            "trained": special_segments(trained.get("text"), specials) if "text" in trained else None,
+            "saved": special_segments(shown.get("text"), specials) if "text" in shown else None,
+            "error": shown.get("error"),
+            "match": "text" in trained and trained.get("text") == shown.get("text") and trained.get("ids") == shown.get("ids"),
+        })
+    generation = saved["generation_config"]
+    return {
+        "folder": folder,
+        "files": saved.get("files") or [],
+        "written_by": deployed.writers(saved),
+        "deployed_generations": saved.get("deployed_generations"),
+        "tokens": token_rows,
+        "ids_match": "ids" not in failed,
+        "template_file": f"{folder}/{template['file']}" if template.get("file") else None,
+        "template_same_source": template.get("same_source"),
+        "prompts": prompt_rows,
+        "template_match": "template" not in failed,
+        "generation_config": dict(generation, covers="generation_config" not in failed,
+                                  trained_eos=tokenizer["trained"].get("eos"),
+                                  trained_eos_id=tokenizer["trained"].get("eos_id")),
+        "problems": [deployed.describe(row, saved) for row in problems],
     }
 
 

@@ -39,7 +39,7 @@ def run_context(run, outcomes: dict | None = None, comparison=None, matrix_rows:
         "figures": figures_context(manifest, sentences["rows"], comparison),
         "training": training_context(manifest),
         "memory": memory_context(manifest),
-        "template": template_context(template, manifest.get("tokens") or {}),
+        "template": template_context(template, manifest.get("tokens") or {}, manifest.get("saved")),
         "phases": phases_context(manifest.get("phase_seconds") or {}),
         "matrix": matrix_context(matrix_rows) if matrix_rows is not None else None,
     }
