@@ -478,6 +478,7 @@ def load(path: Path, profile: str) -> dict:
         tokens = entry["metrics"].get("tokens_as_read")
         if tokens and isinstance(tokens.get("value"), str):
             tokens["value"] = tokens_value(tokens["value"])
+        _rekeyed(entry)
     return raw
 
 
@@ -624,6 +625,16 @@ def select_entry(baseline: dict, environment: dict) -> tuple[dict | None, str]:
             return nearest, f"nearest entry, {where} (library versions differ: every difference may show as CHANGED)"
     recorded = sorted({e["device"] for e in baseline["entries"]})
     return None, f"no baseline entry for {device}" + (f" (entries for: {', '.join(recorded)})" if recorded else "")
+
+
+def _rekeyed(entry: dict) -> dict:
+    """An entry's key derived from its recorded device facts by today's rule (`env.device_kind`), so
+    a file recorded under an older rule is read as the code keys runs now; facts are the record."""
+    facts = entry.get("device_facts")
+    if facts:
+        processes = re.search(r", (\d+) processes$", entry["device"])
+        entry["device"] = env.device_kind({"device": facts, "processes": int(processes.group(1)) if processes else 1})
+    return entry
 
 
 def entry_device_type(entry: dict) -> str:

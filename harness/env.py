@@ -204,17 +204,15 @@ def device_type(device: dict) -> str:
 
 
 def _cpu_key(device: dict) -> str:
-    """What a CPU entry is keyed by: the facts that select its numerics. Under a full pin (kernels,
-    bnb path, threads) the CPU model does not matter (docs/devices.md: measured on three CPUs);
-    without one, the model's own kernel choices do, so it is part of the key."""
+    """What a CPU entry is keyed by: the CPU model and the facts that select its kernels. A pin makes
+    the numbers independent of the dispatch the machine would choose, not of the CPU: under the full
+    pin an AMD EPYC and an Intel Xeon still part in the fourth digit of the loss by step 50
+    (docs/devices.md), so the model stays in the key and other CPUs compare through cross-device bands."""
     if "torch_capability" not in device:
         return "cpu"  # recorded before runs knew their CPU facts
-    pins = device.get("pinned") or {}
     bnb = {True: "bnb bf16", False: "bnb fp32", None: "bnb -"}[device.get("bnb_avx512bf16_path")]
-    facts = f"{device['torch_capability'].lower()}, {bnb}, {device.get('threads')} threads"
-    if pins.get("torch_capability") and pins.get("mkl_cbwr") and "bnb_avx512bf16" in pins and pins.get("threads"):
-        return f"cpu ({facts}, pinned)"
-    return f"cpu {device.get('name')} ({facts})"
+    pinned = ", pinned" if device.get("pinned") else ""
+    return f"cpu {device.get('name')} ({device['torch_capability'].lower()}, {bnb}, {device.get('threads')} threads{pinned})"
 
 
 def device_kind(env: dict) -> str:
