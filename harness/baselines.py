@@ -355,11 +355,13 @@ def travels(name: str, stored: dict | None = None) -> bool:
 
 
 def judge(name: str, current: Any, stored: dict | None, absent_reason: str = "",
-          other_device: str | None = None) -> Verdict:
+          other_device: str | None = None, this_device: str | None = None) -> Verdict:
     """The one decision: is `current` within the stored metric's band (or equal, for exact)?
 
-    `other_device`: the entry was recorded on that device, not this run's. A figure that travels is
-    compared as it is; a number only through the cross-device band measured beside its own.
+    `other_device`: the entry was recorded on that device, not this run's (`this_device`). A figure
+    that travels is compared as it is; a number only through the cross-device band measured beside
+    its own, and only when that band was measured over this run's device too: a band covers the
+    devices it was measured on, and a third device is another measurement.
     """
     if current is None:  # first: when neither has it, what the run lacks is the reason
         return Verdict(name, "not-measured", baseline=stored and stored["value"],
@@ -371,6 +373,11 @@ def judge(name: str, current: Any, stored: dict | None, absent_reason: str = "",
     band = stored.get("band")
     if other_device is not None and not travels(name, stored):
         cross = stored.get("cross_device")
+        if cross is not None and this_device is not None and this_device not in cross.get("devices", ()):
+            return Verdict(name, "not-compared", current=current, baseline=value, direction=direction,
+                           reason=f"{name} depends on the device; its cross-device band was measured over "
+                                  f"{', '.join(cross.get('devices', ()))}, not {this_device}: record this device's "
+                                  "entry with --yoda-update-baselines (it widens the band to this device)")
         if cross is None:
             why = ("it differed between the devices it was recorded on" if stored.get("device_dependent")
                    else "no cross-device band was measured for it")
@@ -687,13 +694,13 @@ class Comparison:
     def judge(self, name: str, manifest: dict, template: dict | None) -> Verdict:
         values, absent = measure(manifest, template)
         stored = self.entry["metrics"].get(name) if self.entry else None
-        return judge(name, values.get(name), stored, absent.get(name, ""), self.other_device)
+        return judge(name, values.get(name), stored, absent.get(name, ""), self.other_device, self.device)
 
     def judge_all(self, manifest: dict, template: dict | None) -> list[Verdict]:
         """Every metric of the policy or the entry, judged by the same function pytest uses."""
         values, absent = measure(manifest, template)
         stored = self.entry["metrics"] if self.entry else {}
-        return [judge(name, values.get(name), stored.get(name), absent.get(name, ""), self.other_device)
+        return [judge(name, values.get(name), stored.get(name), absent.get(name, ""), self.other_device, self.device)
                 for name in sorted(set(values) | set(stored))]
 
     def refusal(self, manifest: dict, scope: str = RUN) -> str | None:

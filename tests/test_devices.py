@@ -201,6 +201,18 @@ def test_a_cross_device_band_can_fail(tmp_path):
     assert {"loss_first", "loss_last", "train_loss"} <= changed
 
 
+def test_a_cross_device_band_covers_only_the_devices_it_was_measured_on(tmp_path):
+    path = tmp_path / "smollm2.json"
+    record(path, H200, first=3.75)
+    record(path, H100, first=3.77)
+    a100 = dict(H100, name="NVIDIA A100-SXM4-80GB", compute_capability="8.0")
+    comparison = baselines.compare(path, "smollm2", environment(a100))
+    assert comparison.other_device is not None
+    verdict = comparison.judge("loss_first", losses(manifest(environment(a100)), 3.76, 3.0, 5.0), None)
+    assert verdict.status == "not-compared" and "measured over NVIDIA H100 80GB HBM3, NVIDIA H200, not " \
+        "NVIDIA A100-SXM4-80GB" in verdict.reason
+
+
 def test_an_exact_figure_that_differs_between_devices_is_marked_and_compared_per_device(tmp_path):
     path = tmp_path / "smollm2.json"
     record(path, H200)
