@@ -49,7 +49,32 @@ def test_a_named_profile_that_cannot_run_here_is_a_usage_error(pytester, monkeyp
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     named = "--yoda-profile" if how == "option" else "$YODA_HARNESS_PROFILE"
     lines = [line for line in result.stderr.lines if "yoda-harness" in line]
-    assert len(lines) == 1 and f"{named} smollm2: cannot run here: profile 'smollm2' needs a CUDA GPU" in lines[0]
+    assert len(lines) == 1 and (f"{named} smollm2: cannot run here: profile 'smollm2': its trained stage needs a "
+                                "CUDA GPU") in lines[0]
+
+
+STRUCTURAL_AND_TRAINED = (
+    "import pytest\n"
+    "@pytest.mark.yoda_structural\n"
+    "def test_structural(harness_profile): assert harness_profile.name == 'smollm2'\n"
+    "def test_trained(harness_profile): pass\n"
+)
+
+
+def test_a_stage_the_profile_cannot_run_here_is_a_usage_error_and_its_other_stage_runs(pytester, no_gpu):
+    """smollm2 on a CPU: the prepared stage runs (`-m yoda_structural`); asking for the trained stage
+    too is a usage error naming the stage, never a session that turns green on half of it."""
+    pytester.makepyfile(STRUCTURAL_AND_TRAINED)
+    whole = pytester.runpytest_inprocess("--yoda-profile", "smollm2")
+    assert whole.ret == pytest.ExitCode.USAGE_ERROR
+    whole.stderr.fnmatch_lines(["*--yoda-profile smollm2: cannot run here: profile 'smollm2': its trained stage "
+                                "needs a CUDA GPU and none is visible (its prepared stage runs here: "
+                                "`-m yoda_structural`)*"])
+    structural = pytester.runpytest_inprocess("--yoda-profile", "smollm2", "-m", "yoda_structural")
+    assert structural.ret == pytest.ExitCode.OK
+    structural.assert_outcomes(passed=1, deselected=1)
+    by_keyword = pytester.runpytest_inprocess("--yoda-profile", "smollm2", "-k", "structural")
+    assert by_keyword.ret == pytest.ExitCode.OK  # what is left after any deselection decides
 
 
 def test_phi3_without_its_weights_is_a_usage_error(pytester, gpu_without_weights):
