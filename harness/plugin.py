@@ -566,10 +566,16 @@ class HarnessSession:
         provenance = {"harness": env.harness_revision(), "forced": bool(broken and forced),
                       "failed_invariants": broken}
         path = baselines_dir(self.config) / f"{finished.profile}.json"
+        manifest, spread = finished.manifest, []
+        if manifest.get("stage") == "prepared":
+            # Nothing trained: no loss curve; the entry holds the prepared stage's figures and says so.
+            manifest = {**manifest, "training": {**manifest["training"], "loss_history": []}}
+            provenance["stage"] = "prepared"
+        else:
+            spread = _seed_runs(self.config, finished)
         with baseline_store.file_lock(path):
-            lines = baseline_store.update(path, finished.profile, finished.manifest,
-                                          finished.artifact("template.json"),
-                                          spread_runs=_seed_runs(self.config, finished), provenance=provenance)
+            lines = baseline_store.update(path, finished.profile, manifest, finished.artifact("template.json"),
+                                          spread_runs=spread, provenance=provenance)
         _announce(self.config, f"updated {path}:")
         for line in lines:
             _announce(self.config, f"  {line}")

@@ -86,13 +86,14 @@ def test_the_gate_runs_each_leg_and_one_summary_names_both_verdicts(cpu, gguf, t
     monkeypatch.setattr(gate.Leg, "pytest_args", lambda self: [f"suites/test_{self.profile}.py", "--yoda-profile",
                                                               self.profile, *(("-m", "yoda_structural") if self.structural else ())])
     real_run_leg = gate.run_leg
-    monkeypatch.setattr(gate, "run_leg", lambda leg, extra, work, out: real_run_leg(leg, extra, work, cwd=project, out=out))
+    monkeypatch.setattr(gate, "run_leg", lambda leg, extra, work, out, reports: real_run_leg(leg, extra, work, cwd=project,
+                                                                                          out=out, reports=reports))
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv("YODA_HARNESS_CACHE", str(tmp_path / "cache"))
     step_summary = tmp_path / "step-summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
     out = io.StringIO()
-    code = gate.main(["-p", "no:cacheprovider", "-q"], options(tmp_path), out=out)
+    code = gate.main(["--reports", str(tmp_path / "reports"), "-p", "no:cacheprovider", "-q"], options(tmp_path), out=out)
     text = out.getvalue()
     summary = text.split("yoda-harness gate: 2 verdicts")[1].strip().splitlines()[1:]
     assert code == 1
@@ -103,6 +104,10 @@ def test_the_gate_runs_each_leg_and_one_summary_names_both_verdicts(cpu, gguf, t
     assert summary[2] == "gate: failed (exit 1: smollm2)"
     markdown = step_summary.read_text()
     assert markdown.startswith("### yoda-harness gate: failed") and "**smollm2**" in markdown and "**tiny**" in markdown
+    kept = sorted(path.name for path in (tmp_path / "reports").iterdir())
+    assert kept == ["gate.md", "junit-smollm2.xml", "junit-tiny.xml", "summary-smollm2.md", "summary-tiny.md"]
+    assert "--yoda-report=" in text.split("$ ")[2].splitlines()[0]  # asked of the leg that trains only
+    assert "--yoda-report=" not in text.split("$ ")[1].splitlines()[0]
 
 
 def test_a_leg_without_a_verdict_says_why():
