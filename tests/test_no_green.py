@@ -328,3 +328,48 @@ def test_a_reused_run_is_left_byte_identical(tmp_path, shared_models_dir):
                       "--yoda-baselines-dir", str(tmp_path / "baselines"), "--yoda-report", str(tmp_path / "r.html"))
     assert "reusing run" in done.stdout, done.stdout[-3000:]
     assert tree_digest(directory) == before
+
+
+# ------------------------------------------------------------------ a structural entry where the profile cannot train
+STRUCTURAL_ONLY = (
+    "import pytest\n"
+    "@pytest.mark.yoda_structural\n"
+    "def test_structural(manifest): assert manifest['stage'] == 'prepared'\n"
+)
+
+
+@pytest.mark.parametrize("profile, records", [("smollm2", True), ("tiny", False)])
+def test_a_structural_session_records_the_prepared_stage_only_where_the_profile_cannot_train(
+        pytester, monkeypatch, no_gpu, tmp_path, profile, records):
+    """smollm2 on a CPU: `-m yoda_structural --yoda-update-baselines` records the prepared stage's
+    figures (footprints, parameters, template, tokens), marked as such. tiny trains here: its entry
+    is the full run's, and a structural session never replaces it."""
+    from tests.planted import FIXTURE
+
+    prepared_dir = tmp_path / "prepared"
+    shutil.copytree(FIXTURE, prepared_dir)
+    manifest = artifacts.read_json(prepared_dir / artifacts.MANIFEST)
+    manifest.update(stage="prepared", profile=profile)
+    manifest["training"] = {key: value for key, value in manifest["training"].items()
+                            if key not in ("loss_history", "global_step", "train_loss")}
+    artifacts.write_json(prepared_dir / artifacts.MANIFEST, manifest)
+    monkeypatch.setattr(stages, "prepare", lambda *a, **k: (stages.Run(prepared_dir, manifest), None))
+    monkeypatch.setattr(stages, "describe_cached", lambda *a, **k: "planted")
+    pytester.makepyfile(STRUCTURAL_ONLY)
+    baselines = tmp_path / "baselines"
+    result = pytester.runpytest_inprocess("--yoda-profile", profile, "-m", "yoda_structural", "--yoda-update-baselines",
+                                          "--yoda-baselines-dir", str(baselines), "--yoda-cache-dir", str(tmp_path / "c"))
+    assert result.ret == pytest.ExitCode.OK
+    output = result.stdout.str()
+    if not records:
+        assert "--yoda-update-baselines refused: profile tiny trains here, so its entry is the full run's" in output
+        assert not (baselines / "tiny.json").exists()
+        return
+    entry = json.loads((baselines / "smollm2.json").read_text())["entries"][0]
+    assert entry["provenance"]["stage"] == "prepared" and entry["loss_history"] == []
+    from harness.baselines import PREPARED_METRICS
+
+    # The prepared stage's figures (this planted manifest predates the token record), nothing trained.
+    assert {"footprint_adapted_mb", "footprint_loaded_mb", "template_rendered", "total_parameters",
+            "trainable_parameters"} <= set(entry["metrics"]) <= set(PREPARED_METRICS)
+    assert entry["inputs"]["global_step"] is None
