@@ -31,6 +31,7 @@ from harness import profiles
 from harness.matrix import STRUCTURAL_SELECTION
 
 SUMMARY_PREFIX = "### yoda-harness: "
+INTERRUPTED = 2  # pytest's exit status for an interrupted session
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ def run_leg(leg: Leg, extra: list[str], work: Path, python: str = sys.executable
         out.flush()
         tail = (tail + [line.rstrip("\n")])[-30:]
     code = process.wait()
+    if code < 0:  # killed by a signal: as a shell reports it
+        code = 128 - code
     result = LegResult(leg, code, time.monotonic() - started, tail=tail)
     if summary.is_file():
         first = summary.read_text(encoding="utf-8").splitlines()[0]
@@ -152,7 +155,12 @@ def main(extra: list[str], options: profiles.ModelOptions, out=sys.stdout) -> in
     with tempfile.TemporaryDirectory(prefix="yoda-gate-") as scratch:
         work = reports or Path(scratch)
         work.mkdir(parents=True, exist_ok=True)
-        results = [run_leg(leg, extra, work, out=out, reports=reports is not None) for leg in legs]
+        results = []
+        for leg in legs:
+            results.append(run_leg(leg, extra, work, out=out, reports=reports is not None))
+            if results[-1].exit_code == INTERRUPTED or results[-1].exit_code > 128:
+                out.write(f"yoda-harness gate: {leg.profile} was interrupted; the legs after it did not run\n")
+                break
         if reports is not None:
             (work / "gate.md").write_text(markdown(results), encoding="utf-8")
     width = 80
