@@ -1,4 +1,4 @@
-"""Command line: `python -m harness run | doctor | report | baselines | matrix | bisect | sweep ...`."""
+"""Command line: `python -m harness gate | run | doctor | report | baselines | matrix | history | bisect | sweep`."""
 
 from __future__ import annotations
 
@@ -311,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yoda-harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    # Listed for --help; `main` hands `gate` and `history` to their own modules before parsing.
+    sub.add_parser("gate", help="the main job: every check of auto's profile, and the structural checks of a "
+                                "stronger one whose prepared stage runs here (smollm2 on a CPU); PYTEST_ARGS to each")
+    sub.add_parser("history", help="run (version set x recipe variant) trials: python -m harness history -h")
     run_parser = sub.add_parser("run", help="run the recipe alone and print a summary")
     _model_flags(run_parser)
     run_parser.add_argument("--fresh", action="store_true", help="run the recipe again even if a finished run is cached")
