@@ -45,6 +45,8 @@ CRASH_KEY = pytest.StashKey["object"]()  # the recipe's crash in this session (h
 PLUGIN_NAME = "yoda-harness-session"
 # What a reader runs to record an entry for this device (the verdict and the skips say it).
 RECORD_COMMAND = "`pytest suites --yoda-profile {profile} --yoda-update-baselines --yoda-baseline-seeds 2`"
+# ... and where the profile cannot train (smollm2 on a CPU): its prepared stage's figures.
+STRUCTURAL_RECORD_COMMAND = "`pytest suites --yoda-profile {profile} -m yoda_structural --yoda-update-baselines`"
 # The inputs' own errors (each names its file, row, option or token): found while planning the
 # session, they are usage errors (exit 4, one line), never an INTERNALERROR.
 INPUT_ERRORS = (DataError, ModelInputError, ModelUnavailable, profile_registry.ProfileError, options.OptionError)
@@ -431,10 +433,16 @@ def baseline_entry(baseline, request):
     verdict counts it, and --yoda-require-comparisons fails the session on it)."""
     _unless_crashed(request, baseline)
     if baseline.entry is None:
-        record = RECORD_COMMAND.format(profile=baseline.profile)
+        record = _record_command(request.config, baseline.profile)
         verdicts.not_compared(request, f"{baseline.path}: {baseline.reason}; record one with {record}",
                               cause=f"{baseline.reason} in {baseline.path.name} - record one with {record}")
     return baseline
+
+
+def _record_command(config, profile_name: str) -> str:
+    """How to record an entry here: the full run's, or the prepared stage's where the profile cannot train."""
+    cannot_train = profile_registry.why_not_runnable(session_profile(config), model_options(config), stages=("trained",))
+    return (STRUCTURAL_RECORD_COMMAND if cannot_train else RECORD_COMMAND).format(profile=profile_name)
 
 
 @pytest.fixture(autouse=True)
