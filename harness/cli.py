@@ -1,4 +1,4 @@
-"""Command line: `python -m harness run | doctor | report | baselines | matrix | bisect | sweep ...`."""
+"""Command line: `python -m harness gate | run | doctor | report | baselines | matrix | history | bisect | sweep`."""
 
 from __future__ import annotations
 
@@ -231,6 +231,13 @@ def cmd_bisect(args) -> int:
         print(f"error: --variant: {error}", file=sys.stderr)
         return 2
     overrides = tuple(args.override)
+    # The profile: named here, else the sets' own (versions.toml `profile`: smollm2 for the GGUF pairs).
+    set_profiles = {sets[args.good].profile, sets[args.bad].profile} - {None}
+    if args.profile is None and len(set_profiles) > 1:
+        print(f"error: {args.good} and {args.bad} name different profiles ({', '.join(sorted(set_profiles))}); "
+              "choose one with --profile", file=sys.stderr)
+        return 2
+    args.profile = args.profile or next(iter(set_profiles), None) or os.environ.get("YODA_HARNESS_PROFILE") or "tiny"
     if args.python:
         runner = bisect.SwapRunner(python=args.python, check=args.check, variant=args.variant, profile=args.profile,
                                    overrides=overrides, work_dir=Path(args.work_dir),
@@ -304,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yoda-harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    # Listed for --help; `main` hands `gate` and `history` to their own modules before parsing.
+    sub.add_parser("gate", help="the main job: every check of auto's profile, and the structural checks of a "
+                                "stronger one whose prepared stage runs here (smollm2 on a CPU); PYTEST_ARGS to each")
+    sub.add_parser("history", help="run (version set x recipe variant) trials: python -m harness history -h")
     run_parser = sub.add_parser("run", help="run the recipe alone and print a summary")
     _model_flags(run_parser)
     run_parser.add_argument("--fresh", action="store_true", help="run the recipe again even if a finished run is cached")
@@ -353,9 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     bisect_parser.add_argument("--bad", required=True, metavar="SET", help="version set that fails the check")
     bisect_parser.add_argument("--check", required=True, metavar="NODEID_OR_K",
                                help="pytest node id (suites/test_labels.py::test_x) or a -k expression on the suites")
-    bisect_parser.add_argument("--profile", default=os.environ.get("YODA_HARNESS_PROFILE", "tiny"),
-                               metavar="NAME_OR_FILE", help="model profile of every trial (default tiny) "
-                                                            "[$YODA_HARNESS_PROFILE]")
+    bisect_parser.add_argument("--profile", default=None,
+                               metavar="NAME_OR_FILE", help="model profile of every trial (default: the sets' "
+                                                            "versions.toml `profile`, else $YODA_HARNESS_PROFILE, "
+                                                            "else tiny)")
     bisect_parser.add_argument("--versions", default="versions.toml", metavar="FILE",
                                help="the version sets (default versions.toml)")
     bisect_parser.add_argument("--work-dir", default=".nox/bisect", metavar="DIR",
@@ -372,8 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     bisect_parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                                help="recipe override for every trial (e.g. a short training)")
     bisect_parser.add_argument("--python", default=None, metavar="PATH",
-                               help="run every trial in this existing environment, swapping trl/peft/accelerate "
-                                    "with --no-deps (fast), instead of a new environment per set")
+                               help="run every trial in this existing environment, swapping trl/peft/accelerate/"
+                                    "transformers with --no-deps (fast; a release whose requirements the "
+                                    "environment does not meet cannot run), instead of a new environment per set")
     bisect_parser.add_argument("--cache-dir", default=None, metavar="DIR",
                                help="harness cache for the trials' runs (--python)")
     bisect_parser.add_argument("--find-links", action="append", default=[], metavar="DIR",
@@ -432,6 +445,13 @@ def main(argv: list[str] | None = None) -> int:
         from harness import history
 
         return history.main(argv[1:])
+    if argv[:1] == ["gate"]:  # the main job; every other argument goes to each leg's pytest (harness/gate.py)
+        from harness import gate
+
+        if argv[1:2] in (["-h"], ["--help"]):
+            print(gate.__doc__)
+            return 0
+        return gate.main(argv[1:], options.model_options(None, None, None))
     parser = build_parser()
     pytest_args = []
     if argv[:1] == ["sweep"] and "--" in argv:  # the rest is every run's pytest's

@@ -6,9 +6,15 @@ differ mostly in trl, a small pure-Python wheel. So a trial may run in a *base* 
 (transformers, peft, accelerate, bitsandbytes, datasets, hub, torch already installed) into which
 `swap_into` installs, with `--no-deps`, the few packages the set pins differently: only packages
 in `SWAPPABLE`; any other difference is an error that says to build an environment for the set
-(nox does). Every swap is recorded in the result.
+(nox does). After a swap, the swapped release's own requirements are checked against the
+environment: one it does not meet (transformers 5.15 wants tokenizers <= 0.23.0) makes the set
+`cannot-run` with that reason, never a verdict on the release. Every swap is recorded in the result.
 
     python -m harness history --python BASE/bin/python --set trl-0.15.0 --variant 2024
+    python -m harness history --python BASE/bin/python --set transformers-5.17.0 --variant 2025-10
+
+A set may name its profile (versions.toml `profile = "smollm2"`): its trials run on that profile's
+prepared stage, which runs on a CPU for the real SmolLM2 (docs/history.md).
 
 The checks a trial runs are a parameter (`DEFAULT_CHECKS`: the structural checks but the slow
 property search, which read only the prepared stage: the trainer, its first batch, the template and the tokens, not what the model
@@ -32,8 +38,39 @@ from harness import matrix
 # trl 0.12.1 on, with what each release's packing adds and drops modelled (harness.compat.Packing).
 DEFAULT_CHECKS = ("suites", "-m", "yoda_structural and not yoda_slow")
 DEFAULT_OVERRIDES: tuple[str, ...] = ()
-# Pure-Python packages a base environment may swap in place, with --no-deps.
-SWAPPABLE = frozenset({"trl", "peft", "accelerate"})
+# Pure-Python packages a base environment may swap in place, with --no-deps (then their own
+# requirements are checked: `unmet_requirements`).
+SWAPPABLE = frozenset({"trl", "peft", "accelerate", "transformers"})
+
+# Run by the environment's python: the requirements of distribution argv[1] that the environment
+# does not meet (extras ignored), as a JSON list of 'name spec (installed: V)'.
+UNMET_SCRIPT = r"""
+import json, sys
+from importlib import metadata
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+unmet = []
+for text in metadata.requires(sys.argv[1]) or []:
+    requirement = Requirement(text)
+    if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+        continue
+    try:
+        installed = metadata.version(requirement.name)
+    except metadata.PackageNotFoundError:
+        unmet.append(f"{canonicalize_name(requirement.name)}{requirement.specifier} (absent)")
+        continue
+    if requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
+        unmet.append(f"{canonicalize_name(requirement.name)}{requirement.specifier} (installed: {installed})")
+print(json.dumps(unmet))
+"""
+
+
+def unmet_requirements(python: str, name: str) -> list[str]:
+    """What the installed release of `name` requires that the environment of `python` lacks."""
+    completed = subprocess.run([python, "-c", UNMET_SCRIPT, name], capture_output=True, text=True)
+    if completed.returncode != 0:
+        return [f"could not read {name}'s requirements: {completed.stderr.strip()[-300:]}"]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 class SwapError(RuntimeError):
@@ -71,6 +108,10 @@ def swap_into(python: str, version_set: matrix.VersionSet, find_links: Iterable[
         if completed.returncode != 0:
             raise SwapError(f"pip could not install {name}=={version}: {completed.stderr.strip()[-500:]}")
         swaps.append(f"{name} {installed.get(name) or 'absent'} -> {version}")
+        unmet = unmet_requirements(python, name)
+        if unmet:
+            raise SwapError(f"{name} {version} requires {', '.join(unmet)}: this environment cannot hold set "
+                            f"{version_set.name!r} by swapping; build an environment for it (nox)")
     return swaps
 
 
@@ -158,6 +199,11 @@ def _pytest(python: str, checks, overrides, variant: str, profile: str, cache_di
         return subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=project_root, env=env)
 
 
+def trial_profile(explicit: str | None, version_set: matrix.VersionSet) -> str:
+    """The profile a trial runs: the one named on the command line, else the set's, else the default."""
+    return explicit or version_set.profile or os.environ.get("YODA_HARNESS_PROFILE") or "tiny"
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -168,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="version set from versions.toml (repeatable)")
     parser.add_argument("--variant", dest="variants", action="append", metavar="NAME",
                         help="recipe variant (repeatable; default: every variant)")
-    parser.add_argument("--profile", default=os.environ.get("YODA_HARNESS_PROFILE", "tiny"))
+    parser.add_argument("--profile", default=None,
+                        help="profile of every trial (default: each set's versions.toml `profile`, else "
+                             "$YODA_HARNESS_PROFILE, else tiny)")
     parser.add_argument("--results-dir", default="reports/history")
     parser.add_argument("--cache-dir", default=None, help="harness cache for the runs (default: RESULTS_DIR-cache)")
     parser.add_argument("--versions", default=matrix.VERSIONS_FILE)
@@ -194,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         for variant in args.variants or list(variants.VARIANTS):
             result = run_trial(args.python, sets[name], variant, results_dir, cache_dir,
                                checks=args.checks or DEFAULT_CHECKS, overrides=args.overrides or DEFAULT_OVERRIDES,
-                               profile=args.profile, project_root=Path.cwd(), find_links=args.find_links,
+                               profile=trial_profile(args.profile, sets[name]), project_root=Path.cwd(),
+                               find_links=args.find_links,
                                swap=not args.no_swap)
             failed += result["status"] == "failed"
     return 1 if failed else 0

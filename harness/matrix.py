@@ -36,6 +36,9 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 RESULT_SCHEMA = 1
+# A set's `checks`: every check, or the structural ones (pytest -m yoda_structural: the prepared stage).
+SET_CHECKS = ("all", "structural")
+STRUCTURAL_SELECTION = ("-m", "yoda_structural")
 STATUSES = ("passed", "failed", "cannot-run")
 VERSIONS_FILE = "versions.toml"
 
@@ -57,6 +60,12 @@ class VersionSet:
     name: str
     pins: tuple[str, ...]
     description: str = ""
+    # The profile the set's checks run on (versions.toml `profile`; None: the session's default,
+    # $YODA_HARNESS_PROFILE or tiny), e.g. smollm2 for a set about how the real model's files are read.
+    profile: str | None = None
+    # Which checks the matrix runs for the set: "all", or "structural" (the prepared stage only:
+    # what a profile whose training needs a GPU can check on a CPU).
+    checks: str = "all"
 
     def pinned(self) -> dict[str, str | None]:
         """Canonical package name -> exact version ('==' pins), or None where unpinned/ranged."""
@@ -103,9 +112,15 @@ def parse_version_set(name: str, body: Any, path: Path | str = VERSIONS_FILE) ->
         fail("a set name may hold only letters, digits, '.', '_' and '-' (it names a nox session and files)")
     if not isinstance(body, dict):
         fail(f"expected a table with a `pins` list, got {type(body).__name__}")
-    unknown = set(body) - {"pins", "description"}
+    unknown = set(body) - {"pins", "description", "profile", "checks"}
     if unknown:
-        fail(f"unknown key(s) {sorted(unknown)}; a set has `pins` and an optional `description`")
+        fail(f"unknown key(s) {sorted(unknown)}; a set has `pins` and optional `description`, `profile`, `checks`")
+    profile = body.get("profile")
+    if profile is not None and (not isinstance(profile, str) or not profile):
+        fail(f"`profile` must name a profile (a built-in name or a .toml file), got {profile!r}")
+    checks = body.get("checks", "all")
+    if checks not in SET_CHECKS:
+        fail(f"`checks` {checks!r}: expected one of {', '.join(SET_CHECKS)}")
     pins = body.get("pins")
     if not isinstance(pins, list) or not pins:
         fail("`pins` must be a non-empty list of pip requirement strings")
@@ -126,7 +141,7 @@ def parse_version_set(name: str, body: Any, path: Path | str = VERSIONS_FILE) ->
         if key in seen:
             fail(f"{requirement.name!r} is pinned twice ({seen[key]!r} and {pin!r})")
         seen[key] = pin
-    return VersionSet(name=name, pins=tuple(pins), description=description)
+    return VersionSet(name=name, pins=tuple(pins), description=description, profile=profile, checks=checks)
 
 
 # ------------------------------------------------------------------ what a session installs
@@ -605,6 +620,7 @@ HEADLINES = {
     "test_completion_only_masks_the_prompt": "completion-only masking wrong",
     "test_reloaded_adapter_holds_the_trained_weights": "the reloaded adapter is not the trained one",
     "test_reloaded_adapter_generates_what_the_trained_model_did": "the reloaded model generates otherwise",
+    "test_the_library_read_the_model_family_special_tokens": "special tokens misread",
 }
 # Which recipe settings a check's failure is about: a library warning naming one of them, first
 # seen in an earlier set, is shown as having preceded the break.
@@ -626,13 +642,27 @@ def check_name(nodeid: str) -> str:
     return nodeid.split("[", 1)[0].replace("::", ".").rsplit(".", 1)[-1]
 
 
-def headline(nodeid: str) -> str:
-    return HEADLINES.get(check_name(nodeid), check_name(nodeid))
+# Checks whose headline carries what their message names (the token misread, say): the message's
+# text after the marker, up to the first ". ".
+DETAILED_HEADLINES = {
+    "test_the_library_read_the_model_family_special_tokens": "differently from the family's facts: ",
+}
 
 
-def _says_check(nodeid: str, check: dict) -> str:
-    """What a BROKEN or CHANGED check means: the recipe's crash line where it met one, else its headline."""
-    return check.get("crash") or headline(nodeid)
+def headline(nodeid: str, message: str = "") -> str:
+    name = check_name(nodeid)
+    text = HEADLINES.get(name, name)
+    marker = DETAILED_HEADLINES.get(name)
+    if marker and marker in (message or ""):
+        detail = message.split(marker, 1)[1].split(". ", 1)[0].splitlines()[0].strip()
+        text = f"{text}: {detail[:200]}"
+    return text
+
+
+def _says_check(nodeid: str, check: dict, detail: bool = True) -> str:
+    """What a BROKEN or CHANGED check means: the recipe's crash line where it met one, else its headline
+    (with what its message names, the misread token say, unless `detail` is off: what 'fixed' compares)."""
+    return check.get("crash") or headline(nodeid, check.get("message", "") if detail else "")
 
 
 def history_rows(results: Iterable[dict], set_order: Iterable[str] = (), variant_order: Iterable[str] = ()) -> list[dict]:
@@ -651,10 +681,12 @@ def history_rows(results: Iterable[dict], set_order: Iterable[str] = (), variant
         before = previous.get(variant)
         fixed = []
         if before is not None and result["status"] != "cannot-run":
-            was_bad = {_says_check(n, c) for n, c in (before.get("checks") or {}).items() if c["verdict"] in ("BROKEN", "CHANGED")}
+            was_bad = {_says_check(n, c, detail=False) for n, c in (before.get("checks") or {}).items()
+                       if c["verdict"] in ("BROKEN", "CHANGED")}
+            bad_now = {_says_check(n, c, detail=False) for n, c in checks.items() if c["verdict"] in ("BROKEN", "CHANGED")}
             # A check a crash kept from running was not fixed: it did not look.
-            not_run = {_says_check(n, c) for n, c in checks.items() if c["verdict"] == NOT_RUN}
-            fixed = sorted(was_bad - set(bad["BROKEN"]) - set(bad["CHANGED"]) - not_run)
+            not_run = {_says_check(n, c, detail=False) for n, c in checks.items() if c["verdict"] == NOT_RUN}
+            fixed = sorted(was_bad - bad_now - not_run)
         from harness import libwarnings
 
         new = libwarnings.new_warnings(result.get("library_warnings") or [],

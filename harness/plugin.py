@@ -45,6 +45,8 @@ CRASH_KEY = pytest.StashKey["object"]()  # the recipe's crash in this session (h
 PLUGIN_NAME = "yoda-harness-session"
 # What a reader runs to record an entry for this device (the verdict and the skips say it).
 RECORD_COMMAND = "`pytest suites --yoda-profile {profile} --yoda-update-baselines --yoda-baseline-seeds 2`"
+# ... and where the profile cannot train (smollm2 on a CPU): its prepared stage's figures.
+STRUCTURAL_RECORD_COMMAND = "`pytest suites --yoda-profile {profile} -m yoda_structural --yoda-update-baselines`"
 # The inputs' own errors (each names its file, row, option or token): found while planning the
 # session, they are usage errors (exit 4, one line), never an INTERNALERROR.
 INPUT_ERRORS = (DataError, ModelInputError, ModelUnavailable, profile_registry.ProfileError, options.OptionError)
@@ -179,8 +181,9 @@ def recipe_config(config, profile):
                                  variant_option="--yoda-variant", override_option="--yoda-override")
 
 
-def session_profile(config) -> profile_registry.Profile:
-    """The profile this session runs: resolved once, refused as a usage error if it cannot run here."""
+def session_profile(config, stages: tuple[str, ...] = profile_registry.STAGES) -> profile_registry.Profile:
+    """The profile this session runs: resolved once, refused as a usage error if the stages its checks
+    need (`stages`: only `prepared` when every one is structural) cannot run here."""
     if PROFILE_KEY in config.stash:
         return config.stash[PROFILE_KEY]
     options = model_options(config)
@@ -194,7 +197,7 @@ def session_profile(config) -> profile_registry.Profile:
         profile = profile_registry.PROFILES[choice.name]
     else:
         profile = profile_registry.load_profile(name)
-        reason = profile_registry.why_not_runnable(profile, options)
+        reason = profile_registry.why_not_runnable(profile, options, stages=stages)
         if reason:
             raise pytest.UsageError(
                 f"yoda-harness: {named_by} {name}: cannot run here: {reason}. "
@@ -232,6 +235,14 @@ def _uses_the_run(item) -> bool:
     return "harness_profile" in getattr(item, "fixturenames", ())
 
 
+def stages_needed(items) -> tuple[str, ...]:
+    """The run stages the collected checks read: the prepared stage alone when every one is structural."""
+    if all(item.get_closest_marker(markers.STRUCTURAL) for item in items if _uses_the_run(item)):
+        return ("prepared",)
+    return profile_registry.STAGES
+
+
+@pytest.hookimpl(trylast=True)  # after `-m` / `-k` deselected: what is left says which stages are needed
 def pytest_collection_modifyitems(config, items):
     # torch is imported only where a check needs to know (an unrelated test session stays light).
     gpu_checks = [item for item in items if item.get_closest_marker(markers.GPU)]
@@ -240,7 +251,8 @@ def pytest_collection_modifyitems(config, items):
         for item in gpu_checks:
             item.add_marker(skip_gpu)
     if any(_uses_the_run(item) for item in items):
-        session_profile(config)  # a profile that cannot run here stops the session now, as a usage error
+        # A profile whose needed stages cannot run here stops the session now, as a usage error.
+        session_profile(config, stages_needed(items))
     # Structural checks first (stable otherwise): with -x / --maxfail a BROKEN structural invariant
     # stops the session before anything trains.
     items.sort(key=lambda item: item.get_closest_marker(markers.STRUCTURAL) is None)
@@ -421,10 +433,16 @@ def baseline_entry(baseline, request):
     verdict counts it, and --yoda-require-comparisons fails the session on it)."""
     _unless_crashed(request, baseline)
     if baseline.entry is None:
-        record = RECORD_COMMAND.format(profile=baseline.profile)
+        record = _record_command(request.config, baseline.profile)
         verdicts.not_compared(request, f"{baseline.path}: {baseline.reason}; record one with {record}",
                               cause=f"{baseline.reason} in {baseline.path.name} - record one with {record}")
     return baseline
+
+
+def _record_command(config, profile_name: str) -> str:
+    """How to record an entry here: the full run's, or the prepared stage's where the profile cannot train."""
+    cannot_train = profile_registry.why_not_runnable(session_profile(config), model_options(config), stages=("trained",))
+    return (STRUCTURAL_RECORD_COMMAND if cannot_train else RECORD_COMMAND).format(profile=profile_name)
 
 
 @pytest.fixture(autouse=True)
@@ -489,7 +507,19 @@ class HarnessSession:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         finished = self._finished_run()
         if finished is None:
-            for option in ("--yoda-report", "--yoda-update-baselines"):
+            prepared = self._prepared_only_run()
+            if prepared is not None and self.config.getoption("--yoda-update-baselines"):
+                # A structural session (-m yoda_structural) of a profile that cannot train here: its entry
+                # holds the prepared stage's figures (footprints, parameter counts, template, tokens), e.g.
+                # smollm2's on a CPU. Where the profile trains, its entry is the full run's: never replaced
+                # by a structural one.
+                profile = session_profile(self.config)
+                if profile_registry.why_not_runnable(profile, model_options(self.config), stages=("trained",)):
+                    self._update_baselines(prepared)
+                else:
+                    _announce(self.config, f"--yoda-update-baselines refused: profile {profile.name} trains here, so "
+                                           "its entry is the full run's; record it without -m yoda_structural")
+            for option in ("--yoda-report",) if prepared is not None else ("--yoda-report", "--yoda-update-baselines"):
                 if self.config.getoption(option):
                     _announce(self.config, f"{option}: nothing done: this session has no trained run "
                                            "(only the prepared stage ran, as with -m yoda_structural, or training failed)")
@@ -519,8 +549,17 @@ class HarnessSession:
             self._published = _published_run(self.config) or False
         return self._published or None
 
+    def _prepared_only_run(self):
+        """This session's prepared stage when only that stage ran (every check structural), else None."""
+        stage = self.config.stash.get(PREPARED_RUN_KEY, None)
+        return stage if stage is not None and stage.manifest.get("stage") == "prepared" else None
+
     def _update_baselines(self, finished) -> None:
         broken = self.failed("invariant")
+        if finished.manifest.get("stage") == "prepared" and self.config.getoption("--yoda-baseline-seeds") > 1:
+            _announce(self.config, "--yoda-update-baselines refused: --yoda-baseline-seeds measures the spread of "
+                                   "trained metrics; a structural session records the prepared stage's exact figures")
+            return
         forced = self.config.getoption("--yoda-force-baselines")
         if not self.checked_anything():
             _announce(self.config, "--yoda-update-baselines refused: no check ran to a verdict")
@@ -535,10 +574,16 @@ class HarnessSession:
         provenance = {"harness": env.harness_revision(), "forced": bool(broken and forced),
                       "failed_invariants": broken}
         path = baselines_dir(self.config) / f"{finished.profile}.json"
+        manifest, spread = finished.manifest, []
+        if manifest.get("stage") == "prepared":
+            # Nothing trained: no loss curve; the entry holds the prepared stage's figures and says so.
+            manifest = {**manifest, "training": {**manifest["training"], "loss_history": []}}
+            provenance["stage"] = "prepared"
+        else:
+            spread = _seed_runs(self.config, finished)
         with baseline_store.file_lock(path):
-            lines = baseline_store.update(path, finished.profile, finished.manifest,
-                                          finished.artifact("template.json"),
-                                          spread_runs=_seed_runs(self.config, finished), provenance=provenance)
+            lines = baseline_store.update(path, finished.profile, manifest, finished.artifact("template.json"),
+                                          spread_runs=spread, provenance=provenance)
         _announce(self.config, f"updated {path}:")
         for line in lines:
             _announce(self.config, f"  {line}")

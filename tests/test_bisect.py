@@ -260,3 +260,32 @@ def test_cli_bisect_with_an_injected_runner_and_release_list(tmp_path, monkeypat
     assert "[3] bad set: FAIL" in out
     assert cli.main(["bisect", "--good", "old", "--bad", "nope", "--check", "x", "--versions", str(versions)]) == 2
     assert "no version set 'nope'; sets: old, new" in capsys.readouterr().err
+
+
+def test_cli_bisect_runs_the_sets_profile(tmp_path, monkeypatch, capsys):
+    """A pair about how the real model's files are read names its profile in versions.toml: bisect
+    runs every trial on it (smollm2's structural checks run on a CPU) unless --profile says otherwise."""
+    versions = tmp_path / "versions.toml"
+    versions.write_text('[sets.good]\nprofile = "smollm2"\npins = ["transformers==5.18.0"]\n'
+                        '[sets.bad]\nprofile = "smollm2"\npins = ["transformers==5.16.0"]\n'
+                        '[sets.other]\nprofile = "tiny"\npins = ["transformers==5.16.0"]\n')
+    made = {}
+
+    def fake_runner(**kwargs):
+        made.update(kwargs)
+        # A fix: every release up to 5.17.0 misreads, 5.18.0 reads the tokens as the file says.
+        return lambda pins: Version(pins["transformers"]) >= Version("5.18.0")
+
+    monkeypatch.delenv("YODA_HARNESS_PROFILE", raising=False)
+    monkeypatch.setattr(bisect_module, "VenvRunner", fake_runner)
+    monkeypatch.setattr(bisect_module, "pip_index_versions",
+                        lambda name: ["5.16.0", "5.16.1", "5.17.0", "5.18.0"])
+    code = cli.main(["bisect", "--good", "good", "--bad", "bad", "--check", "suites/test_tokens.py",
+                     "--versions", str(versions)])
+    out = capsys.readouterr().out
+    assert code == 0 and made["profile"] == "smollm2"
+    assert "profile smollm2" in out
+    # From the fix towards the older release: the first that misreads is the last before the fix.
+    assert "culprit: transformers 5.18.0 -> 5.16.0; first bad release 5.17.0 (last good 5.18.0)" in out
+    assert cli.main(["bisect", "--good", "good", "--bad", "other", "--check", "x", "--versions", str(versions)]) == 2
+    assert "name different profiles (smollm2, tiny); choose one with --profile" in capsys.readouterr().err

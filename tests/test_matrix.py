@@ -1,6 +1,7 @@
 """The version matrix: versions.toml, what a session installs, result JSONs, the table, the CLI."""
 
 import json
+import re
 import subprocess
 import sys
 import types
@@ -368,11 +369,11 @@ def test_a_warning_that_named_the_broken_setting_is_shown_as_preceding_the_break
 def test_swapping_refuses_a_set_that_differs_in_more_than_small_packages(monkeypatch):
     from harness import history
 
-    monkeypatch.setattr(history, "installed_versions", lambda python: {"trl": "0.14.0", "transformers": "4.53.3"})
-    version_set = matrix.VersionSet("s", ("transformers==4.56.1", "trl==0.15.0"))
-    with pytest.raises(history.SwapError, match=r"differs in transformers 4.53.3 \(set: 4.56.1\)"):
+    monkeypatch.setattr(history, "installed_versions", lambda python: {"trl": "0.14.0", "datasets": "3.1.0"})
+    version_set = matrix.VersionSet("s", ("datasets==4.0.0", "trl==0.15.0"))
+    with pytest.raises(history.SwapError, match=r"differs in datasets 3.1.0 \(set: 4.0.0\)"):
         history.swap_into("python", version_set)
-    assert history.swap_into("python", matrix.VersionSet("same", ("transformers==4.53.3", "trl==0.14.0"))) == []
+    assert history.swap_into("python", matrix.VersionSet("same", ("datasets==3.1.0", "trl==0.14.0"))) == []
 
 
 def test_nox_lists_one_history_session_per_set_and_variant():
@@ -496,3 +497,69 @@ def test_a_crash_fixes_nothing_it_kept_from_running():
     rows = matrix.history_rows([changed, crashed], ["trl-0.14.0", "trl-0.14.0-on-2025-10"])
     assert rows[1]["broken"] == [CRASH_LINE] and rows[1]["fixed"] == []
     assert "fixed" not in matrix.history_markdown(rows).splitlines()[-1]
+
+
+# ------------------------------------------------------------------ the real model's files, on a CPU
+def test_the_gguf_reading_pair_runs_on_smollm2s_structural_checks():
+    sets = matrix.load_version_sets(ROOT / "versions.toml")
+    for name, transformers in (("transformers-5.17.0", "5.17.0"), ("transformers-5.18.0", "5.18.0"),
+                               ("transformers-5.16.0", "5.16.0")):
+        assert (sets[name].profile, sets[name].checks) == ("smollm2", "structural")
+        pinned = sets[name].pinned()
+        # One base environment holds all three: they differ only in transformers (swapped in place).
+        assert pinned.pop("transformers") == transformers and pinned["huggingface-hub"] == "1.33.0"
+        assert {k: v for k, v in sets[name].pinned().items() if k != "transformers"} == \
+            {k: v for k, v in sets["transformers-5.18.0"].pinned().items() if k != "transformers"}
+    assert sets["current"].profile is None and sets["current"].checks == "all"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[sets.a]\npins = ['trl']\nprofile = 3", "set 'a': `profile` must name a profile"),
+    ("[sets.a]\npins = ['trl']\nchecks = 'some'", "set 'a': `checks` 'some': expected one of all, structural"),
+])
+def test_a_bad_profile_or_checks_key_is_an_error_naming_the_set(tmp_path, text, message):
+    with pytest.raises(VersionSetError, match=re.escape(message)):
+        matrix.load_version_sets(write(tmp_path, text))
+
+
+def test_the_history_names_the_misread_token():
+    tokens = "test_the_library_read_the_model_family_special_tokens"
+    message = ("AssertionError: gguf 0.19.0, tokenizers 0.23.3, transformers 5.17.0 read the model's special tokens "
+               "differently from the family's facts: eos_token '<|im_start|>' (expected '<|im_end|>'); pad_token None "
+               "(expected '<|im_end|>'). The harness corrected eos_token, pad_token to run the recipe")
+    bad = _history_result("transformers-5.17.0", "1.16.0", "2025-10", {tokens: "BROKEN"})
+    bad["checks"][f"suites.test_x.{tokens}"]["message"] = message
+    good = _history_result("transformers-5.18.0", "1.16.0", "2025-10", {tokens: "passed"})
+    table = matrix.history_markdown(matrix.history_rows([bad, good], ["transformers-5.17.0", "transformers-5.18.0"]))
+    assert ("BROKEN: special tokens misread: eos_token '<\\|im_start\\|>' (expected '<\\|im_end\\|>'); pad_token None "
+            "(expected '<\\|im_end\\|>')") in table
+    assert "| 2025-10 | 1 | 0 | 0 | 0 | fixed: special tokens misread |" in table
+
+
+def test_a_trial_runs_the_sets_profile_unless_one_is_named(monkeypatch):
+    from harness import history
+
+    monkeypatch.delenv("YODA_HARNESS_PROFILE", raising=False)
+    smol, plain = matrix.VersionSet("s", ("trl",), profile="smollm2"), matrix.VersionSet("p", ("trl",))
+    assert (history.trial_profile(None, smol), history.trial_profile(None, plain)) == ("smollm2", "tiny")
+    assert history.trial_profile("mine.toml", smol) == "mine.toml"
+
+
+def test_a_swapped_release_whose_requirements_the_environment_lacks_cannot_run(monkeypatch):
+    """transformers 5.15 wants tokenizers <= 0.23.0: swapped into an environment with 0.23.3 it would
+    fail to import, which must read as `cannot-run`, never as a verdict on the release."""
+    from harness import history
+
+    monkeypatch.setattr(history, "installed_versions", lambda python: {"transformers": "5.18.0", "trl": "1.16.0"})
+    monkeypatch.setattr(history.subprocess, "run", lambda *a, **k: types.SimpleNamespace(returncode=0, stderr=""))
+    monkeypatch.setattr(history, "unmet_requirements",
+                        lambda python, name: ["tokenizers<=0.23.0,>=0.22.0 (installed: 0.23.3)"])
+    with pytest.raises(history.SwapError, match=re.escape("transformers 5.15.0 requires tokenizers<=0.23.0,>=0.22.0 "
+                                                          "(installed: 0.23.3)")):
+        history.swap_into("python", matrix.VersionSet("t", ("transformers==5.15.0", "trl==1.16.0")), log=lambda line: None)
+
+
+def test_unmet_requirements_reads_the_environments_own_metadata():
+    from harness import history
+
+    assert history.unmet_requirements(sys.executable, "transformers") == []

@@ -49,7 +49,32 @@ def test_a_named_profile_that_cannot_run_here_is_a_usage_error(pytester, monkeyp
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     named = "--yoda-profile" if how == "option" else "$YODA_HARNESS_PROFILE"
     lines = [line for line in result.stderr.lines if "yoda-harness" in line]
-    assert len(lines) == 1 and f"{named} smollm2: cannot run here: profile 'smollm2' needs a CUDA GPU" in lines[0]
+    assert len(lines) == 1 and (f"{named} smollm2: cannot run here: profile 'smollm2': its trained stage needs a "
+                                "CUDA GPU") in lines[0]
+
+
+STRUCTURAL_AND_TRAINED = (
+    "import pytest\n"
+    "@pytest.mark.yoda_structural\n"
+    "def test_structural(harness_profile): assert harness_profile.name == 'smollm2'\n"
+    "def test_trained(harness_profile): pass\n"
+)
+
+
+def test_a_stage_the_profile_cannot_run_here_is_a_usage_error_and_its_other_stage_runs(pytester, no_gpu):
+    """smollm2 on a CPU: the prepared stage runs (`-m yoda_structural`); asking for the trained stage
+    too is a usage error naming the stage, never a session that turns green on half of it."""
+    pytester.makepyfile(STRUCTURAL_AND_TRAINED)
+    whole = pytester.runpytest_inprocess("--yoda-profile", "smollm2")
+    assert whole.ret == pytest.ExitCode.USAGE_ERROR
+    whole.stderr.fnmatch_lines(["*--yoda-profile smollm2: cannot run here: profile 'smollm2': its trained stage "
+                                "needs a CUDA GPU and none is visible (its prepared stage runs here: "
+                                "`-m yoda_structural`)*"])
+    structural = pytester.runpytest_inprocess("--yoda-profile", "smollm2", "-m", "yoda_structural")
+    assert structural.ret == pytest.ExitCode.OK
+    structural.assert_outcomes(passed=1, deselected=1)
+    by_keyword = pytester.runpytest_inprocess("--yoda-profile", "smollm2", "-k", "structural")
+    assert by_keyword.ret == pytest.ExitCode.OK  # what is left after any deselection decides
 
 
 def test_phi3_without_its_weights_is_a_usage_error(pytester, gpu_without_weights):
@@ -303,3 +328,48 @@ def test_a_reused_run_is_left_byte_identical(tmp_path, shared_models_dir):
                       "--yoda-baselines-dir", str(tmp_path / "baselines"), "--yoda-report", str(tmp_path / "r.html"))
     assert "reusing run" in done.stdout, done.stdout[-3000:]
     assert tree_digest(directory) == before
+
+
+# ------------------------------------------------------------------ a structural entry where the profile cannot train
+STRUCTURAL_ONLY = (
+    "import pytest\n"
+    "@pytest.mark.yoda_structural\n"
+    "def test_structural(manifest): assert manifest['stage'] == 'prepared'\n"
+)
+
+
+@pytest.mark.parametrize("profile, records", [("smollm2", True), ("tiny", False)])
+def test_a_structural_session_records_the_prepared_stage_only_where_the_profile_cannot_train(
+        pytester, monkeypatch, no_gpu, tmp_path, profile, records):
+    """smollm2 on a CPU: `-m yoda_structural --yoda-update-baselines` records the prepared stage's
+    figures (footprints, parameters, template, tokens), marked as such. tiny trains here: its entry
+    is the full run's, and a structural session never replaces it."""
+    from tests.planted import FIXTURE
+
+    prepared_dir = tmp_path / "prepared"
+    shutil.copytree(FIXTURE, prepared_dir)
+    manifest = artifacts.read_json(prepared_dir / artifacts.MANIFEST)
+    manifest.update(stage="prepared", profile=profile)
+    manifest["training"] = {key: value for key, value in manifest["training"].items()
+                            if key not in ("loss_history", "global_step", "train_loss")}
+    artifacts.write_json(prepared_dir / artifacts.MANIFEST, manifest)
+    monkeypatch.setattr(stages, "prepare", lambda *a, **k: (stages.Run(prepared_dir, manifest), None))
+    monkeypatch.setattr(stages, "describe_cached", lambda *a, **k: "planted")
+    pytester.makepyfile(STRUCTURAL_ONLY)
+    baselines = tmp_path / "baselines"
+    result = pytester.runpytest_inprocess("--yoda-profile", profile, "-m", "yoda_structural", "--yoda-update-baselines",
+                                          "--yoda-baselines-dir", str(baselines), "--yoda-cache-dir", str(tmp_path / "c"))
+    assert result.ret == pytest.ExitCode.OK
+    output = result.stdout.str()
+    if not records:
+        assert "--yoda-update-baselines refused: profile tiny trains here, so its entry is the full run's" in output
+        assert not (baselines / "tiny.json").exists()
+        return
+    entry = json.loads((baselines / "smollm2.json").read_text())["entries"][0]
+    assert entry["provenance"]["stage"] == "prepared" and entry["loss_history"] == []
+    from harness.baselines import PREPARED_METRICS
+
+    # The prepared stage's figures (this planted manifest predates the token record), nothing trained.
+    assert {"footprint_adapted_mb", "footprint_loaded_mb", "template_rendered", "total_parameters",
+            "trainable_parameters"} <= set(entry["metrics"]) <= set(PREPARED_METRICS)
+    assert entry["inputs"]["global_step"] is None

@@ -110,3 +110,43 @@ def test_a_missing_threshold_fails_naming_the_profile(pytester, tmp_path):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*profile mine (*mine.toml): thresholds.min_bleu_gain is not set: add it to the "
                                  "profile's [[]thresholds[]] table*"])
+
+
+# ------------------------------------------------------------------ what each stage needs
+def test_what_each_stage_needs_comes_from_the_profile_file():
+    needs = {name: profile.needs for name, profile in profiles.PROFILES.items()}
+    real = {"prepared": "any", "trained": "gpu"}
+    assert needs == {"tiny": {"prepared": "any", "trained": "any"}, "smollm2": real, "phi3": real, "phi3-shape": real}
+    assert profiles.PROFILES["smollm2"].requires_gpu and not profiles.PROFILES["tiny"].requires_gpu
+
+
+def test_a_file_sets_a_stage_need_and_extends_merge_it_key_by_key(tmp_path, monkeypatch):
+    monkeypatch.setattr(profiles, "gpu_available", lambda: False)
+    path = write(tmp_path, "cpu-smol.toml", 'name = "cpu-smol"\nextends = "smollm2"\ndescription = "d"\n'
+                                            '[needs]\ntrained = "any"\n')
+    profile = profiles.load_profile(path)
+    assert profile.needs == {"prepared": "any", "trained": "any"}
+    options = profiles.ModelOptions(models_dir=tmp_path)
+    smollm2 = profiles.PROFILES["smollm2"]
+    assert "its trained stage needs a CUDA GPU" in profiles.why_not_runnable(smollm2, options)
+    assert profiles.why_not_runnable(smollm2, options, stages=("prepared",)) is None or \
+        "GGUF" in profiles.why_not_runnable(smollm2, options, stages=("prepared",))  # only the weights may be missing
+
+
+@pytest.mark.parametrize("value, expected", [("true", "gpu"), ("false", "any")])
+def test_the_old_requires_gpu_key_still_works(tmp_path, value, expected):
+    path = write(tmp_path, "old.toml", f'name = "old"\nextends = "smollm2"\ndescription = "d"\nrequires_gpu = {value}\n')
+    assert profiles.load_profile(path).needs == {"prepared": expected, "trained": expected}
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('requires_gpu = true\n[needs]\ntrained = "gpu"\n', r"requires_gpu: given beside \[needs\], which replaces it"),
+    ('requires_gpu = "yes"\n', r"requires_gpu: expected true or false.*\[needs\]"),
+    ('[needs]\ntraining = "gpu"\n', r"needs.training: unknown stage \(known: prepared, trained\)"),
+    ('[needs]\ntrained = "cuda"\n', r"needs.trained: 'cuda': expected one of 'any', 'gpu'"),
+    ('[needs]\nprepared = "gpu"\ntrained = "any"\n', r"needs: the trained stage continues from the prepared one"),
+])
+def test_a_bad_stage_need_is_an_error_naming_the_key(tmp_path, text, problem):
+    path = write(tmp_path, "bad.toml", f'name = "bad"\nextends = "tiny"\ndescription = "d"\n{text}')
+    with pytest.raises(profiles.ProfileError, match=problem):
+        profiles.load_profile(path)

@@ -562,3 +562,16 @@ def test_saved_folder_strings_show_as_text(tmp_path, tiny):
     page = lxml.html.fromstring(html)
     assert page.xpath("//img") == [] and len(page.xpath("//script")) == 1
     assert SCRIPT in text(by_id(page, "saved-problems"))
+
+
+def test_every_status_a_comparison_can_decide_has_a_row_in_the_report():
+    """A metric another device's entry has no cross-device band for is 'not-compared': the report
+    names it so (it was a KeyError that failed `pytest suites --yoda-report` with an INTERNALERROR)."""
+    import re
+
+    from harness.report import baseline as report_baseline
+
+    source = (Path(__file__).resolve().parents[1] / "harness" / "baselines.py").read_text(encoding="utf-8")
+    decided = set(re.findall(r'Verdict\(name, "([a-z-]+)"', source))
+    assert decided and decided <= set(report_baseline._ROW_STATUS)
+    assert report_baseline._ROW_STATUS["not-compared"] == "not compared"

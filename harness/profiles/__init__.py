@@ -12,6 +12,11 @@ real Phi-3 when its weights and a GPU are here, SmolLM2 when a GPU and its GGUF 
 the CPU-sized `tiny`; it says which it chose and why each stronger one could not run. A profile
 named explicitly that cannot run here is the caller's error (the plugin makes it a usage error),
 never a session of skips.
+
+A profile says what each stage of a run needs (`[needs]`: `prepared`, `trained`; `any` or `gpu`):
+SmolLM2's and Phi-3's prepared stage (everything before the first optimizer step, what the
+structural checks read) runs on a CPU, their training needs a GPU. A session is refused only for
+the stages its checks need: `-m yoda_structural` needs the prepared stage alone.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from harness.models import tiny as tiny_models
 from harness.models.sources import ModelOptions, ModelSpec
 
 __all__ = ["ModelOptions", "Profile", "PROFILES", "ProfileError", "UnknownProfile", "load_profile", "resolve",
-           "choose_auto", "auto_choice", "why_not_runnable", "gpu_available"]
+           "choose_auto", "auto_choice", "why_not_runnable", "gpu_available", "STAGES", "NEEDS"]
 
 BUILTIN_DIR = "builtin"
 KINDS = ("full", "structural")
@@ -47,8 +52,16 @@ FAMILIES: dict[str, SpecialTokens] = {
     "smollm2": smollm2_models.SMOLLM2_SPECIAL_TOKENS,
 }
 # Tables an extending file merges key by key into its parent's; `model` it replaces whole.
-MERGED_TABLES = ("recipe", "skips", "reference", "thresholds", "cpu")
+MERGED_TABLES = ("recipe", "skips", "reference", "thresholds", "cpu", "needs")
+# `requires_gpu` is the schema's older spelling of [needs] (true: every stage needs a GPU).
 TOP_LEVEL_KEYS = {"name", "description", "extends", "kind", "requires_gpu", "auto_rank", "model", *MERGED_TABLES}
+
+# A run's stages, in order (harness.stages): the prepared stage is everything before the first
+# optimizer step (what the `yoda_structural` checks read); the trained stage trains, saves, reloads,
+# generates and scores.
+STAGES = ("prepared", "trained")
+# What a stage may need, in its profile's [needs] table: any device, or a CUDA GPU.
+NEEDS = ("any", "gpu")
 
 
 # The checks' bounds a profile sets in its [thresholds] table (the suites ask for them by name).
@@ -76,7 +89,8 @@ class Profile:
     description: str
     model: ModelSpec
     overrides: dict[str, Any] = field(default_factory=dict)
-    requires_gpu: bool = False
+    # What each stage (STAGES) needs: "any" device or a CUDA "gpu" (the profile's [needs] table).
+    needs: dict[str, str] = field(default_factory=lambda: {stage: "any" for stage in STAGES})
     # What the profile is for: "full" runs train and score; "structural" ones (random weights
     # at full size) check memory, parameters, labels and template only.
     kind: str = "full"
@@ -96,6 +110,14 @@ class Profile:
     @property
     def special_tokens(self) -> SpecialTokens:
         return self.model.tokens
+
+    def needs_gpu(self, stage: str) -> bool:
+        return self.needs.get(stage, "any") == "gpu"
+
+    @property
+    def requires_gpu(self) -> bool:
+        """Some stage needs a CUDA GPU (the whole profile cannot run on a CPU; maybe its prepared stage can)."""
+        return any(self.needs_gpu(stage) for stage in STAGES)
 
     def recipe_config(self) -> RecipeConfig:
         return RecipeConfig().with_overrides(self.overrides)
@@ -147,6 +169,7 @@ def _read_with_parents(name_or_path, seen: tuple[Path, ...], relative_to: Path |
     unknown = sorted(set(raw) - TOP_LEVEL_KEYS)
     if unknown:
         raise ProfileError(f"{path}: {unknown[0]}: unknown key (known: {', '.join(sorted(TOP_LEVEL_KEYS))})")
+    _needs_from_requires_gpu(raw, path)
     if isinstance(raw.get("recipe"), dict):
         raw["recipe"] = _data_path_relative_to(raw["recipe"], path)
     if "extends" not in raw:
@@ -163,6 +186,21 @@ def _read_with_parents(name_or_path, seen: tuple[Path, ...], relative_to: Path |
         elif key != "extends":
             merged[key] = value
     return merged, path
+
+
+def _needs_from_requires_gpu(raw: dict, path: Path) -> None:
+    """The older `requires_gpu = true | false` is `[needs]` with every stage `gpu` | `any`; a file
+    giving both is ambiguous and refused, naming the new key."""
+    if "requires_gpu" not in raw:
+        return
+    value = raw.pop("requires_gpu")
+    if not isinstance(value, bool):
+        raise ProfileError(f"{path}: requires_gpu: expected true or false, got {value!r} (the per-stage [needs] "
+                           "table replaces it: prepared = \"any\", trained = \"gpu\")")
+    if "needs" in raw:
+        raise ProfileError(f"{path}: requires_gpu: given beside [needs], which replaces it; keep [needs] only "
+                           "(requires_gpu = true is prepared = \"gpu\", trained = \"gpu\")")
+    raw["needs"] = {stage: "gpu" if value else "any" for stage in STAGES}
 
 
 # `data.source` values that name no file.
@@ -193,8 +231,16 @@ def _profile_from(raw: dict, path: Path) -> Profile:
             fail(key, f"expected text, got {raw.get(key)!r}")
     if raw.get("kind", "full") not in KINDS:
         fail("kind", f"{raw['kind']!r}: expected one of {', '.join(KINDS)}")
-    if not isinstance(raw.get("requires_gpu", False), bool):
-        fail("requires_gpu", f"expected true or false, got {raw['requires_gpu']!r}")
+    needs = _table(raw.get("needs", {}), path, "needs")
+    for stage, need in needs.items():
+        if stage not in STAGES:
+            fail(f"needs.{stage}", f"unknown stage (known: {', '.join(STAGES)})")
+        if need not in NEEDS:
+            fail(f"needs.{stage}", f"{need!r}: expected one of {', '.join(map(repr, NEEDS))}")
+    needs = {stage: needs.get(stage, "any") for stage in STAGES}
+    if needs["prepared"] == "gpu" and needs["trained"] == "any":
+        fail("needs", "the trained stage continues from the prepared one: it cannot need less (prepared = \"gpu\", "
+                      "trained = \"any\")")
     rank = raw.get("auto_rank")
     if rank is not None and rank is not False and (not isinstance(rank, int) or isinstance(rank, bool)):
         fail("auto_rank", f"expected an integer or false, got {rank!r}")
@@ -221,7 +267,7 @@ def _profile_from(raw: dict, path: Path) -> Profile:
     except ValueError as error:
         raise ProfileError(str(error)) from None
     return Profile(name=raw["name"], description=raw["description"], model=_model_spec(raw.get("model"), path),
-                   overrides=overrides, requires_gpu=raw.get("requires_gpu", False), kind=raw.get("kind", "full"),
+                   overrides=overrides, needs=needs, kind=raw.get("kind", "full"),
                    skips=skips, reference=reference, thresholds=thresholds, auto_rank=rank if rank is not False else None,
                    cpu=cpu, path=path)
 
@@ -307,12 +353,20 @@ def choose_auto(options: ModelOptions) -> AutoChoice:
     raise UnknownProfile("no profile can run here: " + "; ".join(f"{n}: {r}" for n, r in passed_over.items()))
 
 
-def why_not_runnable(profile: Profile, options: ModelOptions, reachability: bool = True) -> str | None:
-    """None when the profile can run here, else the reason (used by `doctor`, `auto` and the plugin).
+def why_not_runnable(profile: Profile, options: ModelOptions, reachability: bool = True,
+                     stages: tuple[str, ...] = STAGES) -> str | None:
+    """None when the profile's `stages` can run here, else the reason (used by `doctor`, `auto` and
+    the plugin, which asks only for the stages its session's checks need).
 
     `reachability=False` counts only weights already on this machine (what `auto` may choose:
     it never picks a profile that would first download 7 GB).
     """
-    if profile.requires_gpu and not gpu_available():
-        return f"profile {profile.name!r} needs a CUDA GPU and none is visible"
+    needing_gpu = [stage for stage in STAGES if stage in stages and profile.needs_gpu(stage)]
+    if needing_gpu and not gpu_available():
+        if needing_gpu == list(STAGES):
+            return f"profile {profile.name!r} needs a CUDA GPU and none is visible"
+        reason = f"profile {profile.name!r}: its {' and '.join(needing_gpu)} stage needs a CUDA GPU and none is visible"
+        if not profile.needs_gpu("prepared") and sources.why_unavailable(profile.model, options, reachability) is None:
+            reason += " (its prepared stage runs here: `-m yoda_structural`)"
+        return reason
     return sources.why_unavailable(profile.model, options, reachability)

@@ -10,7 +10,9 @@ from harness import baselines
 from harness.report.formatting import is_number
 
 # The decision's statuses as the report has always named them.
-_ROW_STATUS = {"ok": "ok", "changed": "outside", "not-recorded": "new", "not-measured": "missing"}
+# "not-compared": the entry is another device's and has no cross-device band for the metric.
+_ROW_STATUS = {"ok": "ok", "changed": "outside", "not-recorded": "new", "not-measured": "missing",
+               "not-compared": "not compared"}
 
 
 def baseline_context(manifest: dict, template: dict | None, comparison) -> dict:
