@@ -524,7 +524,8 @@ def validate(raw: Any, path: Path, profile: str) -> None:
                 fail(f"{where}.metrics.{name}{problem[0]}", problem[1])
         # A converted legacy entry, written back beside a new one, recorded no inputs.
         if raw["schema"] == SCHEMA and not entry.get("legacy"):
-            problem = _validate_inputs(entry.get("inputs"))
+            prepared_only = (entry.get("provenance") or {}).get("stage") == "prepared"
+            problem = _validate_inputs(entry.get("inputs"), prepared_only)
             if problem:
                 fail(f"{where}.inputs{problem[0]}", problem[1])
 
@@ -582,11 +583,14 @@ def _validate_legacy_metric(name: str, metric: Any) -> tuple[str, str] | None:
     return None
 
 
-def _validate_inputs(inputs: Any) -> tuple[str, str] | None:
+def _validate_inputs(inputs: Any, prepared_only: bool = False) -> tuple[str, str] | None:
+    """An entry's inputs; one recorded from the prepared stage alone (`provenance.stage`) took no step."""
     if not isinstance(inputs, dict):
         return "", f"expected an object (config digest, data, step count, model), got {inputs!r}"
     for key, kind in (("config_digest", str), ("config", dict), ("data", dict), ("global_step", int),
                       ("model", dict)):
+        if key == "global_step" and prepared_only and inputs.get(key) is None:
+            continue
         if not isinstance(inputs.get(key), kind):
             return f".{key}", f"expected {kind.__name__}, got {inputs.get(key)!r}"
     return None

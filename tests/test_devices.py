@@ -247,3 +247,18 @@ def test_a_cross_device_band_that_does_not_hold_the_value_is_refused(tmp_path):
     baselines.artifacts.write_json(path, data)
     with pytest.raises(baselines.BaselineError, match=r"loss_first\.cross_device\.band"):
         baselines.load(path, "smollm2")
+
+
+def test_an_entry_of_the_prepared_stage_alone_records_no_step_count(tmp_path):
+    """smollm2's structural entry on a CPU: nothing trained, so no optimizer step count; a trained
+    entry without one is still refused as malformed."""
+    path = tmp_path / "smollm2.json"
+    record(path, PINNED_CPU)
+    data = baselines.load(path, "smollm2")
+    data["entries"][0]["inputs"]["global_step"] = None
+    baselines.artifacts.write_json(path, data)
+    with pytest.raises(baselines.BaselineError, match=r"inputs\.global_step"):
+        baselines.load(path, "smollm2")
+    data["entries"][0]["provenance"] = {"stage": "prepared"}
+    baselines.artifacts.write_json(path, data)
+    assert baselines.load(path, "smollm2")["entries"][0]["inputs"]["global_step"] is None
