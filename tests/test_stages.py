@@ -62,9 +62,13 @@ def test_a_trained_stage_failure_leaves_the_structural_verdicts_standing(tmp_pat
                   if name.split("::")[0] in ("test_labels", "test_trainable", "test_memory", "test_tokens")
                   and "adapters_changed" not in name and "optimizer_steps" not in name}
     assert structural and all(v in ("passed", "skipped") for v in structural.values()), structural
+    # The crash is one BROKEN (the first check that needed the trained stage); the others are "not run".
     trained = [name for name in verdicts if name.startswith(("test_bleu", "test_stopping"))]
-    assert trained and all(verdicts[name] == "error" for name in trained), {n: verdicts[n] for n in trained}
-    assert "model_kwargs` are not used by the model: ['token_type_ids'] (injected)" in done.stdout
+    outcomes = [verdicts[name] for name in trained]
+    assert trained and outcomes.count("error") <= 1 and set(outcomes) <= {"error", "skipped"}, outcomes
+    assert sum(v in ("error", "failed") for v in verdicts.values()) == 1, verdicts
+    assert "the recipe failed in phase generate: ValueError: The following `model_kwargs` are not used by the " \
+           "model: ['token_type_ids'] (injected)" in done.stdout
 
 
 def test_the_training_line_says_step_loss_and_eta():

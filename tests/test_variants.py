@@ -146,9 +146,10 @@ def test_a_new_deprecation_against_the_baseline_fails_the_warnings_check_as_a_co
         def context(self):
             return "baseline tiny.json"
 
-    suite.test_no_new_library_deprecation_warning({"library_warnings": [old]}, Entry())
+    request = None  # read only when the entry recorded no warnings (not compared)
+    suite.test_no_new_library_deprecation_warning({"library_warnings": [old]}, Entry(), request)
     with pytest.raises(AssertionError, match="(?s)1 library deprecation warning.*`packing` default will change"):
-        suite.test_no_new_library_deprecation_warning({"library_warnings": [old, new]}, Entry())
+        suite.test_no_new_library_deprecation_warning({"library_warnings": [old, new]}, Entry(), request)
 
 
 def test_an_unknown_variant_is_a_pytest_usage_error(pytester):
