@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from harness import env
+
 
 def header_context(run, comparison=None) -> dict:
     manifest = run.manifest
@@ -33,6 +35,11 @@ def _packages(installed: dict, entry: dict) -> list[dict]:
 
 
 def _device_text(device: dict) -> str:
+    # What selects the numbers (docs/devices.md), where the run recorded it.
+    if device.get("kind") == "cpu" and "torch_capability" in device:
+        return f"CPU: {env.describe_device(device)}"
+    if device.get("kind") == "cuda" and device.get("compute_capability"):
+        return f"{env.describe_device(device)} x{device.get('count', 1)}"
     if device.get("kind") == "cpu":
         return f"CPU ({device.get('name') or 'unknown'})"
     return f"{device.get('name') or 'GPU'} x{device.get('count', 1)}, CUDA {device.get('cuda') or '?'}"
