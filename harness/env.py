@@ -152,13 +152,13 @@ def cpu_model_name() -> str:
 def bnb_avx512bf16_path() -> bool | None:
     """Whether bitsandbytes' 4-bit layers compute in bf16 in eval mode on this CPU (None: bnb
     absent or without that path): the CPU has AVX512-BF16, bnb has the path, and no pin turns it off."""
-    try:
-        from bitsandbytes.functional import has_avx512bf16
-        from bitsandbytes.nn import Linear4bit
-    except ImportError:
-        return None
-    if "support_avx512bf16_for_cpu" not in Linear4bit.__init__.__code__.co_names:
-        return None  # a release before the path (bnb < 0.49)
+    from packaging.version import Version
+
+    version = package_versions(("bitsandbytes",))["bitsandbytes"]
+    if version is None or Version(version) < Version("0.49.0"):
+        return None  # absent, or a release before the path
+    from bitsandbytes.functional import has_avx512bf16
+
     available = bool(has_avx512bf16())
     return available if _pinned.bnb_avx512bf16 is None else available and _pinned.bnb_avx512bf16
 

@@ -15,8 +15,9 @@ pytestmark = pytest.mark.yoda_comparison
 def test_no_new_library_deprecation_warning(manifest, baseline_entry, request):
     recorded = baseline_entry.entry.get("library_warnings")
     if recorded is None:
-        not_compared(request, cause="the baseline entry does not record them", reason=f"{baseline_entry.path}: the entry has no library_warnings (recorded before runs kept them); "
-                    "record one with --yoda-update-baselines")
+        not_compared(request, f"{baseline_entry.path}: the entry has no library_warnings (recorded before runs "
+                              "kept them); record one with --yoda-update-baselines",
+                     cause="the baseline entry does not record them")
     new = libwarnings.new_warnings(manifest.get("library_warnings") or [], recorded)
     assert not new, (
         f"{len(new)} library deprecation warning(s) the baseline run did not emit ({baseline_entry.context()}):\n"
