@@ -70,7 +70,7 @@ def verdict_of(keywords) -> str:
 
 
 def headline(broken: list[Failure], changed: list[Failure], not_made: dict[str, str] | None = None,
-             not_run: dict[str, str] | None = None) -> str:
+             not_run: dict[str, str] | None = None, compared: int | None = None) -> str:
     """'nothing broke; 2 things changed: bleu 1.83 -> 0.9, adapter_dtype BF16 -> F32'.
 
     "nothing changed" only when no comparison was left unmade: otherwise the line says how many
@@ -83,7 +83,9 @@ def headline(broken: list[Failure], changed: list[Failure], not_made: dict[str, 
         return f"{len(failures)} {noun} {verb}: " + ", ".join(f.summary for f in failures)
 
     parts = [part(broken, "broke")]
-    if changed or not (not_made or not_run):
+    if compared == 0 and not (changed or not_made or not_run):
+        parts.append("no comparison with the baseline was made (none was selected)")
+    elif changed or not (not_made or not_run):
         parts.append(part(changed, "changed"))
     if not_run:
         parts.append(_counted(not_run, "check", "not run"))
@@ -130,6 +132,7 @@ class Verdicts:
         self.not_made: dict[str, str] = {}  # node id -> why the comparison was not made
         self.not_run: dict[str, str] = {}  # node id -> the crash that kept the check from running
         self.checks: set[str] = set()  # node ids of the recipe's checks reported in this session
+        self.compared: set[str] = set()  # comparisons that ran to a verdict ("nothing changed" needs one)
         self.failed_requirement = False
         self.crash: str | None = None  # the recipe's crash, in one line (harness.crash)
         self.compared_with: str | None = None
@@ -145,7 +148,7 @@ class Verdicts:
         return [f for f in self.failures.values() if f.verdict == CHANGED]
 
     def headline(self) -> str:
-        return headline(self.broken, self.changed, self.not_made, self.not_run)
+        return headline(self.broken, self.changed, self.not_made, self.not_run, len(self.compared))
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -170,6 +173,8 @@ class Verdicts:
         if KIND_PROPERTY not in properties:
             return
         self.checks.add(report.nodeid)
+        if properties[KIND_PROPERTY] == "comparison" and report.when == "call" and not report.skipped:
+            self.compared.add(report.nodeid)  # a comparison that ran to a verdict
         if BASELINE_PROPERTY in properties:
             self.compared_with = str(properties[BASELINE_PROPERTY])
         if report.skipped and NOT_COMPARED_PROPERTY in properties:

@@ -100,7 +100,8 @@ def test_the_gate_runs_each_leg_and_one_summary_names_both_verdicts(cpu, gguf, t
     assert summary[0].startswith("smollm2 (structural checks (prepared stage: nothing trains)): 1 thing broke: "
                                  "test_eos_as_read (eos_token '<|im_start|>' (expected '<|im_end|>'))")
     assert "1 passed, 1 failed" in summary[0] and "(exit 1," in summary[0]
-    assert summary[1].startswith("tiny (every check): nothing broke; nothing changed — 1 passed (exit 0,")
+    assert summary[1].startswith("tiny (every check): nothing broke; no comparison with the baseline was made "
+                                 "(none was selected) — 1 passed (exit 0,")
     assert summary[2] == "gate: failed (exit 1: smollm2)"
     markdown = step_summary.read_text()
     assert markdown.startswith("### yoda-harness gate: failed") and "**smollm2**" in markdown and "**tiny**" in markdown

@@ -148,6 +148,13 @@ def test_no_entry_is_never_nothing_changed(suite, tmp_path):
     assert "nothing changed" not in result.stdout.str()
 
 
+def test_a_session_that_selected_no_comparison_never_says_nothing_changed(suite):
+    result = suite("pass", "-k", "not test_baseline")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["nothing broke; no comparison with the baseline was made (none was selected)"])
+    assert "nothing changed" not in result.stdout.str()
+
+
 def test_require_comparisons_fails_a_session_that_compared_nothing(suite, tmp_path):
     empty = tmp_path / "no-baselines"
     empty.mkdir()
