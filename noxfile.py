@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from harness import matrix, variants  # noqa: E402  (needs ROOT on sys.path; imports nothing heavy)
+from harness.recipe import variants
+from harness.versions import matrix  # noqa: E402  (needs ROOT on sys.path; imports nothing heavy)
 
 # uv when it is installed (much faster installs), else virtualenv.
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -204,7 +205,7 @@ HISTORY_SETS = [name for name in VERSION_SETS if name.startswith(("trl-", "seed-
 @nox.parametrize("set", HISTORY_SETS)
 def history(session: nox.Session, set: str, variant: str) -> None:  # noqa: A002
     """One (version set x recipe variant) trial in a fresh environment: the structural checks and a
-    short training (harness/history.py); result in reports/history/<set>--<variant>.json.
+    short training (harness/versions/history.py); result in reports/history/<set>--<variant>.json.
 
     Much faster for many trials of sets that differ only in trl: one environment per base and
     `python -m harness history --python BASE/bin/python --set ...` (docs/history.md)."""

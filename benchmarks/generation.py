@@ -18,7 +18,7 @@ from pathlib import Path
 def one_at_a_time(model, tokenizer, sentences, max_new_tokens):
     import torch
 
-    from harness.generate import build_prompt
+    from harness.recipe.generate import build_prompt
 
     outputs = []
     for sentence in sentences:
@@ -43,19 +43,20 @@ def main():
     import torch
     from transformers import AutoTokenizer
 
-    from harness import artifacts, profiles, recipe
-    from harness.config import RecipeConfig
-    from harness.options import default_cache_dir
+    from harness import files
+    from harness.recipe import profiles, qlora_sft
+    from harness.recipe.config import RecipeConfig
+    from harness.run.options import default_cache_dir
 
     run_dir = Path(args.run_dir)
-    manifest = artifacts.read_json(run_dir / "run.json")
+    manifest = files.read_json(run_dir / "run.json")
     config = RecipeConfig.from_dict(manifest["config"])
     cache = Path(args.cache_dir or default_cache_dir())
     options = profiles.ModelOptions(models_dir=cache / "models", smollm2_gguf=args.smollm2_gguf)
     checkpoint = profiles.PROFILES[manifest["profile"]].build_checkpoint(options)
-    tokenizer = recipe.prepare_tokenizer(AutoTokenizer.from_pretrained(run_dir / "adapter"))
-    model = recipe.reload_tuned_model(checkpoint, run_dir / "adapter", config)
-    sentences = [row["source"] for row in artifacts.read_jsonl(run_dir / "generations_tuned.jsonl")]
+    tokenizer = qlora_sft.prepare_tokenizer(AutoTokenizer.from_pretrained(run_dir / "adapter"))
+    model = qlora_sft.reload_tuned_model(checkpoint, run_dir / "adapter", config)
+    sentences = [row["source"] for row in files.read_jsonl(run_dir / "generations_tuned.jsonl")]
     max_new = config.generation.max_new_tokens
 
     def timed(fn):
@@ -67,9 +68,9 @@ def main():
             torch.cuda.synchronize()
         return result, time.perf_counter() - start
 
-    recipe.generate(model, tokenizer, sentences[:2], config)  # warm-up: CUDA context, kernels, allocator
+    qlora_sft.generate(model, tokenizer, sentences[:2], config)  # warm-up: CUDA context, kernels, allocator
     sizes = [int(n) for n in args.batch_sizes.split(",")] if args.batch_sizes else [config.generation.batch_size]
-    batched = {n: timed(lambda: recipe.generate(model, tokenizer, sentences,
+    batched = {n: timed(lambda: qlora_sft.generate(model, tokenizer, sentences,
                                                 config.with_overrides({"generation.batch_size": n})))
                for n in sizes}
     single, single_s = timed(lambda: one_at_a_time(model, tokenizer, sentences, max_new))

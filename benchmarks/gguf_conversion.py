@@ -25,8 +25,8 @@ def convert_with_transformers(gguf: Path, directory: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from harness.models import apply_special_tokens, check_special_tokens
-    from harness.models.smollm2 import SMOLLM2_SPECIAL_TOKENS, verify_gguf
+    from harness.recipe.models import apply_special_tokens, check_special_tokens
+    from harness.recipe.models.smollm2 import SMOLLM2_SPECIAL_TOKENS, verify_gguf
 
     verify_gguf(gguf)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -66,7 +66,7 @@ def _transformers_dequantized(gguf: Path):
 
 
 def convert_with_harness(gguf: Path, directory: Path) -> None:
-    from harness.models import smollm2
+    from harness.recipe.models import smollm2
 
     smollm2.convert_gguf(gguf, directory)
 
@@ -91,7 +91,7 @@ def top_entries(profiler: cProfile.Profile, count: int = 15) -> str:
 
 
 def main(argv=None):
-    from harness.models import smollm2
+    from harness.recipe.models import smollm2
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="conversions of each converter (default 3)")

@@ -35,8 +35,8 @@ def main():
     parser.add_argument("--smollm2-gguf", default=os.environ.get("YODA_HARNESS_SMOLLM2_GGUF"))
     args = parser.parse_args()
 
-    from harness import profiles
-    from harness.data import bundled_path
+    from harness.recipe import profiles
+    from harness.recipe.data import bundled_path
 
     cache = Path(tempfile.mkdtemp(prefix="overhead-"))
     env = dict(os.environ, YODA_HARNESS_CACHE=str(cache), YODA_HARNESS_QUIET="1")

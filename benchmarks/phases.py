@@ -6,13 +6,13 @@
 import sys
 from pathlib import Path
 
-from harness import artifacts, env
+from harness import env, files
 
 PHASES = ("checkpoint", "load", "lora", "data", "trainer", "train", "save", "generate", "reload", "score")
 
 
 def row(run_dir: Path) -> str:
-    manifest = artifacts.read_json(run_dir / "run.json")
+    manifest = files.read_json(run_dir / "run.json")
     training = manifest["training"]
     seconds = manifest["phase_seconds"]
     tokens = training["packed_rows"] * manifest["config"]["training"]["max_length"] * \

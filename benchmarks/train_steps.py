@@ -3,7 +3,7 @@
     python benchmarks/train_steps.py --profile smollm2 [--epochs 1] [--variant KEY=VALUE ...]
 
 Training is most of a recipe run (80 % of the smollm2 suites on a GPU), so this benchmark times the
-trainer the harness builds (recipe.load_quantized_model ... recipe.build_trainer) for a short run
+trainer the harness builds (qlora_sft.load_quantized_model ... qlora_sft.build_trainer) for a short run
 per variant: the recipe as the profile has it, then each `--variant` (a dotted config override, as
 `--override` takes it; the defaults: four of the recipe's settings that could cost time). It prints
 seconds per optimizer step (the first steps, which warm caches and allocators, are left out) and,
@@ -95,22 +95,22 @@ def summarize(profiler, wall_s: float, steps: int) -> dict:
 
 def time_variant(profile, options, overrides: dict, epochs: float, profile_steps: bool) -> dict:
     """Build the recipe's trainer with `overrides`, train `epochs`, and time its steps."""
-    from harness import recipe
+    from harness.recipe import qlora_sft
 
     config = profile.recipe_config().with_overrides({**overrides, "training.num_train_epochs": epochs})
     checkpoint = profile.build_checkpoint(options)
-    model, tokenizer = recipe.load_quantized_model(checkpoint, config)
-    recipe.prepare_tokenizer(tokenizer)
-    peft_model = recipe.add_adapters(model, config)
-    split = recipe.load_data(config)
+    model, tokenizer = qlora_sft.load_quantized_model(checkpoint, config)
+    qlora_sft.prepare_tokenizer(tokenizer)
+    peft_model = qlora_sft.add_adapters(model, config)
+    split = qlora_sft.load_data(config)
     with tempfile.TemporaryDirectory() as out:
-        trainer = recipe.build_trainer(peft_model, tokenizer, recipe.to_training_dataset(split.train, config),
+        trainer = qlora_sft.build_trainer(peft_model, tokenizer, qlora_sft.to_training_dataset(split.train, config),
                                        config, Path(out))
         times, summary = [], {}
         trainer.add_callback(step_timer_callback(times))
         if profile_steps:
             trainer.add_callback(profiler_callback(summary))
-        recipe.train(trainer)
+        qlora_sft.train(trainer)
     del trainer, peft_model, model
     gc.collect()
     _empty_cuda_cache()
@@ -123,8 +123,8 @@ def time_variant(profile, options, overrides: dict, epochs: float, profile_steps
 
 
 def main(argv=None):
-    from harness import profiles
-    from harness.options import default_cache_dir
+    from harness.recipe import profiles
+    from harness.run.options import default_cache_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="smollm2", choices=sorted(profiles.PROFILES))
@@ -146,7 +146,7 @@ def main(argv=None):
 
 def parse_variant(text: str, profile) -> dict:
     """A `--variant` as config overrides, checked against the profile's recipe config."""
-    from harness.options import OptionError, parse_overrides
+    from harness.run.options import OptionError, parse_overrides
 
     try:
         overrides = parse_overrides([text], option="--variant")

@@ -7,9 +7,11 @@ import os
 import sys
 from pathlib import Path
 
-from harness import env, options, profiles
-from harness.data import Columns
-from harness.metrics import MB
+from harness import env, files
+from harness.recipe import profiles
+from harness.recipe.data import Columns
+from harness.recipe.metrics import MB
+from harness.run import options
 
 
 def _model_options(args) -> profiles.ModelOptions:
@@ -17,14 +19,14 @@ def _model_options(args) -> profiles.ModelOptions:
 
 
 def cmd_run(args) -> int:
-    from harness import stages
+    from harness.run import stages
 
     model_options = _model_options(args)
     profile = profiles.resolve(args.profile, model_options)
     reason = profiles.why_not_runnable(profile, model_options)
     if reason:
         raise UserError(f"--profile {profile.name}: cannot run here: {reason}")
-    if not profiles.gpu_available():
+    if not env.gpu_available():
         try:
             env.pin(profile.cpu)  # before the recipe imports bitsandbytes (torch then picks its kernels)
         except env.PinError as error:
@@ -82,14 +84,14 @@ def cmd_doctor(args) -> int:
 
 def read_run(name: str, trained: bool = False) -> tuple[Path, dict]:
     """A finished run directory and its manifest; anything else is a UserError naming the directory."""
-    from harness import artifacts
+    from harness.run import artifacts
 
     directory = Path(name)
     if directory.name.startswith(".") or not (directory / artifacts.MANIFEST).is_file():
         raise UserError(f"{directory}: not a finished run directory (no {artifacts.MANIFEST}, or a staging "
                         "directory of a run that never finished)")
     try:
-        manifest = artifacts.read_json(directory / artifacts.MANIFEST)
+        manifest = files.read_json(directory / artifacts.MANIFEST)
     except (ValueError, UnicodeDecodeError) as error:
         raise UserError(f"{directory / artifacts.MANIFEST}: not valid JSON ({error})") from None
     if trained and (manifest.get("status") != artifacts.COMPLETE or manifest.get("stage", "trained") != "trained"):
@@ -99,9 +101,9 @@ def read_run(name: str, trained: bool = False) -> tuple[Path, dict]:
 
 
 def cmd_report(args) -> int:
-    from harness import baselines
-    from harness.stages import Run
-    from harness.report import render_run_report
+    from harness.checks import baselines
+    from harness.checks.report import render_run_report
+    from harness.run.stages import Run
 
     directory, manifest = read_run(args.run_dir)
     finished = Run(directory, manifest, reused=True)
@@ -116,8 +118,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_baselines(args) -> int:
-    from harness import artifacts, baselines
-
+    from harness.checks import baselines
     directory = options.baselines_dir(args.baselines_dir)
     if args.action == "show":
         for path in sorted(directory.glob("*.json")):
@@ -133,7 +134,7 @@ def cmd_baselines(args) -> int:
     runs = []
     for name in args.run_dir:
         run_directory, manifest = read_run(name, trained=True)
-        runs.append((manifest, artifacts.read_json(run_directory / "template.json")))
+        runs.append((manifest, files.read_json(run_directory / "template.json")))
     (manifest, template), others = runs[0], runs[1:]
     path = directory / f"{manifest['profile']}.json"
     # Recorded from directories: no check ran in this command, and the entry says so.
@@ -151,8 +152,7 @@ def cmd_baselines(args) -> int:
 def _remove_entries(directory: Path, args) -> int:
     """Drop a profile's entries of one device (and version set): a device retired, or a check that the
     comparison across devices holds without them. The cross-device bands the others carry stay."""
-    from harness import artifacts, baselines
-
+    from harness.checks import baselines
     if not args.profile or not args.device:
         raise UserError("baselines remove needs --profile NAME and --device KEY (as `baselines show` prints it)")
     path = directory / f"{args.profile}.json"
@@ -167,14 +167,14 @@ def _remove_entries(directory: Path, args) -> int:
             raise UserError(f"{path}: no entry for device {args.device!r}" +
                             (f" and version set {args.version_set}" if args.version_set else "") + f" (devices: {devices})")
         data["entries"] = kept
-        artifacts.write_json(path, data)
+        files.write_json(path, data)
     print(f"removed {removed} entr{'y' if removed == 1 else 'ies'} for {args.device} from {path}")
     return 0
 
 
 def cmd_matrix(args) -> int:
     """Collect the version matrix's per-set result JSONs: Markdown to stdout, HTML on request."""
-    from harness import matrix
+    from harness.versions import matrix
 
     try:
         results = matrix.load_results(args.results_dir)
@@ -192,7 +192,7 @@ def cmd_matrix(args) -> int:
     rows = matrix.report_rows(results, order)
     if any(result.get("variant") for result in results):
         # History results (version set x recipe variant): each check's verdict, read as the history.
-        from harness import variants
+        from harness.recipe import variants
 
         history = matrix.history_rows(results, order, list(variants.VARIANTS))
         print(matrix.history_markdown(history, title=f"The recipe's history (profile {results[0].get('profile', '?')})"),
@@ -208,8 +208,7 @@ def cmd_matrix(args) -> int:
 
 def cmd_bisect(args) -> int:
     """Find the package upgrade (and its first bad release) between two version sets that flips a check."""
-    from harness import bisect, matrix
-
+    from harness.versions import bisect, matrix
     try:
         sets = matrix.load_version_sets(args.versions)
     except matrix.VersionSetError as error:
@@ -223,7 +222,7 @@ def cmd_bisect(args) -> int:
     good, bad = bisect.pins_of(sets[args.good].pins), bisect.pins_of(sets[args.bad].pins)
     if releases is not None:
         good, bad = bisect.resolve_unpinned(good, releases), bisect.resolve_unpinned(bad, releases)
-    from harness import variants
+    from harness.recipe import variants
 
     try:
         variants.overrides(args.variant)
@@ -263,7 +262,7 @@ def cmd_bisect(args) -> int:
 
 def cmd_sweep(args) -> int:
     """Run the jobs of a jobs file (one run a line) and print one table of what each came to."""
-    from harness import sweep
+    from harness.versions import sweep
 
     jobs_file = Path(args.jobs_file)
     jobs = sweep.parse_jobs(jobs_file, args.profile)
@@ -287,7 +286,7 @@ def cmd_sweep(args) -> int:
 
 
 def bisect_swappable():
-    from harness.history import SWAPPABLE
+    from harness.versions.history import SWAPPABLE
 
     return SWAPPABLE
 
@@ -322,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="override one recipe config field, e.g. training.num_train_epochs=3 (JSON values; "
                                  "repeatable)")
     run_parser.add_argument("--variant", default=os.environ.get("YODA_HARNESS_VARIANT"), metavar="NAME",
-                            help="recipe variant (harness/variants.py): 2024, intermediate, 2025-10 "
+                            help="recipe variant (harness/recipe/variants.py): 2024, intermediate, 2025-10 "
                                  "[$YODA_HARNESS_VARIANT]")
     run_parser.set_defaults(func=cmd_run)
 
@@ -380,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
                                help="run each end N times (again from scratch) before blaming anything: "
                                     "ends that disagree make the check flaky (default 2)")
     bisect_parser.add_argument("--variant", default=None, metavar="NAME",
-                               help="recipe variant to run the check on (harness/variants.py)")
+                               help="recipe variant to run the check on (harness/recipe/variants.py)")
     bisect_parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                                help="recipe override for every trial (e.g. a short training)")
     bisect_parser.add_argument("--python", default=None, metavar="PATH",
@@ -432,8 +431,9 @@ class UserError(Exception):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The harness's own input errors: each names its file, row, option or token."""
-    from harness import baselines, data, matrix, models, sweep, variants
-
+    from harness.checks import baselines
+    from harness.recipe import data, models, variants
+    from harness.versions import matrix, sweep
     return (UserError, options.OptionError, profiles.ProfileError, data.DataError, baselines.BaselineError,
             models.ModelInputError, models.ModelUnavailable, variants.UnknownVariant, matrix.VersionSetError,
             matrix.ResultError, sweep.JobsError)
@@ -441,12 +441,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["history"]:  # its own parser: harness/history.py
-        from harness import history
+    if argv[:1] == ["history"]:  # its own parser: harness/versions/history.py
+        from harness.versions import history
 
         return history.main(argv[1:])
-    if argv[:1] == ["gate"]:  # the main job; every other argument goes to each leg's pytest (harness/gate.py)
-        from harness import gate
+    if argv[:1] == ["gate"]:  # the main job; every other argument goes to each leg's pytest (harness/versions/gate.py)
+        from harness.versions import gate
 
         if argv[1:2] in (["-h"], ["--help"]):
             print(gate.__doc__)

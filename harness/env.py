@@ -7,8 +7,8 @@ import json
 import os
 import platform
 from dataclasses import dataclass
-from pathlib import Path
 from importlib import metadata
+from pathlib import Path
 
 # Every library that shapes a run's result: jinja2 renders each chat template, gguf reads the
 # SmolLM2 weights, numpy sits under datasets and sacrebleu.
@@ -136,6 +136,13 @@ def apply_bnb_pin(model) -> int:
             module.support_avx512bf16_for_cpu = _pinned.bnb_avx512bf16
             changed += 1
     return changed
+
+
+def gpu_available() -> bool:
+    """The harness's one GPU question: every layer asks it here (tests answer it with monkeypatch)."""
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def cpu_model_name() -> str:

@@ -2,10 +2,10 @@
 
     python scripts/build_dataset.py
 
-The bundled file, harness/data_files/yoda_sentences.jsonl, is the data set's one source: rows are
-written by hand into it (harness/data_files/SPEC.md says how). This validates every row with the
+The bundled file, harness/recipe/data_files/yoda_sentences.jsonl, is the data set's one source: rows are
+written by hand into it (harness/recipe/data_files/SPEC.md says how). This validates every row with the
 harness's own loader rules (a bad row stops it, naming the file and the row) and regenerates
-harness/data_files/DATASHEET.md from the file (tests/test_data.py checks the two stay in sync).
+harness/recipe/data_files/DATASHEET.md from the file (tests/test_data.py checks the two stay in sync).
 """
 
 import sys
@@ -14,8 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.data import bundled_path, load_rows  # noqa: E402
-from harness.datasheet import render_datasheet  # noqa: E402
+from harness.recipe.data import bundled_path, load_rows  # noqa: E402
+from harness.recipe.datasheet import render_datasheet  # noqa: E402
 
 
 def main() -> None:

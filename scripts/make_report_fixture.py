@@ -16,8 +16,8 @@ Trimmed, to keep the fixture small:
 Kept whole: run.json and the generations, because the report shows one row per evaluation sentence
 (`run.json` data.eval_rows) and its numbers must be the run's.
 
-Files are written with harness.artifacts' own writers, so the fixture reads like a run directory
-(`harness.stages.Run(directory, manifest)`, as `python -m harness report` loads one).
+Files are written with harness.run.artifacts' own writers, so the fixture reads like a run directory
+(`harness.run.stages.Run(directory, manifest)`, as `python -m harness report` loads one).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from harness import artifacts
+from harness import files
+from harness.run import artifacts
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH_ROWS = 2
@@ -46,7 +47,7 @@ def run_artifacts(run_dir: Path) -> list[Path]:
 
 
 def make_fixture(run_dir: Path, dest_root: Path) -> Path:
-    manifest = artifacts.read_json(run_dir / artifacts.MANIFEST)
+    manifest = files.read_json(run_dir / artifacts.MANIFEST)
     if manifest.get("status") != artifacts.COMPLETE:
         raise SystemExit(f"{run_dir}: run.json status is {manifest.get('status')!r}, not a finished run")
     dest = dest_root / f"run_{manifest['profile']}"
@@ -56,11 +57,11 @@ def make_fixture(run_dir: Path, dest_root: Path) -> Path:
     for source in run_artifacts(run_dir):
         target = dest / source.name
         if source.suffix == ".jsonl":
-            artifacts.write_jsonl(target, artifacts.read_jsonl(source))
+            files.write_jsonl(target, files.read_jsonl(source))
         elif source.name in BATCHES:
-            artifacts.write_json(target, trim_batch(artifacts.read_json(source)))
+            files.write_json(target, trim_batch(files.read_json(source)))
         else:
-            artifacts.write_json(target, artifacts.read_json(source))
+            files.write_json(target, files.read_json(source))
     return dest
 
 

@@ -1,5 +1,5 @@
 """The comparison with the baseline entry: one check per recorded metric, each by its policy
-(direction, band) in `harness.baselines.POLICY`. A failure here is CHANGED, not BROKEN: the
+(direction, band) in `harness.checks.baselines.POLICY`. A failure here is CHANGED, not BROKEN: the
 run differs from the entry of its library-version set and device (or the nearest one).
 
 Before any number is compared, the run's inputs (config digest, data split, step count, model)
@@ -12,8 +12,8 @@ generation settings differ (a one-epoch run still catches template drift).
 
 import pytest
 
-from harness import baselines
-from harness.verdicts import BASELINE_PROPERTY, CHANGE_PROPERTY, not_compared
+from harness.checks import baselines
+from harness.checks.verdicts import BASELINE_PROPERTY, CHANGE_PROPERTY, not_compared
 
 pytestmark = pytest.mark.yoda_comparison
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.data import Columns
+from harness.recipe.data import Columns
 
 pytestmark = pytest.mark.yoda_quality
 

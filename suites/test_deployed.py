@@ -4,14 +4,14 @@ Its tokenizer's special tokens and ids are the ones the model trained with, its 
 renders the prompts the training one renders (generation prompt included), and the generation
 config the deployed model carries (the folder's, else the base checkpoint's) stops on the trained
 EOS. The deployed generations (`generations_tuned.jsonl`, which the quality suites score) use that
-tokenizer and generation config (harness/deployed.py). Each failure is one line: file, field,
+tokenizer and generation config (harness/recipe/deployed.py). Each failure is one line: file, field,
 trained vs saved value, and the library versions that wrote it. Saving happens in the trained
 stage, so these checks read the trained run.
 """
 
 import pytest
 
-from harness import deployed
+from harness.recipe import deployed
 
 
 def _saved(manifest) -> dict:

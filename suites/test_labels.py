@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from harness.metrics import expected_optimizer_steps
+from harness.recipe.metrics import expected_optimizer_steps
 
 
 def _rows(batch):
@@ -88,7 +88,7 @@ def test_packing_cuts_the_rows_this_trl_is_known_to_cut(manifest):
     assert training["packed_rows"] == rows, (
         f"the trainer's data set holds {training['packed_rows']} packed rows; wrapped packing of "
         f"{training['templated_tokens']} templated tokens{separators} into rows of {config['max_length']} gives "
-        f"{rows} (harness.compat.Packing, this trl's groups and shorter rows): the packing strategy or the "
+        f"{rows} (harness.recipe.compat.Packing, this trl's groups and shorter rows): the packing strategy or the "
         "tokenized text changed"
     )
 
@@ -140,8 +140,8 @@ conversation_text = st.text(
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(conversation_text, conversation_text), min_size=1, max_size=6))
 def test_collation_keeps_eos_and_labels_for_any_conversation(live, pairs):
-    from harness.compat import packs_wrapped
-    from harness.recipe import expected_packing, prepare
+    from harness.recipe.compat import packs_wrapped
+    from harness.recipe.qlora_sft import expected_packing, prepare
 
     if not packs_wrapped(live.trainer.args):
         pytest.skip("this trainer does not pack 'wrapped', the packing the expectation is modelled on; "
@@ -152,7 +152,7 @@ def test_collation_keeps_eos_and_labels_for_any_conversation(live, pairs):
     assume(expected.rows > 0)
     rows = prepare(live.trainer, examples)
     assert len(rows) == expected.rows, (
-        f"this trl's packing cut these {len(examples)} conversations into {len(rows)} rows; harness.compat.Packing "
+        f"this trl's packing cut these {len(examples)} conversations into {len(rows)} rows; harness.recipe.compat.Packing "
         f"predicts {expected.rows}: the packing changed"
     )
     batch = live.trainer.data_collator(rows)
@@ -160,7 +160,7 @@ def test_collation_keeps_eos_and_labels_for_any_conversation(live, pairs):
     template_eos = sum(_eos_in_template(live.tokenizer, example["messages"]) for example in examples)
     assert template_eos >= len(examples), "the chat template ends a conversation without EOS"
     # Packing and collation keep every token given to the packer (the templated conversations and
-    # the EOS this trl appends between them: harness.compat.Packing), in any order, adding none;
+    # the EOS this trl appends between them: harness.recipe.compat.Packing), in any order, adding none;
     # they lose only the shorter rows this trl drops (SmolLM2's template writes EOS per turn).
     collated = Counter(token for row in _unpadded(batch) for token in row)
     added, lost = collated - expected.tokens, expected.tokens - collated

@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.metrics import MB
+from harness.recipe.metrics import MB
 
 
 @pytest.mark.yoda_structural

@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.reload import DEPLOYED_FILE
+from harness.recipe.reload import DEPLOYED_FILE
 
 
 @pytest.mark.yoda_learning
@@ -43,7 +43,7 @@ def test_adapter_holds_exactly_the_lora_parameters(manifest):
 
 def test_reloaded_adapter_holds_the_trained_weights(manifest):
     """Exact: every LoRA tensor and scaling factor of base + saved adapter, cast to the trained
-    dtypes (harness/reload.py), equals the trained model's. A save or load that drops, renames or
+    dtypes (harness/recipe/reload.py), equals the trained model's. A save or load that drops, renames or
     rounds the adapter fails here on any model, learned or random."""
     reload = _reload_record(manifest)
     assert reload["tensors"], "the trained model has no LoRA tensors: nothing was saved to compare"
@@ -70,7 +70,7 @@ def test_reloaded_adapter_holds_the_trained_weights(manifest):
 def test_reloaded_adapter_generates_what_the_trained_model_did(manifest, run_artifacts, require_threshold):
     """End to end: the reloaded model, at the trained model's precision, generates what it did.
     (The deployed reload computes in the libraries' precision and generates with the saved folder's
-    tokenizer; harness/reload.py and harness/deployed.py say why that is compared only through the
+    tokenizer; harness/recipe/reload.py and harness/recipe/deployed.py say why that is compared only through the
     quality metrics and suites/test_deployed.py.)"""
     reload = manifest["adapter"].get("reload", {})
     # Runs recorded before 2026-12-03 compared the deployed reload, at whatever precision it had.

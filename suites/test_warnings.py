@@ -1,13 +1,13 @@
 """Early warning: a deprecation the libraries did not announce in the baseline run is a change.
 
-The run records every deprecation and future warning the libraries emit (harness.libwarnings);
+The run records every deprecation and future warning the libraries emit (harness.recipe.libwarnings);
 a new one says what the next upgrade will break, before it breaks.
 """
 
 import pytest
 
-from harness import libwarnings
-from harness.verdicts import not_compared
+from harness.checks.verdicts import not_compared
+from harness.recipe import libwarnings
 
 pytestmark = pytest.mark.yoda_comparison
 

@@ -7,7 +7,7 @@ import pytest
 # The tiny profile's CPU kernel pins, before anything imports bitsandbytes (which fixes torch's
 # kernels for the process): the recipe runs in-process in many tests, as in `pytest suites`.
 from harness import env  # noqa: E402
-from harness.profiles import PROFILES  # noqa: E402
+from harness.recipe.profiles import PROFILES  # noqa: E402
 
 env.pin(PROFILES["tiny"].cpu)
 
@@ -17,7 +17,7 @@ import bitsandbytes  # noqa: F401,E402  (it registers torch operators: twice is 
 import datasets  # noqa: F401,E402
 import torch  # noqa: F401,E402
 
-from harness.data import load_rows
+from harness.recipe.data import load_rows
 
 os.environ.setdefault("YODA_HARNESS_QUIET", "1")
 

@@ -14,7 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import artifacts, profiles, stages
+from harness import files
+from harness.recipe import profiles
+from harness.run import artifacts, stages
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "run_tiny"
@@ -26,15 +28,15 @@ def plant_run(cache: Path, models_dir: Path, edit=None, edit_batch=None) -> Path
     inputs = stages.run_inputs(profile, profiles.ModelOptions(models_dir=models_dir), profile.recipe_config())
     directory = cache / "runs" / inputs.key
     shutil.copytree(FIXTURE, directory)
-    manifest = artifacts.read_json(directory / artifacts.MANIFEST)
+    manifest = files.read_json(directory / artifacts.MANIFEST)
     manifest.update(key=inputs.key, status=artifacts.COMPLETE)
     if edit:
         edit(manifest)
-    artifacts.write_json(directory / artifacts.MANIFEST, manifest)
+    files.write_json(directory / artifacts.MANIFEST, manifest)
     if edit_batch:
-        batch = artifacts.read_json(directory / "collated_batch.json")
+        batch = files.read_json(directory / "collated_batch.json")
         edit_batch(batch)
-        artifacts.write_json(directory / "collated_batch.json", batch)
+        files.write_json(directory / "collated_batch.json", batch)
     return directory
 
 
@@ -50,4 +52,4 @@ def run_suites(cache: Path, models_dir: Path, *args: str, **environment: str) ->
 
 def tree_digest(directory: Path) -> dict[str, str]:
     """Every file under `directory` and its sha256: equal before and after = not written to."""
-    return {str(p.relative_to(directory)): artifacts.file_sha256(p) for p in sorted(directory.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(directory)): files.file_sha256(p) for p in sorted(directory.rglob("*")) if p.is_file()}

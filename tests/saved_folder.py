@@ -1,13 +1,13 @@
 """A saved folder made without training: the tiny profile's tokenizer saved as `trainer.save_model`
 saves it (`processing_class.save_pretrained`), changed for the save only, then read back and
-recorded by harness/deployed.py as the recipe's reload phase records it.
+recorded by harness/recipe/deployed.py as the recipe's reload phase records it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from harness import deployed, profiles, recipe
+from harness.recipe import deployed, profiles, qlora_sft
 
 WRITERS = {"transformers": "9.9.9", "tokenizers": "0.0.1", "trl": "1.2.3", "peft": "0.4.5"}
 
@@ -18,7 +18,7 @@ def tiny_checkpoint(models_dir: Path):
 
 def trained_tokenizer(checkpoint):
     """The tokenizer as the recipe trains with it (pad = unk)."""
-    return recipe.prepare_tokenizer(recipe.load_tokenizer(checkpoint))
+    return qlora_sft.prepare_tokenizer(qlora_sft.load_tokenizer(checkpoint))
 
 
 def saved_record(tmp_path, checkpoint, trained, change=None, generation_config=None):

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness import baselines
-from harness.baselines import EXACT, HIGHER, LOWER, POLICY, TWO_SIDED, BaselineError, Policy
+from harness.checks import baselines
+from harness.checks.baselines import EXACT, HIGHER, LOWER, POLICY, TWO_SIDED, BaselineError, Policy
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "run_tiny"
@@ -394,7 +394,7 @@ def test_no_committed_higher_is_better_band_reaches_zero(path):
 
 # ------------------------------------------------------------------ the report decides with the same function
 def test_the_report_rows_are_the_decisions_of_judge(tmp_path):
-    from harness.report.baseline import _ROW_STATUS, baseline_context
+    from harness.checks.report.baseline import _ROW_STATUS, baseline_context
 
     run, template = fixture_run()
     path = tmp_path / "tiny.json"

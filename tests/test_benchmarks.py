@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import profiles
-from harness.data import bundled_path
+from harness.recipe import profiles
+from harness.recipe.data import bundled_path
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packaging.version import Version
 
-from harness import bisect as bisect_module
 from harness import cli
-from harness.bisect import CannotRun, bisect, pins_of, releases_between
+from harness.versions import bisect as bisect_module
+from harness.versions.bisect import CannotRun, bisect, pins_of, releases_between
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -178,7 +178,7 @@ def test_the_real_runner_passes_node_ids_as_is_and_anything_else_as_k():
 
 
 def test_both_real_runners_run_the_check_with_one_command_and_one_reading_of_it(tmp_path, monkeypatch):
-    from harness import history
+    from harness.versions import history
 
     calls = []
 

@@ -32,7 +32,7 @@ def test_own_quality_marker_is_not_the_harness_s():
 
 
 def test_the_harness_plugin_is_loaded_but_light(pytestconfig):
-    assert pytestconfig.pluginmanager.has_plugin("harness.plugin")
+    assert pytestconfig.pluginmanager.has_plugin("harness.checks.plugin")
     assert "torch" not in sys.modules and "transformers" not in sys.modules
 '''
 

@@ -1,4 +1,4 @@
-"""harness.compat: each release difference adapted in one place, and every adaptation recorded."""
+"""harness.recipe.compat: each release difference adapted in one place, and every adaptation recorded."""
 
 import dataclasses
 import inspect
@@ -7,8 +7,8 @@ import types
 import pytest
 import torch
 
-from harness import compat
-from harness.config import RecipeConfig
+from harness.recipe import compat
+from harness.recipe.config import RecipeConfig
 
 
 @dataclasses.dataclass
@@ -81,7 +81,7 @@ def test_token_type_ids_stay_for_a_model_that_takes_them_and_nothing_is_recorded
 
 
 def test_generate_batched_goes_through_the_adaptation():
-    from harness import generate
+    from harness.recipe import generate
 
     assert "compat.generation_inputs" in inspect.getsource(generate.generate_batched)
 
@@ -103,7 +103,7 @@ def test_the_unquantized_load_dtype_follows_the_installed_transformers(monkeypat
 
 
 def test_the_memory_prediction_differs_by_the_fp16_rule_exactly_where_it_should(monkeypatch):
-    from harness import metrics
+    from harness.recipe import metrics
 
     config = _small_phi3_config()
     monkeypatch.setattr(compat, "version", lambda package: "5.23.0")
@@ -252,7 +252,7 @@ def test_trl_0_14_and_older_pack_buffers_of_characters_and_drop_their_shorter_ro
 def test_the_step_count_prediction_meets_trl_0_12_on_tiny(monkeypatch):
     """Measured (docs/tiny.md): trl 0.12.1 took 357 steps on tiny's 786 examples, 29,639 templated
     tokens, where wrapped packing of those alone gives 348."""
-    from harness.metrics import expected_optimizer_steps
+    from harness.recipe.metrics import expected_optimizer_steps
 
     assert expected_optimizer_steps(-(-29639 // 64), 4, 3) == 348
     assert expected_optimizer_steps((29639 + 786) // 64, 4, 3) == 357

@@ -5,7 +5,8 @@ import dataclasses
 import pytest
 import torch
 
-from harness.config import RecipeConfig
+from harness import files
+from harness.recipe.config import RecipeConfig
 
 pytest_plugins = ["pytester"]
 
@@ -71,10 +72,9 @@ def test_overrides_and_round_trip():
 def test_generation_is_greedy_and_a_recorded_do_sample_is_read_without_it():
     from pathlib import Path
 
-    from harness import artifacts
 
     assert "do_sample" not in RecipeConfig().to_dict()["generation"]
-    recorded = artifacts.read_json(Path(__file__).parent / "fixtures" / "run_tiny" / "run.json")["config"]
+    recorded = files.read_json(Path(__file__).parent / "fixtures" / "run_tiny" / "run.json")["config"]
     assert recorded["generation"]["do_sample"] is False  # a run recorded before the field was retired
     config = RecipeConfig.from_dict(recorded)
     assert config.generation.max_new_tokens == recorded["generation"]["max_new_tokens"]
@@ -93,8 +93,8 @@ def test_unknown_override_is_named(key):
 def test_gpu_profiles_generate_the_evaluation_split_in_one_batch(name):
     # A batch decodes until its slowest row stops; on a GPU one batch costs about what one of its
     # rows does, so the evaluation split goes in one (docs/gpu.md has the before/after).
-    from harness import data
-    from harness.profiles import PROFILES
+    from harness.recipe import data
+    from harness.recipe.profiles import PROFILES
 
     config = PROFILES[name].recipe_config()
     assert config.generation.batch_size >= len(data.load_split("bundled", config.data.eval_fraction).eval)

@@ -1,7 +1,7 @@
 """A crash of the recipe is one verdict: its line names the phase, the root cause from the exception
 chain and the libraries (end to end, with the matrix: tests/test_regressions.py)."""
 
-from harness import crash
+from harness.checks import crash
 
 
 def test_root_cause_is_the_innermost_exception_of_the_chain():

@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import data
-from harness.config import RecipeConfig
-from harness.data import DataError
+from harness import files
+from harness.recipe import data
+from harness.recipe.config import RecipeConfig
+from harness.recipe.data import DataError
 
 INTERJECTIONS = {"Yes, hrrrm.", "Hmmm.", "Herh herh herh.", "Yes.", "Hrrmmm.", "Mmm, yes.", "Hmm, yes.",
                  "Yesss.", "Hrmm, wise this is.", "Oh, yes."}
@@ -96,7 +97,7 @@ def test_offline_hub_falls_back_with_one_clear_line(monkeypatch, caplog, empty_h
     from datasets import config as datasets_config
 
     monkeypatch.setattr(datasets_config, "HF_HUB_OFFLINE", True)
-    with caplog.at_level(logging.WARNING, logger="harness.data"):
+    with caplog.at_level(logging.WARNING, logger="harness.recipe.data"):
         rows, origin = data.load_rows("hub")
     assert origin.startswith("bundled:") and len(rows) >= 800
     (record,) = caplog.records
@@ -113,7 +114,7 @@ def test_unreachable_hub_falls_back_without_retrying_or_a_traceback(monkeypatch,
     offline_reads = []
     real_offline = data._offline
     monkeypatch.setattr(data, "_offline", lambda enabled: offline_reads.append(enabled) or real_offline(enabled))
-    with caplog.at_level(logging.WARNING, logger="harness.data"):
+    with caplog.at_level(logging.WARNING, logger="harness.recipe.data"):
         rows, origin = data.load_rows("hub")
     assert origin.startswith("bundled:") and len(rows) >= 800
     (record,) = caplog.records
@@ -164,7 +165,7 @@ def test_unknown_format_is_named():
 
 
 def test_datasheet_matches_the_shipped_file(shipped):
-    from harness.datasheet import render_datasheet
+    from harness.recipe.datasheet import render_datasheet
 
     datasheet = data.bundled_path().with_name("DATASHEET.md").read_text(encoding="utf-8")
     assert datasheet == render_datasheet(shipped), "regenerate it: python scripts/build_dataset.py"
@@ -179,8 +180,8 @@ def renamed(rows, keep_plain=False):
 
 def config_for(path, *pairs):
     """The tiny profile's config with `--override`-style pairs, parsed as the plugin and the CLI parse them."""
-    from harness.options import parse_overrides
-    from harness.profiles import PROFILES
+    from harness.recipe.profiles import PROFILES
+    from harness.run.options import parse_overrides
 
     return PROFILES["tiny"].recipe_config().with_overrides(parse_overrides([f"data.source={path}", *pairs]))
 
@@ -189,11 +190,11 @@ OTHER_COLUMNS = ("data.source_column=english", "data.target_column=yoda")
 
 
 def test_other_column_names_set_by_overrides_validate_split_and_train(tmp_path, shipped):
-    from harness import recipe
+    from harness.recipe import qlora_sft
 
     path = write_jsonl(tmp_path / "mine.jsonl", renamed(shipped[:60]))
     config = config_for(path, *OTHER_COLUMNS)
-    split = recipe.load_data(config)
+    split = qlora_sft.load_data(config)
     assert split.columns == data.Columns("english", "yoda", None)  # no `translation` column: no second reference
     assert all(set(row) == {"english", "yoda"} for row in split.train + split.eval)
     # The split is decided by the source text, whatever its column is called.
@@ -201,11 +202,11 @@ def test_other_column_names_set_by_overrides_validate_split_and_train(tmp_path, 
     assert [r["english"] for r in split.eval] == [r["sentence"] for r in same.eval] and split.eval
     assert split.summary()["eval_fingerprint"] == same.summary()["eval_fingerprint"]
     for fmt in data.FORMATS:
-        examples = recipe.to_training_dataset(split.train, config.with_overrides({"data.format": fmt}))
+        examples = qlora_sft.to_training_dataset(split.train, config.with_overrides({"data.format": fmt}))
         assert [data.from_conversation(ex) for ex in examples] == [(r["english"], r["yoda"]) for r in split.train]
     # The recipe's own columns on that file: the error names the file, the row and what is missing.
     with pytest.raises(DataError) as error:
-        recipe.load_data(config_for(path))
+        qlora_sft.load_data(config_for(path))
     assert (f"{path}: row 1: missing column(s) ['sentence', 'translation_extra'] (the row has 'english', 'yoda'"
             in str(error.value))
 
@@ -227,14 +228,14 @@ def test_a_bad_row_under_configured_columns_names_the_file_row_and_column(tmp_pa
 
 
 def test_the_second_reference_is_kept_when_the_data_has_it_and_never_doubles_the_target(tmp_path, shipped):
-    from harness import recipe
+    from harness.recipe import qlora_sft
 
     path = write_jsonl(tmp_path / "mine.jsonl", renamed(shipped[:60], keep_plain=True))
-    split = recipe.load_data(config_for(path, *OTHER_COLUMNS))
+    split = qlora_sft.load_data(config_for(path, *OTHER_COLUMNS))
     assert split.columns == data.Columns("english", "yoda", "translation")
     assert all(set(row) == {"english", "yoda", "translation"} for row in split.eval)
     # Trained on and scored against the plain Yoda: it is the target, not a second reference too.
-    plain = recipe.load_data(config_for(path, "data.source_column=english", "data.target_column=translation"))
+    plain = qlora_sft.load_data(config_for(path, "data.source_column=english", "data.target_column=translation"))
     assert plain.columns == data.Columns("english", "translation", None)
     assert all(set(row) == {"english", "translation"} for row in plain.eval)
 
@@ -248,14 +249,14 @@ def test_the_recipe_columns_load_the_bundled_rows_as_before(shipped):
 
 
 def fake_generations(texts, stop="eos"):
-    from harness.generate import Generation
+    from harness.recipe.generate import Generation
 
     return [Generation(prompt="p", text=t, raw=t, stop_reason=stop, new_tokens=len(t.split()), token_ids=[])
             for t in texts]
 
 
 def test_scores_are_against_the_configured_columns():
-    from harness import metrics
+    from harness.recipe import metrics
 
     rows = [{"english": f"Sentence number {i} is here.", "yoda": f"Here, sentence number {i} is. Yes.",
              "translation": f"Here, sentence number {i} is."} for i in range(6)]
@@ -282,10 +283,11 @@ def test_a_runs_scores_are_read_under_its_columns():
     import copy
     from pathlib import Path
 
-    from harness import artifacts, baselines, cli
-    from harness.report.quality import quality_context
+    from harness import cli
+    from harness.checks import baselines
+    from harness.checks.report.quality import quality_context
 
-    fixture = artifacts.read_json(Path(__file__).parent / "fixtures" / "run_tiny" / "run.json")
+    fixture = files.read_json(Path(__file__).parent / "fixtures" / "run_tiny" / "run.json")
     manifest = copy.deepcopy(fixture)
     manifest["config"]["data"].update(source_column="english", target_column="yoda")
     for which in ("base", "tuned"):

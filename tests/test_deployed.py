@@ -1,4 +1,4 @@
-"""harness/deployed.py: the saved folder read back as serving code reads it, and every difference from
+"""harness/recipe/deployed.py: the saved folder read back as serving code reads it, and every difference from
 what the model trained with named in one line.
 
 The tiny profile's tokenizer, prepared as the recipe prepares it (pad = unk), is saved the way
@@ -13,7 +13,7 @@ import copy
 
 import pytest
 
-from harness import deployed
+from harness.recipe import deployed
 from tests.saved_folder import saved_record, setting, tiny_checkpoint, trained_tokenizer
 
 

@@ -1,16 +1,16 @@
 """Verdicts that mean the same on every machine: the device identity, the CPU pins, entry choice
-across devices, and the cross-device bands recording measures (harness.env, harness.baselines)."""
+across devices, and the cross-device bands recording measures (harness.env, harness.checks.baselines)."""
 
 import copy
 import subprocess
 import sys
 
 import pytest
-
-from harness import baselines, env
-from harness.profiles import PROFILES, ProfileError, load_profile
-
 from test_baselines import manifest
+
+from harness import env
+from harness.checks import baselines
+from harness.recipe.profiles import PROFILES, ProfileError, load_profile
 
 PINNED_CPU = {"kind": "cpu", "name": "AMD EPYC", "machine": "x86_64", "cuda": None, "count": 0,
               "torch_capability": "AVX2", "bnb_avx512bf16_path": False, "threads": 2,
@@ -166,7 +166,7 @@ def test_an_entry_is_keyed_by_its_recorded_facts_under_todays_rule(tmp_path):
     record(path, PINNED_CPU)
     data = baselines.load(path, "smollm2")
     data["entries"][0]["device"] = "cpu (avx2, bnb fp32, 2 threads, pinned)"  # as an older rule keyed it
-    baselines.artifacts.write_json(path, data)
+    baselines.files.write_json(path, data)
     assert baselines.load(path, "smollm2")["entries"][0]["device"] == env.device_kind({"device": PINNED_CPU})
     assert baselines.compare(path, "smollm2", environment(PINNED_CPU)).other_device is None
 
@@ -191,7 +191,7 @@ def test_a_cross_device_band_can_fail(tmp_path):
     record(path, H100, first=3.77, last=0.31, train=1.09)
     baselines_file = baselines.load(path, "smollm2")
     baselines_file["entries"] = [e for e in baselines_file["entries"] if e["device"] == "NVIDIA H200"]
-    baselines.artifacts.write_json(path, baselines_file)
+    baselines.files.write_json(path, baselines_file)
     comparison = baselines.compare(path, "smollm2", environment(H100))
     assert comparison.other_device == "NVIDIA H200"
     clean = losses(manifest(environment(H100)), 3.76, 0.305, 1.085)
@@ -245,7 +245,7 @@ def test_a_cross_device_band_that_does_not_hold_the_value_is_refused(tmp_path):
     record(path, H100, first=3.77)
     data = baselines.load(path, "smollm2")
     data["entries"][0]["metrics"]["loss_first"]["cross_device"]["band"]["low"] = 10.0
-    baselines.artifacts.write_json(path, data)
+    baselines.files.write_json(path, data)
     with pytest.raises(baselines.BaselineError, match=r"loss_first\.cross_device\.band"):
         baselines.load(path, "smollm2")
 
@@ -257,9 +257,9 @@ def test_an_entry_of_the_prepared_stage_alone_records_no_step_count(tmp_path):
     record(path, PINNED_CPU)
     data = baselines.load(path, "smollm2")
     data["entries"][0]["inputs"]["global_step"] = None
-    baselines.artifacts.write_json(path, data)
+    baselines.files.write_json(path, data)
     with pytest.raises(baselines.BaselineError, match=r"inputs\.global_step"):
         baselines.load(path, "smollm2")
     data["entries"][0]["provenance"] = {"stage": "prepared"}
-    baselines.artifacts.write_json(path, data)
+    baselines.files.write_json(path, data)
     assert baselines.load(path, "smollm2")["entries"][0]["inputs"]["global_step"] is None

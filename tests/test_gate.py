@@ -7,15 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from harness import gate, profiles
-from harness.models import smollm2 as smollm2_models
+from harness import env
+from harness.recipe import profiles
+from harness.recipe.models import smollm2 as smollm2_models
+from harness.versions import gate
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def cpu(monkeypatch):
-    monkeypatch.setattr(profiles, "gpu_available", lambda: False)
+    monkeypatch.setattr(env, "gpu_available", lambda: False)
     monkeypatch.setattr(profiles.phi3_models, "phi3_cached", lambda path=None, model_id=None: False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
@@ -46,7 +48,7 @@ def test_without_the_gguf_the_gate_is_tiny_alone(cpu, tmp_path, monkeypatch):
 
 
 def test_on_a_gpu_with_the_gguf_the_gate_is_smollm2_whole(gguf, tmp_path, monkeypatch):
-    monkeypatch.setattr(profiles, "gpu_available", lambda: True)
+    monkeypatch.setattr(env, "gpu_available", lambda: True)
     monkeypatch.setattr(profiles.phi3_models, "phi3_cached", lambda path=None, model_id=None: False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert [(leg.profile, leg.structural) for leg in gate.plan(options(tmp_path))] == [("smollm2", False)]

@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.generate import STOP_EOS, STOP_EOS_THEN_MORE, STOP_LENGTH, classify_row
+from harness.recipe.generate import STOP_EOS, STOP_EOS_THEN_MORE, STOP_LENGTH, classify_row
 
 EOS, PAD = 2, 0
 

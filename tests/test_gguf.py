@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from harness import profiles
-from harness.models import Checkpoint, ModelInputError, ModelUnavailable, smollm2
+from harness.recipe import profiles
+from harness.recipe.models import Checkpoint, ModelInputError, ModelUnavailable, smollm2
 
 ROOT = Path(__file__).resolve().parents[1]
 

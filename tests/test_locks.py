@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from harness import artifacts, baselines
+from harness.checks import baselines
+from harness.run import artifacts
 
 
 def _second_holder_waits(lock):

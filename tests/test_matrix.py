@@ -8,12 +8,13 @@ import types
 from pathlib import Path
 
 import pytest
-from packaging.version import Version
 from hypothesis import given
 from hypothesis import strategies as st
+from packaging.version import Version
 
-from harness import cli, matrix
-from harness.matrix import VersionSetError
+from harness import cli
+from harness.versions import matrix
+from harness.versions.matrix import VersionSetError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -262,18 +263,18 @@ def test_a_result_with_a_bad_status_is_an_error_naming_the_file(tmp_path):
 
 def test_html_goes_through_the_report_modules_renderer(tmp_path, monkeypatch):
     seen = {}
-    fake = types.ModuleType("harness.report")
+    fake = types.ModuleType("harness.checks.report")
     fake.render_matrix_report = lambda rows, path: seen.update(rows=rows, path=path) or path
-    monkeypatch.setitem(sys.modules, "harness.report", fake)
+    monkeypatch.setitem(sys.modules, "harness.checks.report", fake)
     rows = matrix.report_rows(matrix.load_results(fake_results(tmp_path / "r")))
     assert matrix.render_html(rows, tmp_path / "m.html") == tmp_path / "m.html"
     assert seen["rows"] == rows and {"version_set", "status", "reason", "packages", "suites", "metrics"} == set(rows[0])
 
 
 def test_cli_matrix_prints_the_table_and_exits_1_on_a_failed_set(tmp_path, monkeypatch, capsys):
-    fake = types.ModuleType("harness.report")
+    fake = types.ModuleType("harness.checks.report")
     fake.render_matrix_report = lambda rows, path: path.write_text(f"{len(rows)} rows") or path
-    monkeypatch.setitem(sys.modules, "harness.report", fake)
+    monkeypatch.setitem(sys.modules, "harness.checks.report", fake)
     results = fake_results(tmp_path / "results")
     code = cli.main(["matrix", str(results), "--html", str(tmp_path / "m.html"), "--versions", str(ROOT / "versions.toml")])
     out = capsys.readouterr()
@@ -367,7 +368,7 @@ def test_a_warning_that_named_the_broken_setting_is_shown_as_preceding_the_break
 
 
 def test_swapping_refuses_a_set_that_differs_in_more_than_small_packages(monkeypatch):
-    from harness import history
+    from harness.versions import history
 
     monkeypatch.setattr(history, "installed_versions", lambda python: {"trl": "0.14.0", "datasets": "3.1.0"})
     version_set = matrix.VersionSet("s", ("datasets==4.0.0", "trl==0.15.0"))
@@ -431,8 +432,7 @@ CRASH_JUNIT = f"""<?xml version="1.0" encoding="utf-8"?>
 
 
 def test_the_matrix_reads_the_plugins_crash_properties_by_their_names():
-    from harness import crash, verdicts
-
+    from harness.checks import crash, verdicts
     assert (matrix.CRASH_CASE_PROPERTY, matrix.NOT_RUN_CASE_PROPERTY) == (verdicts.CRASH_PROPERTY, verdicts.NOT_RUN_PROPERTY)
     assert crash.NOT_RUN_PREFIX == "not run: " + matrix.CRASH_LINE_PREFIX.strip()
     line = crash.RecipeCrash(stage="prepared", phase="trainer", root="KeyError: 'text'", raised_as=None,
@@ -537,7 +537,7 @@ def test_the_history_names_the_misread_token():
 
 
 def test_a_trial_runs_the_sets_profile_unless_one_is_named(monkeypatch):
-    from harness import history
+    from harness.versions import history
 
     monkeypatch.delenv("YODA_HARNESS_PROFILE", raising=False)
     smol, plain = matrix.VersionSet("s", ("trl",), profile="smollm2"), matrix.VersionSet("p", ("trl",))
@@ -548,7 +548,7 @@ def test_a_trial_runs_the_sets_profile_unless_one_is_named(monkeypatch):
 def test_a_swapped_release_whose_requirements_the_environment_lacks_cannot_run(monkeypatch):
     """transformers 5.15 wants tokenizers <= 0.23.0: swapped into an environment with 0.23.3 it would
     fail to import, which must read as `cannot-run`, never as a verdict on the release."""
-    from harness import history
+    from harness.versions import history
 
     monkeypatch.setattr(history, "installed_versions", lambda python: {"transformers": "5.18.0", "trl": "1.16.0"})
     monkeypatch.setattr(history.subprocess, "run", lambda *a, **k: types.SimpleNamespace(returncode=0, stderr=""))
@@ -560,6 +560,6 @@ def test_a_swapped_release_whose_requirements_the_environment_lacks_cannot_run(m
 
 
 def test_unmet_requirements_reads_the_environments_own_metadata():
-    from harness import history
+    from harness.versions import history
 
     assert history.unmet_requirements(sys.executable, "transformers") == []

@@ -1,7 +1,7 @@
 """Analytic predictions (from configs alone, no weights) and scoring."""
 
-from harness.metrics import corpus_scores, expected_optimizer_steps, predict_structure, sentence_bleu
-from harness.models.phi3 import phi3_mini_config
+from harness.recipe.metrics import corpus_scores, expected_optimizer_steps, predict_structure, sentence_bleu
+from harness.recipe.models.phi3 import phi3_mini_config
 
 
 def test_phi3_prediction_gives_the_recipe_figures():

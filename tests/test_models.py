@@ -4,11 +4,11 @@ import dataclasses
 
 import pytest
 
-from harness import profiles
-from harness.models import ModelInputError, ModelUnavailable, building, check_special_tokens
-from harness.models import smollm2
-from harness.models.phi3 import PHI3_ADDED_TOKENS, PHI3_CHAT_TEMPLATE, PHI3_SPECIAL_TOKENS
-from harness.models.tiny import build_phi3_style_tokenizer
+from harness import env
+from harness.recipe import profiles
+from harness.recipe.models import ModelInputError, ModelUnavailable, building, check_special_tokens, smollm2
+from harness.recipe.models.phi3 import PHI3_ADDED_TOKENS, PHI3_CHAT_TEMPLATE, PHI3_SPECIAL_TOKENS
+from harness.recipe.models.tiny import build_phi3_style_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_unknown_profile_lists_the_choices(tmp_path):
 
 
 def test_gpu_profiles_say_why_they_cannot_run_on_a_cpu(tmp_path, monkeypatch):
-    monkeypatch.setattr(profiles, "gpu_available", lambda: False)
+    monkeypatch.setattr(env, "gpu_available", lambda: False)
     options = profiles.ModelOptions(models_dir=tmp_path)
     assert "needs a CUDA GPU" in profiles.why_not_runnable(profiles.PROFILES["phi3-shape"], options)
     assert profiles.why_not_runnable(profiles.PROFILES["tiny"], options) is None
@@ -97,7 +97,7 @@ def test_gpu_profiles_say_why_they_cannot_run_on_a_cpu(tmp_path, monkeypatch):
 
 
 def test_phi3_offline_without_cache_is_unavailable(tmp_path, monkeypatch):
-    from harness.models import phi3
+    from harness.recipe.models import phi3
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
@@ -107,7 +107,7 @@ def test_phi3_offline_without_cache_is_unavailable(tmp_path, monkeypatch):
 
 
 def test_phi3_without_weights_is_not_runnable_even_on_a_gpu(monkeypatch, tmp_path):
-    monkeypatch.setattr(profiles, "gpu_available", lambda: True)
+    monkeypatch.setattr(env, "gpu_available", lambda: True)
     monkeypatch.setattr(profiles.phi3_models, "phi3_cached", lambda path=None, model_id=None: False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("YODA_HARNESS_PHI3_PATH", raising=False)
@@ -150,7 +150,7 @@ def test_a_failed_build_leaves_nothing(tmp_path):
 
 
 def _tiny_spec(**settings):
-    from harness.profiles import PROFILES
+    from harness.recipe.profiles import PROFILES
 
     return dataclasses.replace(PROFILES["tiny"].model, settings={**PROFILES["tiny"].model.settings, **settings})
 
@@ -158,7 +158,7 @@ def _tiny_spec(**settings):
 def test_another_tiny_shape_is_built_and_named_in_the_identity(tmp_path):
     import json
 
-    from harness.models import sources, tiny
+    from harness.recipe.models import sources, tiny
 
     shipped = sources._tiny_identity(_tiny_spec())
     assert shipped.startswith(f"tiny-v{tiny.BUILDER_VERSION}-") and shipped.count("-") == 2
@@ -179,7 +179,7 @@ def test_another_tiny_shape_is_built_and_named_in_the_identity(tmp_path):
                     "num_attention_heads, num_hidden_layers, turn_head)"),
 ])
 def test_a_bad_tiny_model_key_names_the_file_and_the_key(tmp_path, model, message):
-    from harness.profiles import ProfileError, load_profile
+    from harness.recipe.profiles import ProfileError, load_profile
 
     path = tmp_path / "mine.toml"
     path.write_text(f'name = "mine"\nextends = "tiny"\n[model]\nsource = "tiny"\nfamily = "phi3"\n{model}\n')
@@ -193,7 +193,7 @@ def _turn_signal(checkpoint_path, conversations):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from harness.models import tiny
+    from harness.recipe.models import tiny
 
     tokenizer = AutoTokenizer.from_pretrained(checkpoint_path)
     model = AutoModelForCausalLM.from_pretrained(checkpoint_path)
@@ -208,7 +208,7 @@ def _turn_signal(checkpoint_path, conversations):
 
 
 def test_the_wired_turn_head_says_whose_turn_it_is(tmp_path):
-    from harness.models import sources, tiny
+    from harness.recipe.models import sources, tiny
 
     spec = _tiny_spec(num_hidden_layers=2, hidden_size=128, intermediate_size=256, num_attention_heads=2)  # head_dim 64, as shipped; small to build fast
     assert sources._tiny_identity(spec).split("-")[1:3] == [f"v{tiny.BUILDER_VERSION}", "2x128x256x2"]
@@ -227,7 +227,7 @@ def test_the_wired_turn_head_says_whose_turn_it_is(tmp_path):
 
 
 def test_with_turn_head_false_no_turn_head_is_wired(tmp_path):
-    from harness.models import sources, tiny
+    from harness.recipe.models import sources, tiny
 
     spec = _tiny_spec(num_hidden_layers=2, hidden_size=128, intermediate_size=256, num_attention_heads=2,
                       turn_head=False)

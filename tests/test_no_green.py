@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import artifacts, env, profiles, stages
-from harness.models import apply_special_tokens
-from harness.models import smollm2 as smollm2_models
-from harness.models.phi3 import PHI3_SPECIAL_TOKENS
+from harness import env, files
+from harness.recipe import profiles
+from harness.recipe.models import apply_special_tokens
+from harness.recipe.models import smollm2 as smollm2_models
+from harness.recipe.models.phi3 import PHI3_SPECIAL_TOKENS
+from harness.run import artifacts, stages
 from tests.planted import plant_run, run_suites, tree_digest
 
 pytest_plugins = ["pytester"]
@@ -30,7 +32,7 @@ def no_gpu(monkeypatch):
 @pytest.fixture
 def gpu_without_weights(monkeypatch, tmp_path):
     """A GPU machine (as far as profile choice can tell) with neither Phi-3's weights nor the GGUF."""
-    monkeypatch.setattr(profiles, "gpu_available", lambda: True)
+    monkeypatch.setattr(env, "gpu_available", lambda: True)
     monkeypatch.setattr(profiles.phi3_models, "phi3_cached", lambda path=None, model_id=None: False)
     monkeypatch.setenv(smollm2_models.GGUF_ENV, str(tmp_path / "missing.gguf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -168,7 +170,7 @@ def test_a_changed_tokenizer_eos_fails_every_check_of_the_run_and_names_the_toke
 
 
 def test_a_wrong_gguf_checksum_is_an_input_error_not_unavailability(tmp_path):
-    from harness.models import ModelInputError
+    from harness.recipe.models import ModelInputError
 
     fake = tmp_path / smollm2_models.GGUF_NAME
     fake.write_bytes(b"GGUF but not SmolLM2")
@@ -215,7 +217,7 @@ def test_a_misread_the_harness_corrected_fails_its_check_and_shows_in_the_report
     assert "The harness corrected eos_token to run the recipe" in output
     html = report.read_text(encoding="utf-8")
     assert "the harness corrected them to run the recipe" in html and "&lt;|end|&gt;" in html
-    assert artifacts.read_json(directory / artifacts.MANIFEST)["tokens"]["corrections"][0]["read"] == "<|end|>"
+    assert files.read_json(directory / artifacts.MANIFEST)["tokens"]["corrections"][0]["read"] == "<|end|>"
 
 
 # ------------------------------------------------------------------ 4. baselines only from good runs
@@ -284,7 +286,7 @@ def test_a_change_to_the_harness_source_is_a_new_cache_key(tmp_path, monkeypatch
     package = tmp_path / "harness"
     shutil.copytree(Path(env.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
     before = env.harness_source_digest(package)
-    (package / "generate.py").write_text((package / "generate.py").read_text() + "\n# changed\n")
+    (package / "recipe" / "generate.py").write_text((package / "recipe" / "generate.py").read_text() + "\n# changed\n")
     assert env.harness_source_digest(package) != before
 
     profile = profiles.PROFILES["tiny"]
@@ -299,7 +301,7 @@ def test_the_environment_fingerprint_covers_the_template_renderer_and_readers():
 
 
 def test_data_is_keyed_by_every_column_loaded(tmp_path):
-    from harness.data import load_rows, split_rows
+    from harness.recipe.data import load_rows, split_rows
 
     rows, _ = load_rows("bundled")
     changed = [dict(row) for row in rows]
@@ -308,7 +310,7 @@ def test_data_is_keyed_by_every_column_loaded(tmp_path):
 
 
 def test_a_local_phi3_directory_is_keyed_by_its_weights_not_its_name(tmp_path):
-    from harness.models.phi3 import HUB_MODEL_ID, phi3_identity
+    from harness.recipe.models.phi3 import HUB_MODEL_ID, phi3_identity
 
     local = tmp_path / "phi3"
     local.mkdir()
@@ -348,11 +350,11 @@ def test_a_structural_session_records_the_prepared_stage_only_where_the_profile_
 
     prepared_dir = tmp_path / "prepared"
     shutil.copytree(FIXTURE, prepared_dir)
-    manifest = artifacts.read_json(prepared_dir / artifacts.MANIFEST)
+    manifest = files.read_json(prepared_dir / artifacts.MANIFEST)
     manifest.update(stage="prepared", profile=profile)
     manifest["training"] = {key: value for key, value in manifest["training"].items()
                             if key not in ("loss_history", "global_step", "train_loss")}
-    artifacts.write_json(prepared_dir / artifacts.MANIFEST, manifest)
+    files.write_json(prepared_dir / artifacts.MANIFEST, manifest)
     monkeypatch.setattr(stages, "prepare", lambda *a, **k: (stages.Run(prepared_dir, manifest), None))
     monkeypatch.setattr(stages, "describe_cached", lambda *a, **k: "planted")
     pytester.makepyfile(STRUCTURAL_ONLY)
@@ -367,7 +369,7 @@ def test_a_structural_session_records_the_prepared_stage_only_where_the_profile_
         return
     entry = json.loads((baselines / "smollm2.json").read_text())["entries"][0]
     assert entry["provenance"]["stage"] == "prepared" and entry["loss_history"] == []
-    from harness.baselines import PREPARED_METRICS
+    from harness.checks.baselines import PREPARED_METRICS
 
     # The prepared stage's figures (this planted manifest predates the token record), nothing trained.
     assert {"footprint_adapted_mb", "footprint_loaded_mb", "template_rendered", "total_parameters",

@@ -38,7 +38,7 @@ def test_the_suites_install_as_harness_suites(wheel_files):
 
 
 def test_the_data_files_are_in_the_wheel(wheel_files):
-    needed = {"harness/profiles/builtin/tiny.toml", "harness/data_files/yoda_sentences.jsonl",
-              "harness/report/templates/run.html"}
-    needed |= {f"harness/profiles/builtin/{path.name}" for path in (ROOT / "harness/profiles/builtin").glob("*.toml")}
+    needed = {"harness/recipe/profiles/builtin/tiny.toml", "harness/recipe/data_files/yoda_sentences.jsonl",
+              "harness/checks/report/templates/run.html"}
+    needed |= {f"harness/recipe/profiles/builtin/{path.name}" for path in (ROOT / "harness/recipe/profiles/builtin").glob("*.toml")}
     assert needed - wheel_files == set()

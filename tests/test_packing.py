@@ -1,4 +1,4 @@
-"""harness.compat.Packing against the installed trl's own packing: rows, and the tokens kept and dropped.
+"""harness.recipe.compat.Packing against the installed trl's own packing: rows, and the tokens kept and dropped.
 
 The model (trl's sources at each tag) predicts the step count the packing check compares, and what
 the collation property expects. Here it meets the real thing: the tiny trainer's own dataset
@@ -11,8 +11,9 @@ from collections import Counter
 
 import pytest
 
-from harness import compat, profiles, recipe, stages
-from harness.data import load_rows, to_conversation
+from harness.recipe import compat, profiles, qlora_sft
+from harness.recipe.data import load_rows, to_conversation
+from harness.run import stages
 
 pytestmark = pytest.mark.slow
 
@@ -38,8 +39,8 @@ def _conversations(count: int) -> list[dict]:
 @pytest.mark.parametrize("count", [40, 1001, 3500])
 def test_the_packing_model_predicts_the_installed_trls_rows_and_tokens(trainer, count):
     examples = _conversations(count)
-    expected = recipe.expected_packing(trainer, examples)
-    rows = recipe.prepare(trainer, examples)
+    expected = qlora_sft.expected_packing(trainer, examples)
+    rows = qlora_sft.prepare(trainer, examples)
     assert len(rows) == expected.rows, f"trl {compat.version('trl')} packed {count} conversations into {len(rows)} rows"
     kept = Counter(token for row in rows for token in row["input_ids"])
     assert not kept - expected.tokens, f"tokens no template or separator wrote: {(kept - expected.tokens).most_common(3)}"

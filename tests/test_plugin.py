@@ -41,7 +41,7 @@ def test_corrupt_baseline_fails_loudly(pytester, tmp_path):
     (tmp_path / "tiny.json").write_text('{"schema": 1, "profile": "tiny", "entries": [{}]}')
     pytester.makepyfile(
         """
-        from harness import baselines
+        from harness.checks import baselines
 
         def test_load(pytestconfig):
             from pathlib import Path

@@ -1,9 +1,10 @@
-"""Profiles are files: the built-ins load from harness/profiles/builtin/, a user's file extends one,
+"""Profiles are files: the built-ins load from harness/recipe/profiles/builtin/, a user's file extends one,
 and a bad file is an error naming the file and the field."""
 
 import pytest
 
-from harness import profiles
+from harness import env
+from harness.recipe import profiles
 
 pytest_plugins = ["pytester"]
 
@@ -121,7 +122,7 @@ def test_what_each_stage_needs_comes_from_the_profile_file():
 
 
 def test_a_file_sets_a_stage_need_and_extends_merge_it_key_by_key(tmp_path, monkeypatch):
-    monkeypatch.setattr(profiles, "gpu_available", lambda: False)
+    monkeypatch.setattr(env, "gpu_available", lambda: False)
     path = write(tmp_path, "cpu-smol.toml", 'name = "cpu-smol"\nextends = "smollm2"\ndescription = "d"\n'
                                             '[needs]\ntrained = "any"\n')
     profile = profiles.load_profile(path)

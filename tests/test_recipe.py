@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from harness import artifacts, profiles, recipe, stages
-from harness.data import load_rows
+from harness.recipe import profiles, qlora_sft
+from harness.recipe.data import load_rows
+from harness.run import artifacts, stages
 
 pytestmark = pytest.mark.slow
 
@@ -37,13 +38,13 @@ def test_load_gives_a_4bit_model_and_the_checked_tokenizer(options):
 
     profile = profiles.PROFILES["tiny"]
     config = profile.recipe_config()
-    model, tokenizer = recipe.load_quantized_model(profile.build_checkpoint(options), config)
+    model, tokenizer = qlora_sft.load_quantized_model(profile.build_checkpoint(options), config)
     assert isinstance(model.model.layers[0].self_attn.qkv_proj, bnb.nn.Linear4bit)
     assert not isinstance(model.lm_head, bnb.nn.Linear4bit)
     assert tokenizer.pad_token == tokenizer.eos_token  # as shipped
-    recipe.prepare_tokenizer(tokenizer)
+    qlora_sft.prepare_tokenizer(tokenizer)
     assert tokenizer.pad_token == "<unk>" != tokenizer.eos_token
-    peft_model = recipe.add_adapters(model, config)
+    peft_model = qlora_sft.add_adapters(model, config)
     trainable, _ = peft_model.get_nb_trainable_parameters()
     assert trainable == sum(p.numel() for n, p in peft_model.named_parameters() if "lora_" in n)
 
@@ -58,8 +59,8 @@ def test_adapters_do_not_depend_on_what_the_process_drew_before(options):
 
     def first_lora_a(draws_before: int):
         torch.rand(draws_before)
-        model, _ = recipe.load_quantized_model(checkpoint, config)
-        peft_model = recipe.add_adapters(model, config)
+        model, _ = qlora_sft.load_quantized_model(checkpoint, config)
+        peft_model = qlora_sft.add_adapters(model, config)
         return next(p for n, p in peft_model.named_parameters() if "lora_A" in n).detach().clone()
 
     assert torch.equal(first_lora_a(0), first_lora_a(1000))
@@ -99,8 +100,8 @@ def test_a_run_proves_its_reloaded_adapter_is_the_trained_one(first_run):
 
 
 def test_a_run_generates_as_deployed_with_the_saved_folders_tokenizer(first_run):
-    from harness import deployed
-    from harness.generate import build_prompt
+    from harness.recipe import deployed
+    from harness.recipe.generate import build_prompt
 
     _, run = first_run
     saved = run.manifest["saved"]
@@ -137,7 +138,7 @@ def test_interrupted_run_is_never_reused(tmp_path, options, small_config, monkey
     def interrupted(trainer):
         raise KeyboardInterrupt("killed during training")
 
-    monkeypatch.setattr(recipe, "train", interrupted)
+    monkeypatch.setattr(qlora_sft, "train", interrupted)
     with pytest.raises(KeyboardInterrupt):
         stages.run(profiles.PROFILES["tiny"], options, tmp_path, config=small_config)
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
@@ -157,7 +158,7 @@ def test_run_directory_without_complete_manifest_is_ignored(tmp_path):
 def test_live_objects_can_be_prepared_for_a_reused_run(first_run, options, small_config):
     live = stages.prepare_live(profiles.PROFILES["tiny"], options, small_config)
     assert live.tokenizer.pad_token == "<unk>"
-    batch = recipe.prepare_and_collate(live.trainer, [{"messages": [{"role": "user", "content": "Hi there."},
+    batch = qlora_sft.prepare_and_collate(live.trainer, [{"messages": [{"role": "user", "content": "Hi there."},
                                                                     {"role": "assistant", "content": "There, hi."}]}])
     assert batch["input_ids"].shape[0] == 1
 
@@ -168,6 +169,6 @@ def test_live_objects_never_write_into_the_published_run(first_run, options, sma
     runs, run = first_run
     before = tree_digest(run.directory)
     live = stages.prepare_live(profiles.PROFILES["tiny"], options, small_config)
-    recipe.prepare_and_collate(live.trainer, [{"messages": [{"role": "user", "content": "Hi."},
+    qlora_sft.prepare_and_collate(live.trainer, [{"messages": [{"role": "user", "content": "Hi."},
                                                             {"role": "assistant", "content": "Hi, hmm."}]}])
     assert tree_digest(run.directory) == before

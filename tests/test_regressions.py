@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import artifacts
-from harness import deployed as deployed_module
+from harness import files
+from harness.recipe import deployed as deployed_module
+from harness.run import artifacts
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_SUITES = {"test_memory.py", "test_trainable.py", "test_labels.py", "test_chat_template.py", "test_bleu.py",
@@ -70,7 +71,7 @@ TRAINING_ARGS = {None: STRUCTURAL, SHORT: SHORT_TRAINING, FULL: []}
 def run_checks(tmp_path: Path, models_dir: Path, inject: str, extra: list[str],
                paths: tuple[str, ...] = ("suites",)) -> dict[str, tuple[str, str, str | None]]:
     """{"suite file::check": (outcome, message, verdict)} of a fresh tiny run with `inject` applied
-    (verdict: the JUnit property harness.verdicts adds to a failed check, BROKEN or CHANGED)."""
+    (verdict: the JUnit property harness.checks.verdicts adds to a failed check, BROKEN or CHANGED)."""
     junit = tmp_path / "junit.xml"
     env = dict(os.environ, YODA_HARNESS_INJECT=inject, YODA_HARNESS_MODELS_DIR=str(models_dir),
                YODA_HARNESS_QUIET="1")
@@ -121,7 +122,7 @@ def test_an_injected_packing_crash_is_one_broken_line_in_the_terminal_junit_and_
     ValueError): one BROKEN line naming the phase and the root cause, in the terminal's verdict,
     in the JUnit XML (the session's property, and the check that met it: BROKEN, a comparison too)
     and in `harness matrix`'s reason; every other check is 'not run'."""
-    from harness import matrix
+    from harness.versions import matrix
 
     junit = tmp_path / "junit.xml"
     env = dict(os.environ, YODA_HARNESS_INJECT="packing-crashes", YODA_HARNESS_MODELS_DIR=str(shared_models_dir))
@@ -197,14 +198,14 @@ def test_a_mismatch_written_at_save_time_is_broken_in_the_trained_stage(inject, 
     assert list(deployed_checks.values()).count("failed") == 1, deployed_checks
 
     # The deployed generations come from the saved folder's tokenizer; the adapter-weights agreement
-    # is made with the trained one (harness/recipe.py), so it still compares like with like.
+    # is made with the trained one (harness/recipe/qlora_sft.py), so it still compares like with like.
     run = _run_directory(tmp_path / "cache")
-    manifest = artifacts.read_json(run / artifacts.MANIFEST)
-    deployed_rows = artifacts.read_jsonl(run / "generations_tuned.jsonl")
-    in_memory = artifacts.read_jsonl(run / "generations_tuned_in_memory.jsonl")
+    manifest = files.read_json(run / artifacts.MANIFEST)
+    deployed_rows = files.read_jsonl(run / "generations_tuned.jsonl")
+    in_memory = files.read_jsonl(run / "generations_tuned_in_memory.jsonl")
     assert manifest["saved"]["deployed_generations"] == deployed_module.DEPLOYED_GENERATIONS
     assert "saved folder" in manifest["adapter"]["reload"]["agreement_because"]
-    agreement = artifacts.read_jsonl(run / manifest["adapter"]["reload"]["agreement_file"])
+    agreement = files.read_jsonl(run / manifest["adapter"]["reload"]["agreement_file"])
     same = sum(a["token_ids"] == b["token_ids"] for a, b in zip(agreement, in_memory)) / len(in_memory)
     assert same >= 0.9, f"{inject}: the reloaded adapter with the trained tokenizer matches the in-memory model on {same:.0%}"
     if inject == "saved-template":

@@ -1,4 +1,4 @@
-"""harness/reload.py: the reloaded adapter compared with the trained one, exactly and by precision."""
+"""harness/recipe/reload.py: the reloaded adapter compared with the trained one, exactly and by precision."""
 
 import copy
 
@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 peft = pytest.importorskip("peft")
 
-from harness import reload  # noqa: E402
+from harness.recipe import reload  # noqa: E402
 
 
 class TwoLayers(torch.nn.Module):

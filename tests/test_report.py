@@ -1,7 +1,7 @@
 """The HTML report: numbers from a stored run, escaping, self-containment, the page in a browser.
 
 The stored run (tests/fixtures/run_tiny, refreshed with scripts/make_report_fixture.py) is loaded
-as `python -m harness report` loads a run directory: `harness.stages.Run(directory, manifest)`.
+as `python -m harness report` loads a run directory: `harness.run.stages.Run(directory, manifest)`.
 """
 
 from __future__ import annotations
@@ -17,14 +17,16 @@ from pathlib import Path
 import lxml.html
 import pytest
 
-from harness import artifacts, baselines, cli
-from harness.stages import Run
-from harness.report import render_matrix_report, render_run_report
+from harness import cli, files
+from harness.checks import baselines
+from harness.checks.report import render_matrix_report, render_run_report
+from harness.run import artifacts
+from harness.run.stages import Run
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_tiny"
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
-# As harness.plugin records them: {suite file: [(node id, outcome), ...]}.
+# As harness.checks.plugin records them: {suite file: [(node id, outcome), ...]}.
 OUTCOMES = {
     "test_memory.py": [("suites/test_memory.py::test_footprint_after_load", "passed"),
                        ("suites/test_memory.py::test_peak_gpu_memory", "skipped")],
@@ -38,7 +40,7 @@ EXPECTED_STATUS = {"test_memory.py": "passed", "test_labels.py": "failed", "test
 # ------------------------------------------------------------------ helpers
 def load_run(directory: Path) -> Run:
     """The run directory as the CLI loads it (harness.cli.cmd_report)."""
-    return Run(directory, artifacts.read_json(directory / artifacts.MANIFEST), reused=True)
+    return Run(directory, files.read_json(directory / artifacts.MANIFEST), reused=True)
 
 
 def copy_fixture(tmp_path: Path) -> Path:
@@ -232,15 +234,15 @@ def test_the_baselines_loss_curve_is_drawn_when_the_entry_has_one(run, tmp_path)
 
 def test_a_structural_run_says_its_quality_figures_mean_nothing(tmp_path):
     directory = copy_fixture(tmp_path)
-    manifest = artifacts.read_json(directory / "run.json")
+    manifest = files.read_json(directory / "run.json")
     manifest.update(profile="phi3-shape", profile_kind="structural")
     manifest["structure"]["footprint_loaded_bytes"] = 2_206_340_000
-    artifacts.write_json(directory / "run.json", manifest)
+    files.write_json(directory / "run.json", manifest)
     page = parse(render_run_report(load_run(directory), tmp_path / "report.html"))
     notices = [text(p) for p in page.xpath('//p[contains(@class, "structural")]')]
     assert any("random weights" in n and "mean nothing" in n for n in notices)
     assert "Random weights" in text(by_id(page, "quality"))
-    # The profile's own skip reasons (harness.profiles) are shown too.
+    # The profile's own skip reasons (harness.recipe.profiles) are shown too.
     assert any(n.startswith("The quality checks skip on this profile: phi3-shape has random weights")
                for n in map(text, page.xpath('//p[contains(@class, "notice")]')))
     reference = by_id(page, "reference-table")
@@ -259,7 +261,7 @@ def test_the_cli_renders_a_run_directory(tmp_path, capsys):
     assert cli.main(["report", str(FIXTURE), "-o", str(output), "--baselines-dir", str(tmp_path)]) == 0
     assert capsys.readouterr().out.strip() == str(output)
     page = parse(output)
-    assert len(sentence_rows(page)) == artifacts.read_json(FIXTURE / "run.json")["data"]["eval_rows"]
+    assert len(sentence_rows(page)) == files.read_json(FIXTURE / "run.json")["data"]["eval_rows"]
     assert "not given" in text(page.xpath("//header")[0])  # no suite outcomes from a run directory
     assert "no baseline entry for cpu" in text(by_id(page, "baseline-line"))
 
@@ -270,7 +272,7 @@ def test_a_corrupt_baseline_still_gives_a_report_and_says_why_it_has_no_deltas(t
     assert cli.main(["report", str(FIXTURE), "-o", str(output), "--baselines-dir", str(tmp_path)]) == 0
     error = capsys.readouterr().err
     assert "report without baseline deltas" in error and "tiny.json" in error
-    assert len(sentence_rows(parse(output))) == artifacts.read_json(FIXTURE / "run.json")["data"]["eval_rows"]
+    assert len(sentence_rows(parse(output))) == files.read_json(FIXTURE / "run.json")["data"]["eval_rows"]
 
 
 # ------------------------------------------------------------------ safety
@@ -281,20 +283,20 @@ IMG = "<img src=x onerror=alert(1)>"
 
 def test_model_data_and_library_strings_show_as_text(tmp_path):
     directory = copy_fixture(tmp_path)
-    tuned = artifacts.read_jsonl(directory / "generations_tuned.jsonl")
-    base = artifacts.read_jsonl(directory / "generations_base.jsonl")
+    tuned = files.read_jsonl(directory / "generations_tuned.jsonl")
+    base = files.read_jsonl(directory / "generations_base.jsonl")
     tuned[0].update(text=SCRIPT + CELL_BREAK, raw=SCRIPT + CELL_BREAK + "<|end|>", source=IMG)
     base[0].update(source=IMG, stop_reason=CELL_BREAK)
-    artifacts.write_jsonl(directory / "generations_tuned.jsonl", tuned)
-    artifacts.write_jsonl(directory / "generations_base.jsonl", base)
-    manifest = artifacts.read_json(directory / "run.json")
+    files.write_jsonl(directory / "generations_tuned.jsonl", tuned)
+    files.write_jsonl(directory / "generations_base.jsonl", base)
+    manifest = files.read_json(directory / "run.json")
     manifest["model"] = IMG
     manifest["environment"]["packages"]["trl"] = SCRIPT
     manifest["phase_seconds"][SCRIPT] = 0.5  # drawn into the phase figure's SVG
-    artifacts.write_json(directory / "run.json", manifest)
-    template = artifacts.read_json(directory / "template.json")
+    files.write_json(directory / "run.json", manifest)
+    template = files.read_json(directory / "template.json")
     template["rendered"] = SCRIPT + template["rendered"]
-    artifacts.write_json(directory / "template.json", template)
+    files.write_json(directory / "template.json", template)
 
     html = render_run_report(load_run(directory), tmp_path / "report.html", outcomes=OUTCOMES).read_text("utf-8")
     page = lxml.html.fromstring(html)
@@ -494,11 +496,11 @@ def test_the_verdict_lists_broken_first_then_changed(run, comparison, tmp_path):
 
 # ------------------------------------------------------------------ what users deploy: the saved folder
 def with_saved_folder(tmp_path: Path, saved: dict) -> Run:
-    """The fixture run with a `saved` record (harness/deployed.py) as a trained run records it."""
+    """The fixture run with a `saved` record (harness/recipe/deployed.py) as a trained run records it."""
     directory = copy_fixture(tmp_path)
-    manifest = artifacts.read_json(directory / "run.json")
+    manifest = files.read_json(directory / "run.json")
     manifest["saved"] = saved
-    artifacts.write_json(directory / "run.json", manifest)
+    files.write_json(directory / "run.json", manifest)
     return load_run(directory)
 
 
@@ -510,7 +512,7 @@ def tiny(shared_models_dir):
 
 
 def test_a_run_that_did_not_read_the_saved_folder_says_what_its_tuned_outputs_used(tmp_path):
-    manifest = artifacts.read_json(FIXTURE / "run.json")
+    manifest = files.read_json(FIXTURE / "run.json")
     assert "saved" not in manifest  # recorded before 2026-12-06
     page = parse(render_run_report(load_run(FIXTURE), tmp_path / "report.html", outcomes=OUTCOMES))
     assert "generated with the tokenizer the model trained with, not the saved one" in text(by_id(page, "deployed-from"))
@@ -569,9 +571,9 @@ def test_every_status_a_comparison_can_decide_has_a_row_in_the_report():
     names it so (it was a KeyError that failed `pytest suites --yoda-report` with an INTERNALERROR)."""
     import re
 
-    from harness.report import baseline as report_baseline
+    from harness.checks.report import baseline as report_baseline
 
-    source = (Path(__file__).resolve().parents[1] / "harness" / "baselines.py").read_text(encoding="utf-8")
+    source = (Path(__file__).resolve().parents[1] / "harness" / "checks" / "baselines.py").read_text(encoding="utf-8")
     decided = set(re.findall(r'Verdict\(name, "([a-z-]+)"', source))
     assert decided and decided <= set(report_baseline._ROW_STATUS)
     assert report_baseline._ROW_STATUS["not-compared"] == "not compared"

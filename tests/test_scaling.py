@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import artifacts
-from harness.metrics import expected_optimizer_steps
+from harness import files
+from harness.recipe.metrics import expected_optimizer_steps
+from harness.run import artifacts
 
 pytestmark = pytest.mark.slow
 pytest_plugins = ["pytester"]
@@ -84,7 +85,7 @@ def test_two_processes_publish_one_run(launcher, tmp_path, small_cli_overrides):
     summaries = [line for line in output.splitlines() if line.startswith("run       ")]
     assert len(summaries) == 1, f"rank 0 alone prints the run: {summaries}"
 
-    manifest = artifacts.read_json(finished[0] / artifacts.MANIFEST)
+    manifest = files.read_json(finished[0] / artifacts.MANIFEST)
     assert manifest["environment"]["processes"] == 2
     training, config = manifest["training"], manifest["config"]["training"]
     # Each optimizer step takes one batch on each process: the global batch is twice the per-device one.
@@ -96,7 +97,7 @@ def test_two_processes_publish_one_run(launcher, tmp_path, small_cli_overrides):
     )
     assert training["lora_b_abs_sum_after"] > 0, "the adapters did not train"
     assert (finished[0] / "adapter" / "adapter_model.safetensors").is_file()
-    assert len(artifacts.read_jsonl(finished[0] / "generations_tuned.jsonl")) == manifest["data"]["eval_rows"]
+    assert len(files.read_jsonl(finished[0] / "generations_tuned.jsonl")) == manifest["data"]["eval_rows"]
 
 
 # ------------------------------------------------------------------ pytest-xdist
@@ -114,7 +115,7 @@ def spread_suites(cache: Path, models: Path, overrides: list[str], session: str,
     errors = [f"{case.get('name')}: {case.find('error').get('message', '')[:300]}"
               for case in ElementTree.parse(junit).iter("testcase") if case.find("error") is not None]
     events = [line.split(" ", 2) for line in log.read_text().splitlines()]
-    manifests = [artifacts.read_json(path / artifacts.MANIFEST) for path in finished_runs(cache / "runs")]
+    manifests = [files.read_json(path / artifacts.MANIFEST) for path in finished_runs(cache / "runs")]
     return {"output": output, "errors": errors, "manifests": manifests,
             "trained": [e[1] for e in events if e[0] == "train"],
             "rebuilt": [e[1] for e in events if e[0] == "rebuild"],

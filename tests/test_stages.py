@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import artifacts, progress
+from harness import files, progress
+from harness.run import artifacts
 from tests.planted import run_suites
 
 pytestmark = pytest.mark.slow
@@ -34,7 +35,7 @@ def test_the_structural_stage_trains_nothing_and_shows_its_progress(tmp_path, sh
     assert not any(line.startswith("train ") for line in _events(log)), "the structural stage trained"
     published = sorted(p.name for p in (tmp_path / "cache" / "runs").iterdir() if not p.name.startswith("."))
     assert len(published) == 1 and published[0].endswith("-prepared"), published
-    manifest = artifacts.read_json(tmp_path / "cache" / "runs" / published[0] / artifacts.MANIFEST)
+    manifest = files.read_json(tmp_path / "cache" / "runs" / published[0] / artifacts.MANIFEST)
     assert manifest["stage"] == "prepared" and "metrics" not in manifest
     # Progress reaches the terminal although the recipe runs inside a session fixture (capture on).
     assert "[harness] trainer done in" in done.stdout, done.stdout[-3000:]
@@ -79,15 +80,14 @@ def test_the_training_line_says_step_loss_and_eta():
 def test_a_trained_run_keeps_the_warnings_its_published_prepared_stage_recorded(tmp_path):
     """Import-time warnings fire once per process: a session that reused the prepared stage
     imported the libraries outside any recording, and its trained run must not lose them."""
-    from harness import artifacts, stages
-
+    from harness.run import artifacts, stages
     jit = {"library": "torch 2.13.0+cpu", "category": "DeprecationWarning", "message": "`torch.jit.script_method` is deprecated.",
            "settings": [], "count": 14}
     checkpointing = {"library": "transformers 5.23.0", "category": "FutureWarning", "settings": [], "count": 1,
                      "message": "`gradient_checkpointing` is deprecated and will be removed in v6."}
     prepared = tmp_path / ("tiny-abc" + stages.PREPARED)
     prepared.mkdir()
-    artifacts.write_json(prepared / artifacts.MANIFEST, {"status": artifacts.COMPLETE, "library_warnings": [jit, checkpointing]})
+    files.write_json(prepared / artifacts.MANIFEST, {"status": artifacts.COMPLETE, "library_warnings": [jit, checkpointing]})
     manifest = {"library_warnings": [checkpointing]}
     stages._add_published_preparation_warnings(manifest, tmp_path, "tiny-abc")
     assert manifest["library_warnings"] == [checkpointing, jit]

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, sweep
-from harness.sweep import Job, JobsError, parse_jobs
+from harness import cli
+from harness.versions import sweep
+from harness.versions.sweep import Job, JobsError, parse_jobs
 
 JOBS = """\
 # NAME WORD...: the tiny profile over two seeds, and a deeper model from a profile file

@@ -5,8 +5,9 @@ import warnings
 
 import pytest
 
-from harness import data, libwarnings, variants
-from harness.config import RecipeConfig
+from harness import files
+from harness.recipe import data, libwarnings, variants
+from harness.recipe.config import RecipeConfig
 
 pytest_plugins = ["pytester"]
 
@@ -51,7 +52,7 @@ def test_the_instruction_format_is_prompt_completion_strings():
 def test_the_pad_token_switch_reaches_the_tokenizer():
     from types import SimpleNamespace
 
-    from harness.recipe import prepare_tokenizer
+    from harness.recipe.qlora_sft import prepare_tokenizer
 
     shipped = SimpleNamespace(pad_token="<|endoftext|>", unk_token="<unk>")
     assert prepare_tokenizer(shipped, RecipeConfig()).pad_token == "<unk>"
@@ -112,17 +113,16 @@ def test_the_report_lists_the_adaptations_and_the_library_warnings(tmp_path):
 
     import lxml.html
 
-    from harness import artifacts
-    from harness.stages import Run
-    from harness.report import render_run_report
+    from harness.checks.report import render_run_report
+    from harness.run.stages import Run
 
     directory = Path(shutil.copytree(Path(__file__).parent / "fixtures" / "run_tiny", tmp_path / "run"))
-    manifest = artifacts.read_json(directory / "run.json")
+    manifest = files.read_json(directory / "run.json")
     manifest["compat"] = [{"library": "trl 0.14.0", "setting": "max_length", "action": "passed as max_seq_length",
                            "description": "trl 0.14.0: max_length passed as max_seq_length"}]
     manifest["library_warnings"] = [{"library": "trl 0.16.0", "category": "FutureWarning", "count": 2,
                                      "message": "`max_seq_length` is deprecated <b>", "settings": ["training.max_length"]}]
-    artifacts.write_json(directory / "run.json", manifest)
+    files.write_json(directory / "run.json", manifest)
     page = lxml.html.fromstring(render_run_report(Run(directory, manifest, reused=True), tmp_path / "r.html")
                                 .read_text(encoding="utf-8"))
     assert page.get_element_by_id("compat").text_content().strip() == "trl 0.14.0: max_length passed as max_seq_length"
@@ -162,8 +162,8 @@ def test_an_unknown_variant_is_a_pytest_usage_error(pytester):
 def test_the_variant_option_reaches_the_recipe_config_and_overrides_apply_on_top(pytester):
     pytester.makeconftest("""
         import pytest
-        from harness import profiles
-        from harness.plugin import recipe_config
+        from harness.recipe import profiles
+        from harness.checks.plugin import recipe_config
 
         @pytest.fixture
         def resolved(pytestconfig):

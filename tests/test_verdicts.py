@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import baselines
+from harness.checks import baselines
 
 pytest_plugins = ["pytester"]
 
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.profiles import PROFILES
-from harness.stages import Run
+from harness.recipe.profiles import PROFILES
+from harness.run.stages import Run
 
 FIXTURE = Path({fixture!r})
 
@@ -266,8 +266,8 @@ def test_bad_verdict_options_are_usage_errors(pytester, args, message):
 
 
 def test_baseline_seeds_runs_the_recipe_with_the_next_seeds(monkeypatch, tmp_path):
-    from harness import plugin, stages
-
+    from harness.checks import plugin
+    from harness.run import stages
     seeds = []
 
     def fake_run(profile, options, runs_dir, fresh=False, config=None, session=None):

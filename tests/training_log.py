@@ -1,6 +1,6 @@
 """A `-p` plugin for tests of a spread-out `pytest suites` run: logs training, rebuilds and checks.
 
-Appends to $YODA_HARNESS_TRAIN_LOG `train <worker>` each time `recipe.train` runs, `rebuild
+Appends to $YODA_HARNESS_TRAIN_LOG `train <worker>` each time `qlora_sft.train` runs, `rebuild
 <worker>` each time `stages.prepare_live` does, and `check <worker> <node id>` for each check, so
 `tests/test_scaling.py` can assert that pytest-xdist workers trained once between them and that
 every worker ran checks.
@@ -29,9 +29,9 @@ def _logged(function, event: str):
 
 
 def pytest_configure(config):
-    from harness import recipe, stages
-
-    recipe.train = _logged(recipe.train, "train")
+    from harness.recipe import qlora_sft
+    from harness.run import stages
+    qlora_sft.train = _logged(qlora_sft.train, "train")
     stages.prepare_live = _logged(stages.prepare_live, "rebuild")
 
 

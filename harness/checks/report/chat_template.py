@@ -1,0 +1,133 @@
+"""The "Chat template" section: the rendered example and prompt token by token, special tokens marked,
+and what users deploy: the saved folder's tokens, chat template and generation config beside the
+trained ones (harness/recipe/deployed.py), which the deployed (tuned) generations used.
+
+`special_segments` also marks the special tokens in the model outputs of the per-sentence table.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from harness.checks.report.formatting import item_at
+from harness.recipe import deployed
+
+# Special tokens in the Phi-3 / Llama styles, and byte-fallback tokens.
+_SPECIAL = re.compile(r"<\|[^|<>\s]{1,40}\|>|<unk>|</?s>|<0x[0-9A-Fa-f]{2}>")
+
+
+def special_segments(text: str | None, specials: set[str] | frozenset = frozenset()) -> list[dict]:
+    """`text` cut into plain and special-token pieces; a newline becomes its own piece (shown as ↵)."""
+    if not text:
+        return []
+    # Longest first: an alternation takes the first branch that fits, so a token that begins with
+    # another one would otherwise be cut after the shorter.
+    known = "|".join(re.escape(s) for s in sorted(specials, key=len, reverse=True) if s)
+    pattern = re.compile(f"({known + '|' if known else ''}{_SPECIAL.pattern})")
+    segments = []
+    for i, piece in enumerate(pattern.split(text)):
+        if i % 2 == 1:  # re.split with one group: the odd pieces are the matches
+            segments.append({"kind": "special", "text": piece})
+            continue
+        segments.extend(_plain_segments(piece))
+    return segments
+
+
+def _plain_segments(piece: str) -> list[dict]:
+    segments = []
+    lines = piece.split("\n")
+    for j, line in enumerate(lines):
+        if line:
+            segments.append({"kind": "text", "text": line})
+        if j < len(lines) - 1:
+            segments.append({"kind": "newline", "text": "\n"})
+    return segments
+
+
+def template_context(template: dict | None, tokens: dict, saved: dict | None = None) -> dict | None:
+    """The rendered training example and generation prompt, token by token, special tokens marked;
+    the saved folder beside them."""
+    if template is None:
+        return None
+    specials = _special_tokens(tokens)
+    ids = template.get("token_ids") or []
+    chips = [_token_chip(str(token), item_at(ids, i), specials) for i, token in enumerate(template.get("tokens") or [])]
+    return {
+        "messages": (template.get("example") or {}).get("messages") or [],
+        "rendered": special_segments(template.get("rendered"), specials),
+        "generation_prompt": special_segments(template.get("generation_prompt"), specials),
+        "chips": chips,
+        "chat_template": template.get("chat_template"),
+        "tokens": _tokens_shown(tokens),
+        "saved": saved_context(saved, specials),
+    }
+
+
+def saved_context(saved: dict | None, specials: set[str] | frozenset = frozenset()) -> dict | None:
+    """What `trainer.save_model` wrote, read back as deployed, beside what the model trained with;
+    None for a run recorded before the harness read the folder back."""
+    if not saved:
+        return None
+    folder = saved.get("folder", deployed.FOLDER)
+    problems = deployed.mismatches(saved)
+    failed = {row["check"] for row in problems}
+    tokenizer = saved["tokenizer"]
+    token_rows = [{
+        "role": role,
+        "trained": tokenizer["trained"].get(role), "trained_id": tokenizer["trained"].get(f"{role}_id"),
+        "saved": tokenizer["saved"].get(role), "saved_id": tokenizer["saved"].get(f"{role}_id"),
+        "where": f"{folder}/{(tokenizer.get('fields') or {}).get(role, {}).get('file', '?')}",
+        "match": role not in failed,
+    } for role in deployed.ROLES]
+    template = saved["template"]
+    prompt_rows = []
+    for name, trained in deployed.in_order(template.get("trained") or {}, deployed.PROMPTS):
+        shown = (template.get("saved") or {}).get(name) or {}
+        prompt_rows.append({
+            "name": name,
+            "trained": special_segments(trained.get("text"), specials) if "text" in trained else None,
+            "saved": special_segments(shown.get("text"), specials) if "text" in shown else None,
+            "error": shown.get("error"),
+            "match": "text" in trained and trained.get("text") == shown.get("text") and trained.get("ids") == shown.get("ids"),
+        })
+    generation = saved["generation_config"]
+    return {
+        "folder": folder,
+        "files": saved.get("files") or [],
+        "written_by": deployed.writers(saved),
+        "deployed_generations": saved.get("deployed_generations"),
+        "tokens": token_rows,
+        "ids_match": "ids" not in failed,
+        "template_file": f"{folder}/{template['file']}" if template.get("file") else None,
+        "template_same_source": template.get("same_source"),
+        "prompts": prompt_rows,
+        "template_match": "template" not in failed,
+        "generation_config": dict(generation, covers="generation_config" not in failed,
+                                  trained_eos=tokenizer["trained"].get("eos"),
+                                  trained_eos_id=tokenizer["trained"].get("eos_id")),
+        "problems": [deployed.describe(row, saved) for row in problems],
+    }
+
+
+def _special_tokens(tokens: dict) -> set[str]:
+    """The run's own special tokens (which the generic pattern may not know)."""
+    return {t for t in (tokens.get("eos"), tokens.get("pad"), tokens.get("end_of_turn"),
+                        *(tokens.get("role_markers") or [])) if t}
+
+
+def _tokens_shown(tokens: dict) -> dict:
+    return {
+        "as_shipped": tokens.get("as_shipped") or {},
+        "as_read": tokens.get("as_read") or {},
+        "corrections": tokens.get("corrections") or [],
+        "pad": tokens.get("pad"), "pad_id": tokens.get("pad_id"),
+        "eos": tokens.get("eos"), "eos_id": tokens.get("eos_id"),
+        "end_of_turn": tokens.get("end_of_turn"), "role_markers": tokens.get("role_markers") or [],
+    }
+
+
+def _token_chip(token: str, token_id: Any, specials: set[str]) -> dict:
+    is_byte = token.startswith("<0x") and bool(_SPECIAL.fullmatch(token))
+    is_special = token in specials or (bool(_SPECIAL.fullmatch(token)) and not is_byte)
+    return {"text": token, "id": token_id, "special": is_special, "byte": is_byte}

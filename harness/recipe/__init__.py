@@ -1,0 +1,1 @@
+"""The recipe under test: config, data, models, the QLoRA SFT steps, generation, reload, metrics."""

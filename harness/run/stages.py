@@ -1,0 +1,265 @@
+"""The run's stages around the recipe: the cache protocol, the distributed protocol, publishing.
+
+    prepare(...) -> the prepared stage (everything before the first optimizer step), reused or made
+    run(...)     -> the trained run, continuing from this session's prepared stage when it has one
+
+A stage's inputs (config, libraries, device, model identity, the data loaded, the harness's own
+source) make its cache key; a stage is written to a staging directory and renamed into place only
+when complete, and a published directory is never written again. Under `torchrun` / `accelerate
+launch` rank 0 alone decides reuse and publishes. What each phase does is `harness/recipe/qlora_sft.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import env, files
+from harness.recipe import compat, libwarnings, qlora_sft
+from harness.recipe.config import RecipeConfig
+from harness.recipe.profiles import ModelOptions, Profile
+from harness.run import artifacts
+
+# A run has two stages, each cached and published on its own: *prepared* (steps 1-5 up to the
+# first optimizer step: what the structural checks read, in seconds) and *trained* (train, save,
+# reload, generate, score). The prepared stage of run KEY is published as KEY-prepared; the
+# trained run KEY holds every prepared record too, so a run directory stays whole.
+PREPARED = "-prepared"
+
+
+@dataclass
+class Run:
+    directory: Path
+    manifest: dict
+    reused: bool = False
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def profile(self) -> str:
+        return self.manifest["profile"]
+
+    def artifact(self, name: str) -> Any:
+        if name not in self._cache:
+            path = self.directory / name
+            self._cache[name] = files.read_jsonl(path) if name.endswith(".jsonl") else files.read_json(path)
+        return self._cache[name]
+
+    @property
+    def metrics(self) -> dict:
+        return self.manifest["metrics"]
+
+    def generations(self, which: str = "tuned") -> list[dict]:
+        return self.artifact(f"generations_{which}.jsonl")
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """Everything a run's result depends on, and the cache key made of it."""
+
+    key: str
+    environment: dict
+    data_identity: str
+    harness_source: str
+
+
+def run_inputs(profile: Profile, options: ModelOptions, config: RecipeConfig, processes: int = 1) -> RunInputs:
+    """The inputs of a run of `profile` with `config`, computed without running anything.
+
+    The data is keyed by what is actually loaded (the hub's rows when the hub answers, else the
+    bundled copy), the model by its content or revision, the harness by its own source.
+    """
+    # The number of processes is part of the inputs: 2 processes halve the optimizer steps.
+    environment = dict(env.fingerprint(), processes=processes)
+    identity = qlora_sft.load_data(config).content_digest()
+    source = env.harness_source_digest()
+    key = artifacts.cache_key(profile.name, config.to_dict(), environment, profile.identity(options),
+                              identity, source)
+    return RunInputs(key, environment, identity, source)
+
+
+def describe_cached(runs_dir: Path, key: str, structural_only: bool = False) -> str:
+    """What a session is about to do: reuse which finished run (or prepared stage), or run the recipe."""
+    def reuse(directory: Path, what: str) -> str:
+        manifest = files.read_json(directory / artifacts.MANIFEST)
+        revision = env.describe_revision(manifest.get("harness") or {"source": "?"})
+        return f"reusing {what} {directory} from {manifest.get('created', '?')} (harness {revision})"
+
+    trained, prepared = artifacts.finished_run(runs_dir, key), artifacts.finished_run(runs_dir, key + PREPARED)
+    if trained is not None:
+        return reuse(trained, "run")
+    if prepared is not None:
+        return reuse(prepared, "prepared stage") + ("" if structural_only else "; then training")
+    if structural_only:
+        return f"preparing the recipe (structural checks only: nothing trains; no finished stage {key} in {runs_dir})"
+    return f"running the recipe (no finished run {key} in {runs_dir})"
+
+
+def prepare(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = False,
+            config: RecipeConfig | None = None, session: str | None = None) -> tuple[Run, qlora_sft.Prepared | None]:
+    """The prepared stage for these inputs: everything the recipe builds before its first optimizer step.
+
+    Reused from `runs_dir` (its own directory, or a finished trained run, which holds every prepared
+    record too), or made and published now; a new one is also returned in memory, so that training in
+    the same session continues from it instead of loading the model again.
+    """
+    config = config or profile.recipe_config()
+    inputs = run_inputs(profile, options, config)
+    with artifacts.run_lock(runs_dir, inputs.key + PREPARED):
+        for key in (inputs.key, inputs.key + PREPARED):
+            existing = _reusable_run(runs_dir, key, fresh, session)
+            if existing is not None:
+                qlora_sft.progress_line(f"reusing the prepared records of {existing}")
+                return Run(existing, files.read_json(existing / artifacts.MANIFEST), reused=True), None
+        with compat.recording() as adaptations, libwarnings.recording(config) as library_warnings:
+            prepared = qlora_sft.prepare_stage(profile, options, config, inputs, _process_state())
+        _record_adaptations(prepared.manifest, adaptations, library_warnings)
+        prepared.manifest["session"] = session
+        directory = _publish(runs_dir, inputs.key + PREPARED, prepared.manifest, prepared.files)
+    return Run(directory, prepared.manifest), prepared
+
+
+def run(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = False,
+        config: RecipeConfig | None = None, session: str | None = None,
+        prepared: qlora_sft.Prepared | None = None) -> Run | None:
+    """The finished (trained) run for these inputs: reused from `runs_dir`, or made now.
+
+    `prepared` is this session's prepared stage in memory, if it made one: training continues from
+    it. `session` identifies the caller's session (the pytest plugin passes one token shared by all
+    its xdist workers) and is recorded in the run: with `fresh`, a run this session already made
+    is reused, not made again.
+
+    Under `torchrun` / `accelerate launch` every process calls this. The main process (rank 0)
+    alone takes the lock, decides reuse, builds the checkpoint first, and after training saves,
+    generates, scores and publishes the run, which it returns; the other ranks train with it
+    (the Trainer wraps the model in DDP) and return None: they write nothing.
+    """
+    config = config or profile.recipe_config()
+    state = _process_state()
+    inputs = run_inputs(profile, options, config, state.num_processes)
+    key = inputs.key
+    # Only rank 0 takes the lock: a rank blocked on it would never reach the Trainer's collectives.
+    lock = artifacts.run_lock(runs_dir, key) if state.is_main_process else contextlib.nullcontext()
+    with lock:
+        existing, staging = _reuse_or_stage(state, runs_dir, key, fresh, session)
+        if existing is not None:
+            qlora_sft.progress_line(f"reusing finished run {existing}")
+            if not state.is_main_process:
+                return None
+            return Run(existing, files.read_json(existing / artifacts.MANIFEST), reused=True)
+        try:
+            with compat.recording() as adaptations, libwarnings.recording(config) as library_warnings:
+                if prepared is None or prepared.consumed or prepared.manifest["key"] != key:
+                    prepared = qlora_sft.prepare_stage(profile, options, config, inputs, state)
+                prepared.consumed = True
+                manifest = qlora_sft.train_and_score(prepared, config, staging, state)
+            if not state.is_main_process:
+                return None
+            _record_adaptations(manifest, adaptations, library_warnings)
+            _add_published_preparation_warnings(manifest, runs_dir, key)
+            manifest["session"] = session
+            final = _publish(runs_dir, key, manifest, prepared.files, staging)
+        except BaseException:
+            import shutil
+
+            if state.is_main_process and staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return Run(final, manifest, reused=False)
+
+
+def prepare_live(profile: Profile, options: ModelOptions, config: RecipeConfig) -> qlora_sft.LiveObjects:
+    """Live objects of the prepared stage (tokenizer, model with fresh adapters, trainer built, not trained),
+    made in a temporary directory: what the live checks use when the session holds none."""
+    return qlora_sft.prepare_stage(profile, options, config, run_inputs(profile, options, config), _process_state()).live
+
+
+def _record_adaptations(manifest: dict, adaptations, library_warnings: list) -> None:
+    """Every release difference the harness adapted, and every deprecation the libraries announced:
+    what an upgrade will break next (a trained run adds its own to its prepared stage's)."""
+    manifest["compat"] = manifest.get("compat", []) + [adaptation.as_dict() for adaptation in adaptations]
+    manifest["library_warnings"] = manifest.get("library_warnings", []) + list(library_warnings)
+
+
+def _add_published_preparation_warnings(manifest: dict, runs_dir: Path, key: str) -> None:
+    """A library warns once per process, many on import. When this session reused the published
+    prepared stage, the imports happened outside any recording (in the live checks), so the
+    warnings that stage recorded are added here: the trained run's list must not depend on the
+    path the session took (measured: torch's `torch.jit.script_method` deprecation went missing
+    from a recording that reused its prepared stage, and a fresh run then reported it as new)."""
+    published = artifacts.finished_run(runs_dir, key + PREPARED)
+    if published is None:
+        return
+    recorded = files.read_json(published / artifacts.MANIFEST).get("library_warnings") or []
+    manifest["library_warnings"] += libwarnings.new_warnings(recorded, manifest["library_warnings"])
+
+
+def _publish(runs_dir: Path, key: str, manifest: dict, records: dict[str, Any], staging: Path | None = None) -> Path:
+    """Write a stage's records (manifest last) into its staging directory and rename it into place."""
+    staging = staging or artifacts.staging_dir(runs_dir, key)
+    try:
+        for name, payload in records.items():
+            writer = files.write_jsonl if name.endswith(".jsonl") else files.write_json
+            writer(staging / name, payload)
+        files.write_json(staging / artifacts.MANIFEST, dict(manifest, status=artifacts.COMPLETE))
+        return artifacts.publish(staging, runs_dir, key)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _reuse_or_stage(state, runs_dir: Path, key: str, fresh: bool,
+                    session: str | None) -> tuple[Path | None, Path | None]:
+    """Rank 0's decision, on every rank: (the finished run to reuse, None) or (None, a new staging directory)."""
+    decision = (None, None)
+    if state.is_main_process:
+        existing = _reusable_run(runs_dir, key, fresh, session)
+        decision = (existing, None) if existing is not None else (None, artifacts.staging_dir(runs_dir, key))
+    return _from_main(state, decision)
+
+
+def _reusable_run(runs_dir: Path, key: str, fresh: bool, session: str | None) -> Path | None:
+    """The finished run of `key` to reuse, if any.
+
+    `fresh` means "not a run from before this session". Under pytest-xdist every worker asks for
+    a fresh run: the first trains while the others wait on the lock, and they then reuse its run
+    (it carries their shared session token) instead of each training again.
+    """
+    existing = artifacts.finished_run(runs_dir, key)
+    if existing is None or not fresh:
+        return existing
+    if session is not None and files.read_json(existing / artifacts.MANIFEST).get("session") == session:
+        return existing
+    return None
+
+
+def _process_state():
+    """This process's rank among those `torchrun` / `accelerate launch` started (rank 0 of 1 alone).
+
+    accelerate's `PartialState` is what the Trainer uses: building `SFTConfig` (TrainingArguments
+    `__post_init__` -> `_setup_devices`) creates it, and it initialises the process group from the
+    launcher's environment (gloo on CPU, NCCL on GPUs). That happens only in the trainer phase;
+    the recipe needs barriers before it (checkpoint, reuse), so it initialises the same state now,
+    and the Trainer later finds the process group initialised and keeps it.
+    """
+    from datetime import timedelta
+
+    import torch
+    from accelerate import PartialState
+
+    # use_cpu and the timeout as the recipe's SFTConfig has them (ddp_timeout defaults to 1800 s).
+    return PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(seconds=1800))
+
+
+def _from_main(state, value):
+    """Rank 0's `value`, on every rank."""
+    if state.num_processes == 1:
+        return value
+    import torch.distributed
+
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
