@@ -202,7 +202,8 @@ def _publish(runs_dir: Path, key: str, manifest: dict, records: dict[str, Any], 
         for name, payload in records.items():
             writer = files.write_jsonl if name.endswith(".jsonl") else files.write_json
             writer(staging / name, payload)
-        files.write_json(staging / artifacts.MANIFEST, dict(manifest, status=artifacts.COMPLETE))
+        manifest["status"] = artifacts.COMPLETE  # the stage is complete once this, its last file, is written
+        files.write_json(staging / artifacts.MANIFEST, manifest)
         return artifacts.publish(staging, runs_dir, key)
     except BaseException:
         import shutil
