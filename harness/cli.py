@@ -365,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "pytest session) and record their runs as one entry, refused when an invariant check "
                            "failed; remove: drop a device's entries")
     base.add_argument("--profile", default=None,
-                      help="record: the profile to run (default: pytest's, auto); remove: the profile whose file to edit")
+                      help="record: the profile to run (default as under pytest: $YODA_HARNESS_PROFILE, else auto); "
+                           "remove: the profile whose file to edit")
     base.add_argument("--seeds", type=_positive, default=2, metavar="N",
                       help="record: sessions, the recipe's seed and the N-1 after it (default 2)")
     base.add_argument("--force", action="store_true",
