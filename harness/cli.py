@@ -130,19 +130,37 @@ def cmd_baselines(args) -> int:
         return 0
     if args.action == "remove":
         return _remove_entries(directory, args)
+    if args.action == "record":
+        return _record_over_seeds(directory, args)
+    from harness.versions import record
+
     # Several run directories (the same config over other seeds) give the entry its spread.
     runs = []
     for name in args.run_dir:
         run_directory, manifest = read_run(name, trained=True)
         runs.append((manifest, files.read_json(run_directory / "template.json")))
-    (manifest, template), others = runs[0], runs[1:]
-    path = directory / f"{manifest['profile']}.json"
     # Recorded from directories: no check ran in this command, and the entry says so.
     provenance = {"harness": env.harness_revision(), "forced": False, "failed_invariants": [],
                   "checks": "not run by `harness baselines update`"}
-    with baselines.file_lock(path):
-        lines = baselines.update(path, manifest["profile"], manifest, template, spread_runs=others,
-                                 provenance=provenance)
+    path, lines = record.write_entry(directory, runs, provenance)
+    for line in lines:
+        print(line)
+    print(f"updated {path}")
+    return 0
+
+
+def _record_over_seeds(directory: Path, args) -> int:
+    """`baselines record`: the suites once per seed, each in a process of its own, then one entry."""
+    from harness.versions import record
+
+    if args.run_dir:
+        raise UserError(f"baselines record runs the suites itself: {' '.join(args.run_dir)}: pass pytest's "
+                        "arguments after `--`, or record run directories with `baselines update`")
+    try:
+        path, lines = record.record(args.seeds, directory, args.pytest_args, profile=args.profile, force=args.force)
+    except record.RecordError as error:
+        print(f"yoda-harness: baselines record: {error}", file=sys.stderr)
+        return 1
     for line in lines:
         print(line)
     print(f"updated {path}")
@@ -336,17 +354,29 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--baselines-dir", default=None, metavar="DIR", help=BASELINES_HELP)
     report.set_defaults(func=cmd_report)
 
-    base = sub.add_parser("baselines", help="show baseline files, record a run directory as an entry, remove entries")
-    base.add_argument("action", choices=["show", "update", "remove"],
+    base = sub.add_parser(
+        "baselines", usage="python -m harness baselines {show,update,record,remove} [options] [RUN_DIR ...] "
+                           "[-- PYTEST_ARG ...]",
+        help="show baseline files, record an entry over seeds or from run directories, remove entries")
+    base.add_argument("action", choices=["show", "update", "record", "remove"],
                       help="show: list the entries; update: record finished run directories as one entry (and "
-                           "the cross-device bands with the entries of other devices); remove: drop a device's entries")
-    base.add_argument("--profile", default=None, help="remove: the profile whose file to edit")
+                           "the cross-device bands with the entries of other devices); record: run the suites once "
+                           "per seed (--seeds N, each in a process of its own; arguments after `--` go to each "
+                           "pytest session) and record their runs as one entry, refused when an invariant check "
+                           "failed; remove: drop a device's entries")
+    base.add_argument("--profile", default=None,
+                      help="record: the profile to run (default as under pytest: $YODA_HARNESS_PROFILE, else auto); "
+                           "remove: the profile whose file to edit")
+    base.add_argument("--seeds", type=_positive, default=2, metavar="N",
+                      help="record: sessions, the recipe's seed and the N-1 after it (default 2)")
+    base.add_argument("--force", action="store_true",
+                      help="record: record even though invariant checks failed (the entry lists them)")
     base.add_argument("--device", default=None, metavar="KEY", help="remove: the entry key's device, as `show` prints it")
     base.add_argument("--version-set", default=None, metavar="ID", help="remove: only this version set's entry")
     base.add_argument("run_dir", nargs="*",
                       help="update: run directories of one config, over one or more seeds (mean and spread)")
     base.add_argument("--baselines-dir", default=None, metavar="DIR", help=BASELINES_HELP)
-    base.set_defaults(func=cmd_baselines)
+    base.set_defaults(func=cmd_baselines, pytest_args=[])
 
     matrix_parser = sub.add_parser("matrix", help="collect version-matrix results (nox) into a table")
     matrix_parser.add_argument("results_dir", nargs="?", default="reports/matrix",
@@ -454,11 +484,13 @@ def main(argv: list[str] | None = None) -> int:
         return gate.main(argv[1:], options.model_options(None, None, None))
     parser = build_parser()
     pytest_args = []
-    if argv[:1] == ["sweep"] and "--" in argv:  # the rest is every run's pytest's
+    if argv[:1] in (["sweep"], ["baselines"]) and "--" in argv:  # the rest is every session's pytest's
         argv, pytest_args = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     args = parser.parse_args(argv)
     if pytest_args:
         args.pytest_args = pytest_args
+    if pytest_args and args.command == "baselines" and args.action != "record":
+        parser.error("arguments after `--` go to the sessions of `baselines record` only")
     if getattr(args, "action", None) == "update" and not args.run_dir:
         parser.error("baselines update needs a run directory")
     try:

@@ -22,10 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "run_tiny"
 
 
-def plant_run(cache: Path, models_dir: Path, edit=None, edit_batch=None) -> Path:
-    """Copy the fixture run into `cache`/runs under the tiny profile's current key; return its directory."""
+def plant_run(cache: Path, models_dir: Path, edit=None, edit_batch=None, overrides: dict | None = None) -> Path:
+    """Copy the fixture run into `cache`/runs under the tiny profile's current key (with `overrides`
+    applied to its recipe config: `{"training.seed": 1}`); return its directory."""
     profile = profiles.PROFILES["tiny"]
-    inputs = stages.run_inputs(profile, profiles.ModelOptions(models_dir=models_dir), profile.recipe_config())
+    config = profile.recipe_config().with_overrides(overrides or {})
+    inputs = stages.run_inputs(profile, profiles.ModelOptions(models_dir=models_dir), config)
     directory = cache / "runs" / inputs.key
     shutil.copytree(FIXTURE, directory)
     manifest = files.read_json(directory / artifacts.MANIFEST)

@@ -162,12 +162,13 @@ def test_an_unknown_variant_is_a_pytest_usage_error(pytester):
 def test_the_variant_option_reaches_the_recipe_config_and_overrides_apply_on_top(pytester):
     pytester.makeconftest("""
         import pytest
-        from harness.recipe import profiles
-        from harness.checks.plugin import recipe_config
+        from harness.checks.plugin import session_plan
 
         @pytest.fixture
         def resolved(pytestconfig):
-            return recipe_config(pytestconfig, profiles.PROFILES["tiny"])
+            plan = session_plan(pytestconfig)
+            assert plan.profile.name == "tiny"
+            return plan.config
     """)
     pytester.makepyfile("""
         def test_config(resolved):
@@ -175,5 +176,6 @@ def test_the_variant_option_reaches_the_recipe_config_and_overrides_apply_on_top
             assert resolved.training.packing_strategy == "bfd"   # the --yoda-override, on top of the variant
             assert resolved.training.per_device_train_batch_size == 4   # the profile's own override kept
     """)
-    result = pytester.runpytest("--yoda-variant", "2024", "--yoda-override", "training.packing_strategy=bfd")
+    result = pytester.runpytest("--yoda-profile", "tiny", "--yoda-variant", "2024",
+                                "--yoda-override", "training.packing_strategy=bfd")
     assert result.ret == 0, result.stdout.str()

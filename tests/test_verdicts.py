@@ -144,7 +144,7 @@ def test_no_entry_is_never_nothing_changed(suite, tmp_path):
     assert result.ret == pytest.ExitCode.OK  # nothing broke, nothing was found changed: not a failure by default
     result.stdout.fnmatch_lines(["*yoda-harness verdict*",
                                  "nothing broke; * comparisons not made: no baseline entry for cpu in tiny.json - "
-                                 "record one with `pytest suites --yoda-profile tiny --yoda-update-baselines*"])
+                                 "record one with `python -m harness baselines record --profile tiny --seeds 2`*"])
     assert "nothing changed" not in result.stdout.str()
 
 
@@ -256,38 +256,11 @@ def test_checks_that_do_not_use_the_recipe_are_not_classified(pytester, tmp_path
 
 @pytest.mark.parametrize("args, message", [
     (["--yoda-gate", "changed"], "*--yoda-gate: invalid choice: 'changed'*"),
-    (["--yoda-baseline-seeds", "0"], "*--yoda-baseline-seeds 0: expected 1 or more*"),
+    (["--yoda-baseline-seeds", "2"], "*--yoda-baseline-seeds is gone: record an entry over seeds, each in a session of "
+                                     "its own, with `python -m harness baselines record --profile NAME --seeds N`*"),
 ])
 def test_bad_verdict_options_are_usage_errors(pytester, args, message):
     pytester.makepyfile("def test_nothing(): pass")
     result = pytester.runpytest(*args)
     assert result.ret in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED)
     result.stderr.fnmatch_lines([message])
-
-
-def test_baseline_seeds_runs_the_recipe_with_the_next_seeds(monkeypatch, tmp_path):
-    from harness.checks import plugin
-    from harness.run import stages
-    seeds = []
-
-    def fake_run(profile, options, runs_dir, fresh=False, config=None, session=None):
-        seeds.append((config.training.seed, config.training.learning_rate))
-        manifest = json.loads((FIXTURE / "run.json").read_text())
-        manifest["config"]["training"]["seed"] = config.training.seed
-        return stages.Run(FIXTURE, manifest, reused=True)
-
-    class Config:
-        stash: dict = {}
-        options = {"--yoda-baseline-seeds": 3, "--yoda-override": ["training.learning_rate=0.001"], "--yoda-profile": "tiny",
-                   "--yoda-variant": None,
-                   "--yoda-cache-dir": str(tmp_path), "--yoda-smollm2-gguf": None, "--yoda-phi3-path": None}
-
-        def getoption(self, name):
-            return self.options[name]
-
-    monkeypatch.setattr(stages, "run", fake_run)
-    finished = stages.Run(FIXTURE, json.loads((FIXTURE / "run.json").read_text()))
-    runs = plugin._seed_runs(Config(), finished)
-    assert seeds == [(1, 0.001), (2, 0.001)]  # the session's overrides, each seed after the run's
-    assert [m["config"]["training"]["seed"] for m, _ in runs] == [1, 2]
-    assert all(template["rendered"] for _, template in runs)

@@ -34,7 +34,7 @@ import json
 import math
 import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -682,6 +682,8 @@ class Comparison:
     changed: list[str]
     device: str = ""  # this run's entry key
     device_description: str = ""
+    # The last run measured, and what `measure` read from it: every metric's check judges the same run.
+    _measured: tuple = field(default=(None, None, None), repr=False, compare=False)
 
     @property
     def other_device(self) -> str | None:
@@ -696,16 +698,25 @@ class Comparison:
         return self.entry["metrics"][name]["value"]
 
     def judge(self, name: str, manifest: dict, template: dict | None) -> Verdict:
-        values, absent = measure(manifest, template)
+        values, absent = self._measure(manifest, template)
         stored = self.entry["metrics"].get(name) if self.entry else None
         return judge(name, values.get(name), stored, absent.get(name, ""), self.other_device, self.device)
 
     def judge_all(self, manifest: dict, template: dict | None) -> list[Verdict]:
         """Every metric of the policy or the entry, judged by the same function pytest uses."""
-        values, absent = measure(manifest, template)
+        values, absent = self._measure(manifest, template)
         stored = self.entry["metrics"] if self.entry else {}
         return [judge(name, values.get(name), stored.get(name), absent.get(name, ""), self.other_device, self.device)
                 for name in sorted(set(values) | set(stored))]
+
+    def _measure(self, manifest: dict, template: dict | None) -> tuple[dict[str, Any], dict[str, str]]:
+        """`measure` of the run, once for the same manifest and template objects (a session's checks
+        judge one metric each, all of the same run)."""
+        last_manifest, last_template, measured = self._measured
+        if manifest is not last_manifest or template is not last_template:
+            measured = measure(manifest, template)
+            self._measured = (manifest, template, measured)
+        return measured
 
     def refusal(self, manifest: dict, scope: str = RUN) -> str | None:
         return refusal(self.entry, manifest, scope) if self.entry else None

@@ -15,14 +15,19 @@ A green must mean that what was asked for was checked:
   message; only a check that cannot apply (a GPU figure on a CPU) skips, with its reason;
 - a session in which no harness check ran to a verdict exits 1 with a message;
 - `--yoda-update-baselines` records only a run whose invariant checks held (`--yoda-force-baselines`
-  overrides, and the entry says so), once per session (the xdist controller), under a lock.
+  overrides, and the entry says so), once per session (the xdist controller), under a lock; an entry
+  over several seeds is `python -m harness baselines record` (harness/versions/record.py), which runs
+  one session per seed and refuses alike (`HarnessSession.recording_refusal`).
+
+What the session runs (profile, recipe config, run inputs) is planned once, at collection, by the
+planner of harness/checks/session.py; the fixtures and hooks here read that plan.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,26 +35,24 @@ import pytest
 from harness import env, files, markers
 from harness.checks import baselines as baseline_store
 from harness.checks import verdicts
+from harness.checks.session import SessionPlan, announce, planner
+from harness.checks.session import register as register_planner
 from harness.recipe import profiles as profile_registry
 from harness.recipe.data import DataError
 from harness.recipe.models import ModelInputError, ModelUnavailable
-from harness.run import options
 
 RUN_KEY = pytest.StashKey["object"]()
 PREPARED_RUN_KEY = pytest.StashKey["object"]()
 PREPARED_KEY = pytest.StashKey["object"]()  # this session's prepared stage in memory (recipe.Prepared)
 OUTCOMES_KEY = pytest.StashKey[dict]()
 SESSION_KEY = pytest.StashKey[str]()
-PROFILE_KEY = pytest.StashKey["object"]()
 CRASH_KEY = pytest.StashKey["object"]()  # the recipe's crash in this session (harness.checks.crash.RecipeCrash)
 PLUGIN_NAME = "yoda-harness-session"
-# What a reader runs to record an entry for this device (the verdict and the skips say it).
-RECORD_COMMAND = "`pytest suites --yoda-profile {profile} --yoda-update-baselines --yoda-baseline-seeds 2`"
+# What a reader runs to record an entry for this device (the verdict and the skips say it): a
+# recording over seeds (harness/versions/record.py), each seed a session of its own.
+RECORD_COMMAND = "`python -m harness baselines record --profile {profile} --seeds 2`"
 # ... and where the profile cannot train (smollm2 on a CPU): its prepared stage's figures.
 STRUCTURAL_RECORD_COMMAND = "`pytest suites --yoda-profile {profile} -m yoda_structural --yoda-update-baselines`"
-# The inputs' own errors (each names its file, row, option or token): found while planning the
-# session, they are usage errors (exit 4, one line), never an INTERNALERROR.
-INPUT_ERRORS = (DataError, ModelInputError, ModelUnavailable, profile_registry.ProfileError, options.OptionError)
 
 
 def pytest_addoption(parser):
@@ -86,45 +89,26 @@ def pytest_addoption(parser):
     group.addoption("--yoda-summary-md", metavar="PATH", default=None,
                     help="write the BROKEN / CHANGED summary as Markdown to PATH (also appended to "
                          "$GITHUB_STEP_SUMMARY when set)")
-    group.addoption("--yoda-baseline-seeds", metavar="N", type=int, default=1,
-                    help="with --yoda-update-baselines: also run the recipe with the next N-1 seeds and store the "
-                         "mean and spread per metric; bands are k x spread with a relative floor")
+    # Gone: a recording over seeds is a command of its own now; given, it says which (pytest_configure).
+    group.addoption("--yoda-baseline-seeds", metavar="N", default=None, help=argparse.SUPPRESS)
     group.addoption("--yoda-variant", metavar="NAME", default=os.environ.get("YODA_HARNESS_VARIANT"),
                     help="recipe variant: 2024 (as first published), intermediate, 2025-10 (today's default); "
                          "harness/recipe/variants.py. --yoda-override applies on top [$YODA_HARNESS_VARIANT]")
 
 
-def requested_profile(config) -> tuple[str, str | None]:
-    """(profile name, where it was named explicitly: the option or the variable; None for auto by default)."""
-    option = config.getoption("--yoda-profile")
-    if option:
-        return option, "--yoda-profile"
-    variable = os.environ.get("YODA_HARNESS_PROFILE")
-    if variable:
-        return variable, "$YODA_HARNESS_PROFILE"
-    return "auto", None
-
-
 def pytest_configure(config):
     markers.register(config)
     verdicts.register(config)
-    if config.getoption("--yoda-baseline-seeds") < 1:
-        raise pytest.UsageError(f"--yoda-baseline-seeds {config.getoption('--yoda-baseline-seeds')}: expected 1 or more")
+    if config.getoption("--yoda-baseline-seeds") is not None:
+        raise pytest.UsageError("--yoda-baseline-seeds is gone: record an entry over seeds, each in a session of its "
+                                "own, with " + RECORD_COMMAND.format(profile="NAME").replace("--seeds 2", "--seeds N"))
     config.stash[OUTCOMES_KEY] = {}
     if config.getoption("--yoda-report") and config.getoption("numprocesses", None):
         # Each pytest-xdist worker writes the report from the run it holds and only its own checks.
         raise pytest.UsageError("--yoda-report needs every check's outcome in one process: run it without -n")
     if config.getoption("--yoda-force-baselines") and not config.getoption("--yoda-update-baselines"):
         raise pytest.UsageError("--yoda-force-baselines only means something with --yoda-update-baselines")
-    name, named_by = requested_profile(config)
-    try:
-        named = profile_registry.PROFILES["tiny"] if name == "auto" else profile_registry.load_profile(name)
-    except profile_registry.ProfileError as error:
-        raise pytest.UsageError(f"{named_by} {name!r}: {error}") from None
-    try:
-        recipe_config(config, named)
-    except options.OptionError as error:
-        raise pytest.UsageError(str(error)) from None
+    register_planner(config)
     config.pluginmanager.register(HarnessSession(config), PLUGIN_NAME)
     _route_progress(config)
 
@@ -148,9 +132,9 @@ def _route_progress(config) -> None:
     config.add_cleanup(lambda: progress.set_sink(None))
 
 
-def model_options(config) -> profile_registry.ModelOptions:
-    return options.model_options(config.getoption("--yoda-cache-dir"), config.getoption("--yoda-smollm2-gguf"),
-                                 config.getoption("--yoda-phi3-path"))
+def session_plan(config) -> SessionPlan:
+    """This session's plan (harness.checks.session): made at collection, or now if nothing collected needed it."""
+    return planner(config).plan()
 
 
 def session_token(config) -> str:
@@ -165,70 +149,6 @@ def session_token(config) -> str:
     import uuid
 
     return config.stash.setdefault(SESSION_KEY, uuid.uuid4().hex)
-
-
-def runs_dir(config) -> Path:
-    return options.runs_dir(config.getoption("--yoda-cache-dir"))
-
-
-def baselines_dir(config) -> Path:
-    return options.baselines_dir(config.getoption("--yoda-baselines-dir"), Path(config.rootpath))
-
-
-def recipe_config(config, profile):
-    """The profile's recipe config, with the --yoda-variant's switches, then the --yoda-override values."""
-    return options.recipe_config(profile, config.getoption("--yoda-variant"), config.getoption("--yoda-override"),
-                                 variant_option="--yoda-variant", override_option="--yoda-override")
-
-
-def session_profile(config, stages: tuple[str, ...] = profile_registry.STAGES) -> profile_registry.Profile:
-    """The profile this session runs: resolved once, refused as a usage error if the stages its checks
-    need (`stages`: only `prepared` when every one is structural) cannot run here."""
-    if PROFILE_KEY in config.stash:
-        return config.stash[PROFILE_KEY]
-    options = model_options(config)
-    name, named_by = requested_profile(config)
-    if name == "auto":
-        try:
-            choice = profile_registry.choose_auto(options)
-        except profile_registry.UnknownProfile as error:
-            raise pytest.UsageError(f"yoda-harness: --yoda-profile auto: {error}") from None
-        _announce(config, choice.describe())
-        profile = profile_registry.PROFILES[choice.name]
-    else:
-        profile = profile_registry.load_profile(name)
-        reason = profile_registry.why_not_runnable(profile, options, stages=stages)
-        if reason:
-            raise pytest.UsageError(
-                f"yoda-harness: {named_by} {name}: cannot run here: {reason}. "
-                "Choose a profile that can (`python -m harness doctor` lists them), or leave the profile to auto"
-            )
-    _pin_cpu_kernels(config, profile)
-    config.stash[PROFILE_KEY] = profile
-    return profile
-
-
-def _pin_cpu_kernels(config, profile) -> None:
-    """The profile's CPU kernel pins, before anything of the recipe imports bitsandbytes (which
-    makes torch choose its kernels); xdist workers inherit the variables and pin again themselves."""
-    from harness import env
-
-    if env.gpu_available():
-        return  # a GPU run: the CPU pins do not select its numerics
-    try:
-        pinned = env.pin(profile.cpu)
-    except env.PinError as error:
-        raise pytest.UsageError(f"yoda-harness: profile {profile.name}: {error}") from None
-    if pinned.any:
-        _announce(config, f"profile {profile.name}: CPU kernels pinned: "
-                          + ", ".join(f"{k}={v}" for k, v in pinned.as_dict().items()))
-
-
-def _announce(config, line: str) -> None:
-    manager = getattr(config, "pluginmanager", None)
-    reporter = manager.get_plugin("terminalreporter") if manager is not None else None
-    if reporter is not None:
-        reporter.write_line(f"yoda-harness: {line}")
 
 
 def _uses_the_run(item) -> bool:
@@ -251,8 +171,9 @@ def pytest_collection_modifyitems(config, items):
         for item in gpu_checks:
             item.add_marker(skip_gpu)
     if any(_uses_the_run(item) for item in items):
-        # A profile whose needed stages cannot run here stops the session now, as a usage error.
-        session_profile(config, stages_needed(items))
+        # The session's plan, once: a profile whose needed stages cannot run here, or an input that
+        # cannot be used, stops the session now, as a usage error.
+        planner(config).plan_at_collection(stages_needed(items))
     # Structural checks first (stable otherwise): with -x / --maxfail a BROKEN structural invariant
     # stops the session before anything trains.
     items.sort(key=lambda item: item.get_closest_marker(markers.STRUCTURAL) is None)
@@ -261,30 +182,25 @@ def pytest_collection_modifyitems(config, items):
 def pytest_collection_finish(session):
     """Say, before any check runs, whether this session reuses a finished run or runs the recipe."""
     config = session.config
-    if PROFILE_KEY not in config.stash or getattr(config, "workerinput", None) is not None:
+    plan = planner(config).planned
+    if plan is None or getattr(config, "workerinput", None) is not None:
         return
     from harness.run import stages
 
-    profile = config.stash[PROFILE_KEY]
     structural_only = all(item.get_closest_marker(markers.STRUCTURAL) for item in session.items if _uses_the_run(item))
-    try:  # reads the data and the model's identity: a bad input stops the session here, in one line
-        inputs = stages.run_inputs(profile, model_options(config), recipe_config(config, profile))
-    except INPUT_ERRORS as error:
-        name, named_by = requested_profile(config)
-        raise pytest.UsageError(f"yoda-harness: {named_by or '--yoda-profile'} {name}: {error}") from None
     if config.getoption("--yoda-fresh"):
         what = "the prepared stage only (structural checks: nothing trains)" if structural_only else "the recipe"
-        _announce(config, f"profile {profile.name}: running {what} (--yoda-fresh)")
+        announce(config, f"profile {plan.profile.name}: running {what} (--yoda-fresh)")
         return
-    _announce(config, f"profile {profile.name}: "
-                      f"{stages.describe_cached(runs_dir(config), inputs.key, structural_only)}")
+    announce(config, f"profile {plan.profile.name}: "
+                     f"{stages.describe_cached(plan.runs_dir, plan.inputs.key, structural_only)}")
 
 
 # ------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="session")
 def harness_profile(pytestconfig):
     """The resolved profile: one that can run here (anything else stopped the session at collection)."""
-    return session_profile(pytestconfig)
+    return session_plan(pytestconfig).profile
 
 
 def _stage_failed(profile, stage: str, error: BaseException):
@@ -300,11 +216,11 @@ def prepared_run(pytestconfig, harness_profile):
 
     if PREPARED_RUN_KEY in pytestconfig.stash:
         return pytestconfig.stash[PREPARED_RUN_KEY]
+    plan = session_plan(pytestconfig)
     try:
-        stage, prepared = stages.prepare(harness_profile, model_options(pytestconfig), runs_dir(pytestconfig),
-                                         fresh=pytestconfig.getoption("--yoda-fresh"),
-                                         config=recipe_config(pytestconfig, harness_profile),
-                                         session=session_token(pytestconfig))
+        stage, prepared = stages.prepare(plan.profile, plan.model_options, plan.runs_dir,
+                                         fresh=pytestconfig.getoption("--yoda-fresh"), config=plan.config,
+                                         session=session_token(pytestconfig), inputs=plan.inputs)
     except (ModelInputError, ModelUnavailable, DataError) as error:
         _stage_failed(harness_profile, "prepared", error)
     except Exception as error:  # the recipe itself crashed: one BROKEN, the other checks "not run"
@@ -326,12 +242,12 @@ def recipe_run(pytestconfig, harness_profile):
         return cached
     if CRASH_KEY in pytestconfig.stash:
         return pytestconfig.stash[CRASH_KEY]  # the prepared stage crashed: training cannot start
+    plan = session_plan(pytestconfig)
     try:
-        finished = stages.run(harness_profile, model_options(pytestconfig), runs_dir(pytestconfig),
-                              fresh=pytestconfig.getoption("--yoda-fresh"),
-                              config=recipe_config(pytestconfig, harness_profile),
+        finished = stages.run(plan.profile, plan.model_options, plan.runs_dir,
+                              fresh=pytestconfig.getoption("--yoda-fresh"), config=plan.config,
                               session=session_token(pytestconfig),
-                              prepared=pytestconfig.stash.get(PREPARED_KEY, None))
+                              prepared=pytestconfig.stash.get(PREPARED_KEY, None), inputs=plan.inputs)
     except (ModelInputError, ModelUnavailable, DataError) as error:
         _stage_failed(harness_profile, "trained", error)
     except Exception as error:
@@ -397,7 +313,8 @@ def live(pytestconfig, prepared_run, harness_profile):
     prepared = pytestconfig.stash.get(PREPARED_KEY, None)
     if prepared is not None:
         return prepared.live
-    return stages.prepare_live(harness_profile, model_options(pytestconfig), recipe_config(pytestconfig, harness_profile))
+    plan = session_plan(pytestconfig)
+    return stages.prepare_live(plan.profile, plan.model_options, plan.config, plan.inputs)
 
 
 @pytest.fixture(scope="session")
@@ -405,8 +322,7 @@ def baseline(pytestconfig, prepared_run) -> baseline_store.Comparison:
     """The baseline entry this run is compared with, and the libraries that changed since."""
     if CRASH_KEY in pytestconfig.stash:
         return pytestconfig.stash[CRASH_KEY]  # each check that asks is stopped by `_recipe_crash`
-    path = baselines_dir(pytestconfig) / f"{prepared_run.profile}.json"
-    return baseline_store.compare(path, prepared_run.profile, prepared_run.manifest["environment"])
+    return planner(pytestconfig).comparison(prepared_run)
 
 
 @pytest.fixture(scope="session")
@@ -441,8 +357,8 @@ def baseline_entry(baseline, request):
 
 def _record_command(config, profile_name: str) -> str:
     """How to record an entry here: the full run's, or the prepared stage's where the profile cannot train."""
-    cannot_train = profile_registry.why_not_runnable(session_profile(config), model_options(config), stages=("trained",))
-    return (STRUCTURAL_RECORD_COMMAND if cannot_train else RECORD_COMMAND).format(profile=profile_name)
+    command = STRUCTURAL_RECORD_COMMAND if session_plan(config).cannot_train else RECORD_COMMAND
+    return command.format(profile=profile_name)
 
 
 @pytest.fixture(autouse=True)
@@ -497,15 +413,28 @@ class HarnessSession:
     def checked_anything(self) -> bool:
         return any(verdict in ("passed", "failed") for verdict in self.verdicts.values())
 
+    def recording_refusal(self, forced: bool, force_option: str) -> str | None:
+        """Why this session's run must not become a baseline entry, or None: nothing ran to a verdict,
+        or an invariant failed (BROKEN) and the recording is not forced (`force_option`).
+        `--yoda-update-baselines` and `python -m harness baselines record` refuse alike."""
+        if not self.checked_anything():
+            return "no check ran to a verdict"
+        broken = self.failed("invariant")
+        if broken and not forced:
+            return (f"{len(broken)} invariant check(s) failed (BROKEN): " + ", ".join(broken[:5])
+                    + ("..." if len(broken) > 5 else "")
+                    + f". Fix them; or, if this is intended, add {force_option} (the entry records it)")
+        return None
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session, exitstatus):
         if self.is_worker or not self.verdicts:
             return
         if not self.checked_anything() and session.exitstatus == pytest.ExitCode.OK:
-            _announce(self.config, f"no harness check ran to a verdict ({len(self.verdicts)} skipped): "
-                                   "nothing was checked, so this session fails (exit 1)")
+            announce(self.config, f"no harness check ran to a verdict ({len(self.verdicts)} skipped): "
+                                  "nothing was checked, so this session fails (exit 1)")
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        finished = self._finished_run()
+        finished = self.finished_run()
         if finished is None:
             prepared = self._prepared_only_run()
             if prepared is not None and self.config.getoption("--yoda-update-baselines"):
@@ -513,19 +442,20 @@ class HarnessSession:
                 # holds the prepared stage's figures (footprints, parameter counts, template, tokens), e.g.
                 # smollm2's on a CPU. Where the profile trains, its entry is the full run's: never replaced
                 # by a structural one.
-                profile = session_profile(self.config)
-                if profile_registry.why_not_runnable(profile, model_options(self.config), stages=("trained",)):
+                plan = session_plan(self.config)
+                if plan.cannot_train:
                     self._update_baselines(prepared)
                 else:
-                    _announce(self.config, f"--yoda-update-baselines refused: profile {profile.name} trains here, so "
-                                           "its entry is the full run's; record it without -m yoda_structural")
+                    announce(self.config, f"--yoda-update-baselines refused: profile {plan.profile.name} trains "
+                                          "here, so its entry is the full run's; record it without -m yoda_structural")
             for option in ("--yoda-report",) if prepared is not None else ("--yoda-report", "--yoda-update-baselines"):
                 if self.config.getoption(option):
-                    _announce(self.config, f"{option}: nothing done: this session has no trained run "
-                                           "(only the prepared stage ran, as with -m yoda_structural, or training failed)")
+                    announce(self.config, f"{option}: nothing done: this session has no trained run "
+                                          "(only the prepared stage ran, as with -m yoda_structural, or training failed)")
             return
         report_path = self.config.getoption("--yoda-report")
-        # Compared before any update: a report set against the entry this run just wrote says nothing.
+        # Compared before any update (the checks' comparison, made once): a report set against the
+        # entry this run just wrote says nothing.
         comparison = _comparison_for_report(self.config, finished) if report_path else None
         if self.config.getoption("--yoda-update-baselines"):
             self._update_baselines(finished)
@@ -534,9 +464,9 @@ class HarnessSession:
 
             written = render_run_report(finished, Path(report_path), outcomes=self.config.stash[OUTCOMES_KEY],
                                         comparison=comparison, verdicts=verdicts.collected(self.config))
-            _announce(self.config, f"report written to {written}")
+            announce(self.config, f"report written to {written}")
 
-    def _finished_run(self):
+    def finished_run(self):
         """This session's run: the one the fixtures made here, or (xdist controller) the published one."""
         finished = self.config.stash.get(RUN_KEY, None)
         if finished is None and PREPARED_RUN_KEY in self.config.stash:
@@ -555,41 +485,29 @@ class HarnessSession:
         return stage if stage is not None and stage.manifest.get("stage") == "prepared" else None
 
     def _update_baselines(self, finished) -> None:
-        broken = self.failed("invariant")
-        if finished.manifest.get("stage") == "prepared" and self.config.getoption("--yoda-baseline-seeds") > 1:
-            _announce(self.config, "--yoda-update-baselines refused: --yoda-baseline-seeds measures the spread of "
-                                   "trained metrics; a structural session records the prepared stage's exact figures")
-            return
         forced = self.config.getoption("--yoda-force-baselines")
-        if not self.checked_anything():
-            _announce(self.config, "--yoda-update-baselines refused: no check ran to a verdict")
+        refusal = self.recording_refusal(forced, "--yoda-force-baselines")
+        if refusal:
+            announce(self.config, f"--yoda-update-baselines refused: {refusal}")
             return
-        if broken and not forced:
-            _announce(self.config, f"--yoda-update-baselines refused: {len(broken)} invariant check(s) failed (BROKEN): "
-                                   + ", ".join(broken[:5]) + ("..." if len(broken) > 5 else "")
-                                   + ". Fix them; or, if this is intended, add --yoda-force-baselines (the entry records it)")
-            return
-        from harness import env
-
+        broken = self.failed("invariant")
         provenance = {"harness": env.harness_revision(), "forced": bool(broken and forced),
                       "failed_invariants": broken}
-        path = baselines_dir(self.config) / f"{finished.profile}.json"
-        manifest, spread = finished.manifest, []
+        path = planner(self.config).options.baselines_dir / f"{finished.profile}.json"
+        manifest = finished.manifest
         if manifest.get("stage") == "prepared":
             # Nothing trained: no loss curve; the entry holds the prepared stage's figures and says so.
             manifest = {**manifest, "training": {**manifest["training"], "loss_history": []}}
             provenance["stage"] = "prepared"
-        else:
-            spread = _seed_runs(self.config, finished)
         with baseline_store.file_lock(path):
             lines = baseline_store.update(path, finished.profile, manifest, finished.artifact("template.json"),
-                                          spread_runs=spread, provenance=provenance)
-        _announce(self.config, f"updated {path}:")
+                                          provenance=provenance)
+        announce(self.config, f"updated {path}:")
         for line in lines:
-            _announce(self.config, f"  {line}")
+            announce(self.config, f"  {line}")
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config):
-        finished = None if self.is_worker else self._finished_run()
+        finished = None if self.is_worker else self.finished_run()
         if finished is None:
             stage = None if self.is_worker else config.stash.get(PREPARED_RUN_KEY, None)
             if stage is not None:  # only the prepared stage ran (-m yoda_structural)
@@ -599,8 +517,7 @@ class HarnessSession:
                 _write_compat_and_warnings(terminalreporter, stage.manifest)
             return
         try:
-            comparison = baseline_store.compare(baselines_dir(config) / f"{finished.profile}.json", finished.profile,
-                                                finished.manifest["environment"])
+            comparison = planner(config).comparison(finished)
         except baseline_store.BaselineError as error:
             terminalreporter.write_line(f"yoda-harness: {error}", red=True)
             return
@@ -628,50 +545,16 @@ def _published_run(config):
     """The published run of this session's inputs (what the xdist workers made or reused), if any."""
     from harness.run import artifacts, stages
     with contextlib.suppress(pytest.UsageError):
-        profile = session_profile(config)
-        inputs = stages.run_inputs(profile, model_options(config), recipe_config(config, profile))
-        directory = artifacts.finished_run(runs_dir(config), inputs.key)
+        plan = session_plan(config)
+        directory = artifacts.finished_run(plan.runs_dir, plan.inputs.key)
         if directory is not None:
             return stages.Run(directory, files.read_json(directory / artifacts.MANIFEST), reused=True)
     return None
 
 
-def _seed_runs(config, finished) -> list[tuple[dict, dict]]:
-    """`--yoda-baseline-seeds N`: the same recipe with the N-1 seeds after the run's, for the spread."""
-    from harness.run import stages
-
-    count = config.getoption("--yoda-baseline-seeds")
-    profile = session_profile(config)
-    base = recipe_config(config, profile)
-    if count > 1:
-        _release_live_objects(config)
-    runs = []
-    for offset in range(1, count):
-        seed = base.training.seed + offset
-        seeded = base.with_overrides({"training.seed": seed})
-        other = stages.run(profile, model_options(config), runs_dir(config), config=seeded,
-                           session=session_token(config))
-        runs.append((other.manifest, other.artifact("template.json")))
-    return runs
-
-
-def _release_live_objects(config) -> None:
-    """Free this session's model and trainer before the seed runs: what is still allocated when a
-    run's training starts counts in its peak GPU memory (measured on an H200: a second seed run in
-    the same process peaked at 629.7 MB against 450.3 MB in a process of its own)."""
-    import gc
-
-    if PREPARED_KEY in config.stash:
-        del config.stash[PREPARED_KEY]
-    gc.collect()
-    if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
-        sys.modules["torch"].cuda.empty_cache()
-
-
 def _comparison_for_report(config, finished):
     try:
-        return baseline_store.compare(baselines_dir(config) / f"{finished.profile}.json", finished.profile,
-                                      finished.manifest["environment"])
+        return planner(config).comparison(finished)
     except baseline_store.BaselineError as error:  # the checks already failed on it; still report
-        _announce(config, f"report without baseline deltas: {error}")
+        announce(config, f"report without baseline deltas: {error}")
         return None

@@ -233,7 +233,10 @@ class _Phases:
 
 
 def prepare_stage(profile: Profile, options: ModelOptions, config: RecipeConfig, inputs, state) -> Prepared:
-    """Recipe steps 1-5 up to the first optimizer step, and every record the structural checks read."""
+    """Recipe steps 1-5 up to the first optimizer step, and every record the structural checks read.
+
+    `inputs` are the run's (harness.run.stages.RunInputs): its key and environment, and the data
+    split (step 3) as it was loaded and validated to make that key."""
     import tempfile
 
     phase = _Phases()
@@ -259,7 +262,7 @@ def prepare_stage(profile: Profile, options: ModelOptions, config: RecipeConfig,
         requires_grad_before = _requires_grad(peft_model)
         lora_scaling = reload.lora_scaling(peft_model)
     with phase("data"):
-        split = load_data(config)
+        split = inputs.split  # loaded and validated with the run's inputs (their key hashes these rows)
         train_dataset = to_training_dataset(split.train, config)
         conversations = [ex["messages"] for ex in data.format_rows(split.train, "conversational", split.columns)]
         templated = [_template_ids(tokenizer, messages) for messages in conversations]

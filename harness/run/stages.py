@@ -19,6 +19,7 @@ from typing import Any
 from harness import env, files
 from harness.recipe import compat, libwarnings, qlora_sft
 from harness.recipe.config import RecipeConfig
+from harness.recipe.data import YodaSplit
 from harness.recipe.profiles import ModelOptions, Profile
 from harness.run import artifacts
 
@@ -62,6 +63,8 @@ class RunInputs:
     environment: dict
     data_identity: str
     harness_source: str
+    # The data as loaded and validated: the prepared stage trains on these rows instead of reading them again.
+    split: YodaSplit = field(compare=False, repr=False)
 
 
 def run_inputs(profile: Profile, options: ModelOptions, config: RecipeConfig, processes: int = 1) -> RunInputs:
@@ -72,11 +75,12 @@ def run_inputs(profile: Profile, options: ModelOptions, config: RecipeConfig, pr
     """
     # The number of processes is part of the inputs: 2 processes halve the optimizer steps.
     environment = dict(env.fingerprint(), processes=processes)
-    identity = qlora_sft.load_data(config).content_digest()
+    split = qlora_sft.load_data(config)
+    identity = split.content_digest()
     source = env.harness_source_digest()
     key = artifacts.cache_key(profile.name, config.to_dict(), environment, profile.identity(options),
                               identity, source)
-    return RunInputs(key, environment, identity, source)
+    return RunInputs(key, environment, identity, source, split)
 
 
 def describe_cached(runs_dir: Path, key: str, structural_only: bool = False) -> str:
@@ -97,15 +101,17 @@ def describe_cached(runs_dir: Path, key: str, structural_only: bool = False) -> 
 
 
 def prepare(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = False,
-            config: RecipeConfig | None = None, session: str | None = None) -> tuple[Run, qlora_sft.Prepared | None]:
+            config: RecipeConfig | None = None, session: str | None = None,
+            inputs: RunInputs | None = None) -> tuple[Run, qlora_sft.Prepared | None]:
     """The prepared stage for these inputs: everything the recipe builds before its first optimizer step.
 
     Reused from `runs_dir` (its own directory, or a finished trained run, which holds every prepared
     record too), or made and published now; a new one is also returned in memory, so that training in
-    the same session continues from it instead of loading the model again.
+    the same session continues from it instead of loading the model again. `inputs` are `config`'s,
+    when the caller has them already (the pytest plugin works them out once per session).
     """
     config = config or profile.recipe_config()
-    inputs = run_inputs(profile, options, config)
+    inputs = inputs or run_inputs(profile, options, config)
     with artifacts.run_lock(runs_dir, inputs.key + PREPARED):
         for key in (inputs.key, inputs.key + PREPARED):
             existing = _reusable_run(runs_dir, key, fresh, session)
@@ -122,11 +128,11 @@ def prepare(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool
 
 def run(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = False,
         config: RecipeConfig | None = None, session: str | None = None,
-        prepared: qlora_sft.Prepared | None = None) -> Run | None:
+        prepared: qlora_sft.Prepared | None = None, inputs: RunInputs | None = None) -> Run | None:
     """The finished (trained) run for these inputs: reused from `runs_dir`, or made now.
 
     `prepared` is this session's prepared stage in memory, if it made one: training continues from
-    it. `session` identifies the caller's session (the pytest plugin passes one token shared by all
+    it. `inputs` are `config`'s in one process, when the caller has them already. `session` identifies the caller's session (the pytest plugin passes one token shared by all
     its xdist workers) and is recorded in the run: with `fresh`, a run this session already made
     is reused, not made again.
 
@@ -137,7 +143,8 @@ def run(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = F
     """
     config = config or profile.recipe_config()
     state = _process_state()
-    inputs = run_inputs(profile, options, config, state.num_processes)
+    if inputs is None or inputs.environment["processes"] != state.num_processes:
+        inputs = run_inputs(profile, options, config, state.num_processes)
     key = inputs.key
     # Only rank 0 takes the lock: a rank blocked on it would never reach the Trainer's collectives.
     lock = artifacts.run_lock(runs_dir, key) if state.is_main_process else contextlib.nullcontext()
@@ -169,10 +176,12 @@ def run(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = F
     return Run(final, manifest, reused=False)
 
 
-def prepare_live(profile: Profile, options: ModelOptions, config: RecipeConfig) -> qlora_sft.LiveObjects:
+def prepare_live(profile: Profile, options: ModelOptions, config: RecipeConfig,
+                 inputs: RunInputs | None = None) -> qlora_sft.LiveObjects:
     """Live objects of the prepared stage (tokenizer, model with fresh adapters, trainer built, not trained),
     made in a temporary directory: what the live checks use when the session holds none."""
-    return qlora_sft.prepare_stage(profile, options, config, run_inputs(profile, options, config), _process_state()).live
+    inputs = inputs or run_inputs(profile, options, config)
+    return qlora_sft.prepare_stage(profile, options, config, inputs, _process_state()).live
 
 
 def _record_adaptations(manifest: dict, adaptations, library_warnings: list) -> None:
