@@ -291,3 +291,72 @@ def test_baseline_seeds_runs_the_recipe_with_the_next_seeds(monkeypatch, tmp_pat
     assert seeds == [(1, 0.001), (2, 0.001)]  # the session's overrides, each seed after the run's
     assert [m["config"]["training"]["seed"] for m, _ in runs] == [1, 2]
     assert all(template["rendered"] for _, template in runs)
+
+
+MARKED = '''
+import pytest
+
+
+@pytest.mark.yoda_check(headline="PAD == EOS", settings=("tokenizer.pad_token",))
+def test_pad_differs(manifest):
+    assert manifest["tokens"]["pad_id"] != manifest["tokens"]["eos_id"]
+
+
+@pytest.mark.yoda_check(headline="special tokens misread", detail_after="read them: ")
+def test_tokens_read(manifest):
+    assert manifest["tokens"]["eos_id"] == 32000, "the library read them: eos_id 7 (expected 32000). More."
+'''
+
+
+def _result_of(suite, pytester, tmp_path, *args):
+    from harness.checks.result import SessionResult
+
+    pytester.makepyfile(test_marked=MARKED)
+    path = tmp_path / "result.json"
+    outcome = suite(f"{HALF_BLEU}\n{EOS_MASKED}", "--yoda-result-json", str(path), *args)
+    return outcome, SessionResult.read(path)
+
+
+def test_the_result_json_is_the_sessions_own_verdict(suite, pytester, tmp_path):
+    from harness.checks.result import SessionResult
+
+    outcome, result = _result_of(suite, pytester, tmp_path)
+    printed = outcome.stdout.str().split("yoda-harness verdict", 1)[1].splitlines()[1]
+    assert (result.exit_status, result.headline) == (outcome.ret, printed)
+    assert result.headline.startswith("2 things broke: test_every_eos_keeps_its_label (EOS has label -100")
+    def local(nodeid):  # pytester's root is the test's directory's parent
+        return nodeid.split("/", 1)[-1]
+
+    assert [(local(f.nodeid), f.headline) for f in result.broken] == [
+        ("test_invariants.py::test_every_eos_keeps_its_label", "test_every_eos_keeps_its_label"),
+        ("test_marked.py::test_tokens_read", "special tokens misread")]
+    assert [(local(f.nodeid), f.summary) for f in result.changed] == [
+        ("test_baseline.py::test_metric_matches_the_baseline[bleu]", "bleu 1.8293 -> 0.91465")]
+    checks = {local(check.nodeid): check for check in result.checks}
+    misread = checks["test_marked.py::test_tokens_read"]
+    assert (misread.kind, misread.verdict, misread.outcome) == ("invariant", "BROKEN", "failed")
+    assert misread.says() == "special tokens misread: eos_id 7 (expected 32000)"
+    assert misread.says(detail=False) == "special tokens misread"
+    assert checks["test_marked.py::test_pad_differs"].settings == ("tokenizer.pad_token",)
+    assert checks["test_marked.py::test_pad_differs"].verdict == "passed"
+    parsed = outcome.parseoutcomes()
+    assert result.counts == {"passed": parsed["passed"], "failed": 3, "error": 0, "skipped": parsed.get("skipped", 0)}
+    assert result.suite_outcomes()["test_marked.py"] == "failed" and result.crash is None
+    assert SessionResult.from_json(result.to_json()) == result
+
+
+def test_the_result_json_under_xdist_is_the_controllers(suite, pytester, tmp_path):
+    pytest.importorskip("xdist")
+    serial = _result_of(suite, pytester, tmp_path)[1]
+    outcome, result = _result_of(suite, pytester, tmp_path, "-n", "2")
+    assert outcome.ret == pytest.ExitCode.TESTS_FAILED
+    assert (result.headline, result.counts) == (serial.headline, serial.counts)
+    assert sorted(result.checks, key=lambda c: c.nodeid) == sorted(serial.checks, key=lambda c: c.nodeid)
+
+
+def test_a_result_json_of_another_schema_is_refused(tmp_path):
+    from harness.checks.result import ResultError, SessionResult
+
+    (tmp_path / "r.json").write_text('{"schema": 99}')
+    with pytest.raises(ResultError, match=r"r\.json: not a session result of schema 1 \(schema: 99\)"):
+        SessionResult.read(tmp_path / "r.json")
