@@ -360,3 +360,17 @@ def test_a_result_json_of_another_schema_is_refused(tmp_path):
     (tmp_path / "r.json").write_text('{"schema": 99}')
     with pytest.raises(ResultError, match=r"r\.json: not a session result of schema 1 \(schema: 99\)"):
         SessionResult.read(tmp_path / "r.json")
+
+
+def test_a_suite_that_cannot_be_collected_is_an_error_in_the_result_json(pytester, tmp_path):
+    from harness.checks.result import SessionResult
+
+    pytester.makepyfile(test_broken="import no_such_module_here\n", test_fine="def test_ok(): pass\n")
+    path = tmp_path / "result.json"
+    outcome = pytester.runpytest_inprocess("--yoda-result-json", str(path), "--continue-on-collection-errors")
+    result = SessionResult.read(path)
+    assert result.exit_status == outcome.ret == pytest.ExitCode.TESTS_FAILED
+    assert result.suite_outcomes() == {"test_broken.py": "failed", "test_fine.py": "passed"}
+    [broken] = result.failures()
+    assert broken.outcome == "error" and "no_such_module_here" in broken.message
+    assert result.headline is None  # no check of the recipe ran: no verdict line

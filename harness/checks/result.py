@@ -54,8 +54,8 @@ class Check:
 
     @property
     def name(self) -> str:
-        """'suites/test_labels.py::test_x[a]' -> 'test_x'."""
-        return self.nodeid.split("[", 1)[0].rsplit("::", 1)[-1]
+        """'suites/test_labels.py::test_x[a]' (or JUnit's 'suites.test_labels.test_x[a]') -> 'test_x'."""
+        return self.nodeid.split("[", 1)[0].replace("::", ".").rsplit(".", 1)[-1]
 
     def says(self, detail: bool = True) -> str:
         """What its BROKEN or CHANGED verdict means: the crash it met, else its headline (with what its
@@ -131,7 +131,7 @@ class SessionResult:
 
     # ---------------------------------------------------------------- JSON
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        return json.dumps(asdict(self), indent=2) + "\n"
 
     @classmethod
     def from_json(cls, text: str, where: str = "result JSON") -> "SessionResult":

@@ -147,6 +147,13 @@ def _message_of(report, properties: dict) -> str:
     return "\n".join(lines[:6])[:1500]
 
 
+def _collection_error(report) -> str:
+    """The error lines of a collection failure ('ModuleNotFoundError: ...'), not the traceback above them."""
+    lines = [line for line in str(report.longrepr).splitlines() if line.strip()]
+    errors = [line[1:].strip() for line in lines if line.startswith("E ")]
+    return "\n".join(errors[-6:] or lines[-1:])[:1500]
+
+
 def _detail(message: str, after: str) -> str:
     """The text of `message` after the marker `after`, up to the first '. ' (the token a check says was misread)."""
     if not after or after not in message:
@@ -249,6 +256,12 @@ class Verdicts:
             comparison = properties[KIND_PROPERTY] == "comparison" and CRASH_PROPERTY not in properties
             self.failures[report.nodeid] = Failure(report.nodeid, CHANGED if comparison else BROKEN,
                                                    *_summary_of(report))
+
+    def pytest_collectreport(self, report):
+        """A test module that cannot be collected (an import error under a new release) is an error of its
+        suite file in the result JSON: its checks never ran."""
+        if report.failed:
+            self.tests.setdefault(report.nodeid, session_result.Check(report.nodeid, "error", _collection_error(report)))
 
     def _count(self, report, properties: dict) -> None:
         """Every test's outcome: as pytest reports it per suite file (a call, a skip, a failure in any
