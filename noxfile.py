@@ -12,12 +12,14 @@ Each `suites` session, in a fresh virtual environment of its own:
      itself with --no-deps (editable);
   2. probes, with those libraries on this device, what the recipe needs from bitsandbytes: a 4-bit
      NF4 load, forward and backward, and a paged_adamw_8bit step (older releases need CUDA);
-  3. runs `pytest suites --yoda-profile P` with JUnit XML, and a harness cache inside the session's
-     own directory, so sets never share a cached run; P is the set's `profile` (versions.toml), else
-     $YODA_HARNESS_PROFILE, else tiny; a set with `checks = "structural"` runs `-m yoda_structural`
-     (the prepared stage: what smollm2 checks on a CPU);
-  4. writes $YODA_HARNESS_MATRIX_DIR/<set>.json (default reports/matrix/): status passed / failed /
-     cannot-run with the reason, installed versions, per-suite outcomes, the run's key metrics.
+  3. runs `pytest suites --yoda-profile P` (harness.versions.runner.run_suites, as the history and
+     bisect do) with a harness cache inside the session's own directory, so sets never share a cached
+     run; P is the set's `profile` (versions.toml), else $YODA_HARNESS_PROFILE, else tiny; a set with
+     `checks = "structural"` runs `-m yoda_structural` (the prepared stage: what smollm2 checks on a CPU);
+     the session writes its own result (<set>.session.json) and JUnit XML for CI (<set>.junit.xml);
+  4. writes $YODA_HARNESS_MATRIX_DIR/<set>.json (default reports/matrix/) from the session's result:
+     status passed / failed / cannot-run with the reason, installed versions, per-suite outcomes and
+     each check's verdict, the run's key metrics.
 An install failure or a failed probe is recorded as `cannot-run` with its reason; the session then
 fails (exit 1) unless YODA_HARNESS_ALLOW_CANNOT_RUN=1, in which case it is reported as skipped.
 """
@@ -39,8 +41,8 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from harness.recipe import variants
-from harness.versions import matrix  # noqa: E402  (needs ROOT on sys.path; imports nothing heavy)
+from harness.recipe import variants  # noqa: E402  (needs ROOT on sys.path; imports nothing heavy)
+from harness.versions import matrix, runner  # noqa: E402
 
 # uv when it is installed (much faster installs), else virtualenv.
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -59,24 +61,6 @@ def _needs_gguf(profile: str) -> bool:
     return profile in ("smollm2", "auto")
 RESULTS_DIR = Path(os.environ.get("YODA_HARNESS_MATRIX_DIR") or ROOT / "reports" / "matrix").resolve()
 ALLOW_CANNOT_RUN = os.environ.get("YODA_HARNESS_ALLOW_CANNOT_RUN", "") not in ("", "0")
-
-# `python -m pytest ARGS`, echoed live and kept in a log; its exit status written to a file
-# (nox's session.run raises or returns output, never the status).
-_PYTEST_TEE = r"""
-import subprocess, sys
-exit_file, log_file, *args = sys.argv[1:]
-with open(log_file, "w", encoding="utf-8") as log:
-    process = subprocess.Popen([sys.executable, "-m", "pytest", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, bufsize=1)
-    for line in process.stdout:
-        sys.stdout.write(line)
-        sys.stdout.flush()
-        log.write(line)
-    code = process.wait()
-with open(exit_file, "w") as handle:
-    handle.write(str(code))
-"""
-
 
 def _install_reason(log_path: Path) -> str:
     """The resolver's/installer's own words from an install log (ERROR lines and conflict notes)."""
@@ -110,29 +94,28 @@ def suites(session: nox.Session, set: str) -> None:  # noqa: A002  (the session'
     version_set = VERSION_SETS[set]
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     result_path = RESULTS_DIR / f"{set}.json"
+    session_path = RESULTS_DIR / f"{set}.session.json"
     junit = RESULTS_DIR / f"{set}.junit.xml"
     install_log = RESULTS_DIR / f"{set}.install.log"
     pytest_log = RESULTS_DIR / f"{set}.pytest.log"
-    for stale in (result_path, junit, install_log, pytest_log):
+    for stale in (result_path, session_path, junit, install_log, pytest_log):
         stale.unlink(missing_ok=True)
     # The harness cache (runs, built models) lives in this session's own environment directory.
     cache = Path(session.virtualenv.location) / "harness-cache"
     shutil.rmtree(cache, ignore_errors=True)
-    env = {
-        "YODA_HARNESS_CACHE": str(cache),
-        "YODA_HARNESS_MODELS_DIR": str(cache / "models"),
-        "YODA_HARNESS_PROFILE": profile_of(version_set),
-        "PYTHONUNBUFFERED": "1",
-    }
-    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        env.setdefault(name, os.environ.get(name, "1"))
+    bin_dir = str(session.virtualenv.bin)
+    env = runner.cache_environment(cache, base={**os.environ, "YODA_HARNESS_PROFILE": profile_of(version_set),
+                                                "VIRTUAL_ENV": str(session.virtualenv.location),
+                                                "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])})
     started = time.monotonic()
 
     def finish(**facts) -> None:
         result = matrix.build_result(version_set=version_set, profile=profile_of(version_set), cache_dir=cache,
                                      duration_s=time.monotonic() - started,
                                      extra={"session": session.name, "install_log": str(install_log),
-                                            "pytest_log": str(pytest_log) if pytest_log.exists() else None},
+                                            "pytest_log": str(pytest_log) if pytest_log.exists() else None,
+                                            "session_result": str(session_path) if session_path.exists() else None,
+                                            "junit": str(junit) if junit.exists() else None},
                                      **facts)
         matrix.write_result(result_path, result)
         session.log("%s: %s — %s (result: %s)", set, result["status"], result["reason"], result_path)
@@ -145,14 +128,14 @@ def suites(session: nox.Session, set: str) -> None:  # noqa: A002  (the session'
                           "(YODA_HARNESS_ALLOW_CANNOT_RUN=1 reports this as a skip)")
 
     try:
-        facts = _run_set(session, version_set, env, cache, install_log, pytest_log, junit)
+        facts = _run_set(session, version_set, env, cache, install_log, pytest_log, session_path, junit)
     except Exception as error:  # a bug here must still leave a result (and a failed session) behind
         facts = {"session_error": f"{type(error).__name__}: {error}"}
     finish(**facts)
 
 
 def _run_set(session: nox.Session, version_set: matrix.VersionSet, env: dict, cache: Path, install_log: Path,
-             pytest_log: Path, junit: Path) -> dict:
+             pytest_log: Path, session_path: Path, junit: Path) -> dict:
     """Install, probe, run the suites; the facts `matrix.build_result` classifies."""
     torch_spec = os.environ.get("YODA_HARNESS_TORCH_WHEEL") or "torch"
     requirements = matrix.install_requirements(version_set, torch_spec, matrix.project_dependencies(ROOT / "pyproject.toml"))
@@ -183,15 +166,11 @@ def _run_set(session: nox.Session, version_set: matrix.VersionSet, env: dict, ca
     session.log("device probe: %s", "ok (" + ", ".join(probe.get("layers", [])) + ", paged_adamw_8bit)"
                 if probe.get("ok") else probe.get("error"))
 
-    exit_file = RESULTS_DIR / f".{version_set.name}.pytest-exit"
-    exit_file.unlink(missing_ok=True)
-    session.run("python", "-c", _PYTEST_TEE, str(exit_file), str(pytest_log),
-                "suites", "--yoda-profile", profile_of(version_set), f"--junitxml={junit}", "--yoda-cache-dir", str(cache),
-                *(matrix.STRUCTURAL_SELECTION if version_set.checks == "structural" else ()),
-                "-p", "no:cacheprovider", *session.posargs, env=env, success_codes=range(256))
-    exit_code = int(exit_file.read_text()) if exit_file.exists() else None
-    exit_file.unlink(missing_ok=True)
-    return {"installed": installed, "probe": probe, "exit_code": exit_code, "junit": junit}
+    selection = ["suites", *(matrix.STRUCTURAL_SELECTION if version_set.checks == "structural" else ())]
+    args = runner.suite_args(selection, profile_of(version_set), cache, extra=[f"--junitxml={junit}", *session.posargs])
+    result = runner.run_suites(Path(session.virtualenv.bin) / "python", args, result_path=session_path,
+                               log_path=pytest_log, env=env, echo=sys.stdout)
+    return {"installed": installed, "probe": probe, "session": result}
 
 
 HISTORY_DIR = Path(os.environ.get("YODA_HARNESS_HISTORY_DIR") or ROOT / "reports" / "history").resolve()

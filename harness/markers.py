@@ -12,6 +12,9 @@ SLOW = "yoda_slow"
 QUALITY = "yoda_quality"
 LEARNING = "yoda_learning"
 COMPARISON = "yoda_comparison"
+# What a check's failure means in the recipe's words, and the recipe settings it is about: kept with
+# the check, so renaming it keeps its headline (the history table and the result JSON show it).
+CHECK = "yoda_check"
 
 # profile [skips] key -> the marker of the checks it skips
 SKIPPABLE = {"quality": QUALITY, "learning": LEARNING}
@@ -26,9 +29,21 @@ DESCRIPTIONS = {
                 f"`-m {STRUCTURAL}` trains nothing, and these run first otherwise",
     COMPARISON: "compares with the baseline entry; its failure is CHANGED (every other harness check is an "
                 "invariant: its failure is BROKEN)",
+    CHECK: "yoda_check(headline=..., settings=(...), detail_after=...): what the check's failure means in the "
+           "recipe's words, the recipe settings it is about (a library warning naming one preceded the break), and "
+           "the text of its message after `detail_after` that the headline carries (the token misread)",
 }
 
 
 def register(config) -> None:
     for name, description in DESCRIPTIONS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
+
+
+def check_facts(node) -> dict | None:
+    """The `yoda_check` marker's headline, settings and detail marker of a test item, else None."""
+    mark = node.get_closest_marker(CHECK)
+    if mark is None:
+        return None
+    return {"headline": mark.kwargs["headline"], "settings": list(mark.kwargs.get("settings", ())),
+            "detail_after": mark.kwargs.get("detail_after", "")}

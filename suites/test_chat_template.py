@@ -13,6 +13,7 @@ def _marker_sequence(text: str, markers: list[str]) -> list[str]:
     return re.findall(pattern, text)
 
 
+@pytest.mark.yoda_check(headline="training text has no role markers", settings=("data.format",))
 @pytest.mark.yoda_structural
 def test_training_text_carries_the_role_markers_in_order(manifest, run_artifacts):
     user, assistant = manifest["tokens"]["role_markers"]

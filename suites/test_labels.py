@@ -13,6 +13,7 @@ def _rows(batch):
     return list(zip(batch["input_ids"], batch["labels"]))
 
 
+@pytest.mark.yoda_check(headline="EOS never labelled", settings=("tokenizer.pad_token", "training.packing"))
 @pytest.mark.yoda_structural
 def test_every_eos_keeps_its_label(manifest, run_artifacts):
     eos = manifest["tokens"]["eos_id"]
@@ -27,6 +28,7 @@ def test_every_eos_keeps_its_label(manifest, run_artifacts):
     )
 
 
+@pytest.mark.yoda_check(headline="PAD == EOS")
 @pytest.mark.yoda_structural
 def test_pad_token_is_not_eos(manifest):
     if manifest["config"].get("tokenizer", {}).get("pad_token") == "as_shipped":
@@ -52,6 +54,8 @@ def _expects_wrapped_packing(training: dict) -> bool:
     return training["packing"] and training["packing_strategy"] in ("wrapped", None)
 
 
+@pytest.mark.yoda_check(headline="packing no longer wrapped",
+                        settings=("training.packing_strategy", "training.packing", "training.max_length"))
 @pytest.mark.yoda_structural
 def test_packed_rows_are_exactly_max_length(manifest, run_artifacts):
     training = manifest["config"]["training"]
@@ -77,6 +81,8 @@ def test_packed_rows_are_exactly_max_length(manifest, run_artifacts):
     )
 
 
+@pytest.mark.yoda_check(headline="packed rows are not wrapped packing's",
+                        settings=("training.packing_strategy", "training.packing", "training.max_length"))
 @pytest.mark.yoda_structural
 def test_packing_cuts_the_rows_this_trl_is_known_to_cut(manifest):
     config, training = manifest["config"]["training"], manifest["training"]
@@ -93,6 +99,9 @@ def test_packing_cuts_the_rows_this_trl_is_known_to_cut(manifest):
     )
 
 
+@pytest.mark.yoda_check(headline="step count is not the packed rows'",
+                        settings=("training.per_device_train_batch_size", "training.num_train_epochs",
+                                  "training.gradient_accumulation_steps"))
 def test_optimizer_steps_match_the_packing(manifest):
     config, training = manifest["config"]["training"], manifest["training"]
     # Each optimizer step takes one batch on every process (torchrun / accelerate launch).
@@ -113,6 +122,7 @@ def _predicted_rows(training: dict, max_length: int) -> int:
     return -(-(training["templated_tokens"] + training.get("packing_added_tokens", 0)) // max_length)
 
 
+@pytest.mark.yoda_check(headline="completion-only masking wrong")
 @pytest.mark.yoda_structural
 def test_completion_only_masks_the_prompt(run_artifacts):
     batch = run_artifacts("completion_only_batch.json")
@@ -135,6 +145,7 @@ conversation_text = st.text(
 ).map(lambda s: " ".join(s.split())).filter(bool)
 
 
+@pytest.mark.yoda_check(headline="EOS lost in collation")
 @pytest.mark.yoda_structural
 @pytest.mark.yoda_slow
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -5,6 +5,7 @@ import pytest
 from harness.recipe.metrics import MB
 
 
+@pytest.mark.yoda_check(headline="layers not 4-bit")
 @pytest.mark.yoda_structural
 def test_every_linear_layer_but_the_head_is_4bit(manifest):
     structure = manifest["structure"]
@@ -30,6 +31,7 @@ def test_embeddings_and_head_stay_unquantized(manifest):
         )
 
 
+@pytest.mark.yoda_check(headline="memory footprint differs from the prediction")
 @pytest.mark.yoda_structural
 @pytest.mark.parametrize("figure", ["footprint_loaded_bytes", "footprint_adapted_bytes"])
 def test_footprint_matches_the_prediction(manifest, figure):

@@ -8,6 +8,7 @@ could run at all: the run records what was read, and what was corrected, and thi
 import pytest
 
 
+@pytest.mark.yoda_check(headline="special tokens misread", detail_after="differently from the family's facts: ")
 @pytest.mark.yoda_structural
 def test_the_library_read_the_model_family_special_tokens(manifest):
     tokens = manifest["tokens"]

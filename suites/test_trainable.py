@@ -4,6 +4,7 @@ import pytest
 
 
 
+@pytest.mark.yoda_check(headline="trainable count is not the LoRA sum")
 @pytest.mark.yoda_structural
 def test_trainable_count_is_the_lora_sum(manifest):
     structure = manifest["structure"]
@@ -15,6 +16,7 @@ def test_trainable_count_is_the_lora_sum(manifest):
     )
 
 
+@pytest.mark.yoda_check(headline="LoRA scaling is not alpha / r", settings=("lora.lora_alpha", "lora.r"))
 @pytest.mark.yoda_structural
 def test_every_adapter_scales_by_alpha_over_r(manifest):
     """The rank shows in the parameter count; the scaling (lora_alpha / r) shows nowhere but in what
@@ -56,6 +58,7 @@ def test_the_recipe_parameter_counts_are_reproduced(manifest, harness_profile):
         f"figures are {expected[0]:,} / {expected[1]:,}")
 
 
+@pytest.mark.yoda_check(headline="the trainer froze the LoRA adapters", settings=("lora.r", "lora.target_modules"))
 @pytest.mark.yoda_structural
 @pytest.mark.parametrize("moment", ["requires_grad_before_trainer", "requires_grad_after_trainer"])
 def test_only_lora_weights_require_grad(manifest, moment):
@@ -68,6 +71,7 @@ def test_only_lora_weights_require_grad(manifest, moment):
     assert not others, f"non-adapter parameters require grad {moment}: {others[:5]}"
 
 
+@pytest.mark.yoda_check(headline="the adapters did not train")
 def test_adapters_changed_during_training(manifest):
     training = manifest["training"]
     assert training["lora_b_abs_sum_before"] == 0.0, "lora_B should start at zero (PEFT's init)"

@@ -41,6 +41,7 @@ def test_adapter_holds_exactly_the_lora_parameters(manifest):
     assert adapter["safetensors_data_bytes"] == expected * DTYPE_BYTES[dtype], "file size disagrees with its header"
 
 
+@pytest.mark.yoda_check(headline="the reloaded adapter is not the trained one")
 def test_reloaded_adapter_holds_the_trained_weights(manifest):
     """Exact: every LoRA tensor and scaling factor of base + saved adapter, cast to the trained
     dtypes (harness/recipe/reload.py), equals the trained model's. A save or load that drops, renames or
@@ -66,6 +67,7 @@ def test_reloaded_adapter_holds_the_trained_weights(manifest):
     )
 
 
+@pytest.mark.yoda_check(headline="the reloaded model generates otherwise")
 @pytest.mark.yoda_learning
 def test_reloaded_adapter_generates_what_the_trained_model_did(manifest, run_artifacts, require_threshold):
     """End to end: the reloaded model, at the trained model's precision, generates what it did.

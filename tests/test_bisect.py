@@ -199,12 +199,12 @@ def test_both_real_runners_run_the_check_with_one_command_and_one_reading_of_it(
         command = call["command"]
         assert command[1:] == [
             "-m", "pytest", "suites", "-k", "eos and not hypothesis", "--yoda-profile", "tiny", "--yoda-cache-dir", call["cache"],
-            command[10], "-p", "no:cacheprovider", "-q", "--yoda-variant", "trl-2024", "--yoda-fresh",
-            "--yoda-override", "training.seed=1"]
-        assert command[10].startswith("--junitxml=")
+            "-p", "no:cacheprovider", "--yoda-variant", "trl-2024", "--yoda-fresh",
+            "--yoda-override", "training.seed=1", "-q", command[-1]]
+        assert command[-1].startswith("--yoda-result-json=")
         assert call["log"].read_text().startswith(f"$ {' '.join(command)}")
     assert swapped["command"][0] == "/env/python" and isolated["command"][0].endswith("venv/bin/python")
-    # Exit 0 with no check run (no JUnit file) cannot be read as a pass, whichever runner ran it.
+    # Exit 0 with no check run (no result JSON) cannot be read as a pass, whichever runner ran it.
     monkeypatch.setattr(bisect_module.subprocess, "call", lambda command, **kwargs: 0)
     for runner in (swap, venv):
         with pytest.raises(CannotRun, match="the check was skipped: no test ran"):

@@ -108,7 +108,8 @@ def test_the_gate_runs_each_leg_and_one_summary_names_both_verdicts(cpu, gguf, t
     markdown = step_summary.read_text()
     assert markdown.startswith("### yoda-harness gate: failed") and "**smollm2**" in markdown and "**tiny**" in markdown
     kept = sorted(path.name for path in (tmp_path / "reports").iterdir())
-    assert kept == ["gate.md", "junit-smollm2.xml", "junit-tiny.xml", "summary-smollm2.md", "summary-tiny.md"]
+    assert kept == ["gate.md", "junit-smollm2.xml", "junit-tiny.xml", "pytest-smollm2.log", "pytest-tiny.log",
+                    "result-smollm2.json", "result-tiny.json", "summary-smollm2.md", "summary-tiny.md"]
     assert "--yoda-report=" in text.split("$ ")[2].splitlines()[0]  # asked of the leg that trains only
     assert "--yoda-report=" not in text.split("$ ")[1].splitlines()[0]
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from packaging.version import Version
 
 from harness import cli
+from harness.checks.result import Check, Crash, SessionResult
 from harness.versions import matrix
 from harness.versions.matrix import VersionSetError
 
@@ -118,42 +119,44 @@ def test_the_projects_dependencies_are_read_from_pyproject():
     assert any(dep.startswith("trl") for dep in deps) and any(dep.startswith("torch") for dep in deps)
 
 
-# ------------------------------------------------------------------ JUnit -> outcomes -> status
-JUNIT = """<?xml version="1.0" encoding="utf-8"?>
-<testsuites><testsuite name="pytest" errors="1" failures="1" skipped="2" tests="6">
-<testcase classname="suites.test_bleu" name="test_gain" time="0.1"><skipped type="pytest.skip" message="tiny is a random-weight model: skipped">x</skipped></testcase>
-<testcase classname="suites.test_labels" name="test_eos_kept" time="0.1"><failure message="AssertionError: EOS label masked&#10;assert -100 == 32000">trace</failure></testcase>
-<testcase classname="suites.test_labels" name="test_pad_is_not_eos" time="0.1"/>
-<testcase classname="suites.test_memory.TestFootprint" name="test_loaded[tiny]" time="0.1"/>
-<testcase classname="suites.test_training" name="test_loss_falls" time="0.1"><error message="failed on setup with &quot;TypeError: SFTConfig.__init__() got an unexpected keyword argument&quot;">trace</error></testcase>
-<testcase classname="suites.test_stopping" name="test_stops" time="0.1"><skipped message="tiny is a random-weight model: skipped">x</skipped></testcase>
-</testsuite></testsuites>
-"""
+# ------------------------------------------------------------------ the session's result -> outcomes -> status
+# A session as the plugin writes it (--yoda-result-json): a skip, a failure, passes, an error in setup.
+CHECKS = [
+    Check("suites/test_bleu.py::test_gain", "skipped", "tiny is a random-weight model: skipped", "invariant", "skipped"),
+    Check("suites/test_labels.py::test_eos_kept", "failed", "AssertionError: EOS label masked\nassert -100 == 32000",
+          "invariant", "BROKEN"),
+    Check("suites/test_labels.py::test_pad_is_not_eos", "passed", "", "invariant", "passed"),
+    Check("suites/test_memory.py::TestFootprint::test_loaded[tiny]", "passed", "", "invariant", "passed"),
+    Check("suites/test_training.py::test_loss_falls", "error",
+          "TypeError: SFTConfig.__init__() got an unexpected keyword argument", "invariant", "BROKEN"),
+    Check("suites/test_stopping.py::test_stops", "skipped", "tiny is a random-weight model: skipped", "invariant", "skipped"),
+]
 
 
-def test_junit_outcomes_per_suite(tmp_path):
-    path = tmp_path / "junit.xml"
-    path.write_text(JUNIT, encoding="utf-8")
-    outcomes = matrix.junit_outcomes(path)
+def session_of(tmp_path, checks=CHECKS, exit_status=1, **facts) -> SessionResult:
+    """The session's result as a reader gets it: written by the model, read back from its JSON."""
+    path = tmp_path / "session.json"
+    SessionResult(profile="tiny", exit_status=exit_status, checks=list(checks), **facts).write(path)
+    return SessionResult.read(path)
+
+
+def test_session_outcomes_per_suite(tmp_path):
+    outcomes = matrix.session_outcomes(session_of(tmp_path))
     assert outcomes["suites"] == {"test_bleu.py": "skipped", "test_labels.py": "failed", "test_memory.py": "passed",
                                   "test_stopping.py": "skipped", "test_training.py": "failed"}
     assert outcomes["suite_counts"]["test_labels.py"] == {"passed": 1, "failed": 1, "error": 0, "skipped": 0}
     assert outcomes["suite_counts"]["test_training.py"]["error"] == 1
-    assert outcomes["failures"][0]["nodeid"] == "suites.test_labels.test_eos_kept"
+    assert outcomes["failures"][0]["nodeid"] == "suites/test_labels.py::test_eos_kept"
     assert outcomes["failures"][0]["message"].startswith("AssertionError: EOS label masked")
 
 
 def test_a_collection_error_is_attributed_to_its_suite(tmp_path):
-    path = tmp_path / "junit.xml"
-    path.write_text('<testsuites><testsuite><testcase classname="" name="suites.test_labels">'
-                    '<error message="collection failure">ImportError</error></testcase></testsuite></testsuites>')
-    assert matrix.junit_outcomes(path)["suites"] == {"test_labels.py": "failed"}
+    errored = [Check("suites/test_labels.py", "error", "ImportError")]
+    assert matrix.session_outcomes(session_of(tmp_path, errored, exit_status=2))["suites"] == {"test_labels.py": "failed"}
 
 
-def outcomes_from(tmp_path, xml=JUNIT):
-    path = tmp_path / "junit.xml"
-    path.write_text(xml, encoding="utf-8")
-    return matrix.junit_outcomes(path)
+def outcomes_from(tmp_path, checks=CHECKS):
+    return matrix.session_outcomes(session_of(tmp_path, checks))
 
 
 def test_classify(tmp_path):
@@ -164,17 +167,15 @@ def test_classify(tmp_path):
     status, reason = matrix.classify(install_error=None, probe={"ok": True}, exit_code=1, outcomes=failing)
     assert status == "failed"
     assert "pytest exit 1 (checks failed; 2 passed, 1 failed, 1 error, 2 skipped)" in reason
-    assert "suites.test_labels.test_eos_kept: AssertionError: EOS label masked" in reason
+    assert "suites/test_labels.py::test_eos_kept: AssertionError: EOS label masked" in reason
     status, reason = matrix.classify(install_error=None, probe={"ok": False, "device": "cpu",
                                                                 "error": "ImportError: 4-bit needs CUDA"},
                                      exit_code=1, outcomes=failing)
     assert status == "cannot-run" and reason.startswith("device probe failed on cpu: ImportError: 4-bit needs CUDA")
-    skipped = outcomes_from(tmp_path, '<testsuites><testsuite><testcase classname="suites.test_bleu" name="t">'
-                                      '<skipped message="needs a CUDA GPU"/></testcase></testsuite></testsuites>')
+    skipped = outcomes_from(tmp_path, [Check("suites/test_bleu.py::t", "skipped", "needs a CUDA GPU")])
     assert matrix.classify(install_error=None, probe={"ok": True}, exit_code=0, outcomes=skipped) == (
         "cannot-run", "every check was skipped: needs a CUDA GPU")
-    passing = outcomes_from(tmp_path, '<testsuites><testsuite><testcase classname="suites.test_bleu" name="t"/>'
-                                      '</testsuite></testsuites>')
+    passing = outcomes_from(tmp_path, [Check("suites/test_bleu.py::t", "passed")])
     assert matrix.classify(install_error=None, probe={"ok": True}, exit_code=0, outcomes=passing) == ("passed", "pytest: 1 passed")
     assert matrix.classify(install_error=None, probe={"ok": True}, exit_code=4, outcomes=None)[1].startswith(
         "pytest exit 4 (usage error")
@@ -191,11 +192,10 @@ def test_build_result_reads_the_runs_metrics(tmp_path):
     run_dir.mkdir(parents=True)
     (run_dir / "run.json").write_text(json.dumps(fake_manifest()))
     (run_dir / "template.json").write_text(json.dumps({"rendered": "<|user|>\nhi<|end|>\n"}))
-    (tmp_path / "junit.xml").write_text(JUNIT)
     result = matrix.build_result(version_set=matrix.VersionSet("current", ("trl==1.16.0",)), profile="tiny",
                                  installed={"trl": "1.16.0", "Transformers": "5.23.0", "numpy": "2.4.6"},
-                                 probe={"ok": True, "traceback": "long"}, exit_code=1,
-                                 junit=tmp_path / "junit.xml", cache_dir=tmp_path / "cache", duration_s=12.34)
+                                 probe={"ok": True, "traceback": "long"}, session=session_of(tmp_path),
+                                 cache_dir=tmp_path / "cache", duration_s=12.34)
     assert result["status"] == "failed"
     assert result["packages"]["trl"] == "1.16.0" and result["packages"]["transformers"] == "5.23.0"
     assert result["packages"]["peft"] is None and result["installed"]["numpy"] == "2.4.6"
@@ -311,9 +311,22 @@ def test_nox_lists_one_session_per_version_set():
 
 
 # ------------------------------------------------------------------ the history table
+def _marked_facts() -> dict[str, dict]:
+    """Each suite check's yoda_check marker (headline, settings, detail marker), by function name."""
+    from tests.test_headlines import HEADLINED, check_marks
+
+    return {name: kwargs for module_name in HEADLINED for name, kwargs in check_marks(module_name).items()}
+
+
+FACTS = _marked_facts()
+
+
 def _history_result(set_name, trl, variant, verdicts, warnings=()):
-    checks = {f"suites.test_x.{name}": {"suite": "test_x.py", "kind": "invariant", "outcome": "failed" if v == "BROKEN" else v,
-                                        "verdict": v, "message": ""} for name, v in verdicts.items()}
+    """A history result whose checks carry their suite markers' headlines and settings, as the plugin writes them."""
+    checks = {f"suites/test_x.py::{name}": {"kind": "invariant", "outcome": "failed" if v == "BROKEN" else v,
+                                            "verdict": v, "message": "", "headline": FACTS.get(name, {}).get("headline", ""),
+                                            "settings": list(FACTS.get(name, {}).get("settings", ()))}
+              for name, v in verdicts.items()}
     return {"schema": 1, "version_set": set_name, "variant": variant, "status": "failed" if "BROKEN" in verdicts.values() else "passed",
             "reason": "r", "packages": {"trl": trl, "transformers": "4.53.3"}, "checks": checks,
             "library_warnings": list(warnings), "duration_s": 120.0}
@@ -335,24 +348,15 @@ def test_the_history_reads_as_the_history_broken_at_the_release_and_fixed_after(
     assert "| trl-0.16.1 | 0.16.1 | 4.53.3 | intermediate | 2 | 0 | 0 | 0 | fixed: EOS never labelled |" in table
 
 
-def test_a_failed_comparison_is_changed_and_a_failed_invariant_broken():
-    assert matrix.verdict("failed", "comparison") == "CHANGED"
-    assert matrix.verdict("failed", "invariant") == "BROKEN"
-    assert matrix.verdict("error", "comparison") == "BROKEN"  # the check could not even compare
-    assert matrix.verdict("skipped", "invariant") == "skipped"
-
-
-def test_junit_check_kinds_come_from_the_plugins_property(tmp_path):
-    junit = tmp_path / "j.xml"
-    junit.write_text('<testsuites><testsuite>'
-                     '<testcase classname="suites.test_chat_template" name="test_rendered_example_matches_the_baseline">'
-                     '<properties><property name="check_kind" value="comparison"/></properties><failure message="differs"/></testcase>'
-                     '<testcase classname="suites.test_labels" name="test_every_eos_keeps_its_label">'
-                     '<properties><property name="check_kind" value="invariant"/></properties><failure message="masked"/></testcase>'
-                     '</testsuite></testsuites>')
-    checks = matrix.junit_outcomes(junit)["checks"]
-    assert checks["suites.test_chat_template.test_rendered_example_matches_the_baseline"]["verdict"] == "CHANGED"
-    assert checks["suites.test_labels.test_every_eos_keeps_its_label"]["verdict"] == "BROKEN"
+def test_the_sets_checks_carry_the_sessions_own_verdicts(tmp_path):
+    session = session_of(tmp_path, [
+        Check("suites/test_chat_template.py::test_x_matches_the_baseline", "failed", "differs", "comparison", "CHANGED"),
+        Check("suites/test_labels.py::test_every_eos_keeps_its_label", "failed", "masked", "invariant", "BROKEN",
+              headline="EOS never labelled")])
+    checks = matrix.session_outcomes(session)["checks"]
+    assert checks["suites/test_chat_template.py::test_x_matches_the_baseline"]["verdict"] == "CHANGED"
+    assert checks["suites/test_labels.py::test_every_eos_keeps_its_label"]["verdict"] == "BROKEN"
+    assert checks["suites/test_labels.py::test_every_eos_keeps_its_label"]["headline"] == "EOS never labelled"
 
 
 def test_a_warning_that_named_the_broken_setting_is_shown_as_preceding_the_break():
@@ -394,69 +398,47 @@ def test_a_set_that_cannot_run_shows_no_verdict_counts_but_its_reason():
 
 
 # ------------------------------------------------------------------ a crash of the recipe: one line
-# As the plugin wrote it for trl 0.14.0 under datasets 4.0.0 (versions.toml: trl-0.14.0-on-2025-10,
-# variant 2025-10), shortened: the session's property, the check that met the crash (a comparison,
-# errored in setup, its message the line and then the traceback), the checks it kept from running.
+# As the plugin saw it for trl 0.14.0 under datasets 4.0.0 (versions.toml: trl-0.14.0-on-2025-10,
+# variant 2025-10), shortened: the session's crash, the check that met it (a comparison, errored in
+# setup, BROKEN, its message the line without the traceback), the checks it kept from running.
 CRASH_LINE = ("the recipe failed in phase trainer: KeyError: 'text' (raised as ValueError: Error occurred while packing "
               "the dataset. Make sure that your dataset has enough samples to at least yield one packed se...) with "
               "trl 0.14.0, transformers 4.56.1, peft 0.17.0, datasets 4.0.0, bitsandbytes 0.50.2, accelerate 1.10.0, "
               "torch 2.13.0+cpu")
-_TRACEBACK = ('Traceback (most recent call last):\n  File "datasets/builder.py", line 1608, in _prepare_split_single\n'
-              "KeyError: 'text'\n\nThe above exception was the direct cause of the following exception:\n\n"
-              "ValueError: Error occurred while packing the dataset.")
+NOT_RUN_CAUSE = "the recipe failed in phase trainer"
+CRASH_CHECKS = [
+    Check("suites/test_baseline.py::test_metric_matches_the_baseline[footprint_loaded_mb]", "error", CRASH_LINE,
+          "comparison", "BROKEN", crash=CRASH_LINE),
+    Check("suites/test_labels.py::test_every_eos_keeps_its_label", "skipped",
+          "not run: the recipe failed in phase trainer (KeyError: 'text'); reported by "
+          "suites/test_baseline.py::test_metric_matches_the_baseline[footprint_loaded_mb]", "invariant", "not run",
+          not_run=NOT_RUN_CAUSE),
+    Check("suites/test_memory.py::test_footprint_matches_the_prediction", "skipped",
+          "not run: the recipe failed in phase trainer (KeyError: 'text')", "invariant", "not run", not_run=NOT_RUN_CAUSE),
+]
 
 
-def _attr(text: str) -> str:
-    """`text` as an XML attribute value, newlines kept (as pytest's junitxml writes them)."""
-    import html
-
-    return html.escape(text, quote=True).replace("\n", "&#10;")
-
-
-CRASH_JUNIT = f"""<?xml version="1.0" encoding="utf-8"?>
-<testsuites><testsuite name="pytest" errors="1" failures="0" skipped="2" tests="3">
-<properties><property name="yoda_harness_broken" value="1"/><property name="yoda_harness_not_run" value="2"/>
-<property name="yoda_harness_verdict" value="1 thing broke: {_attr(CRASH_LINE)}; 2 checks not run"/>
-<property name="yoda_harness_crash" value="{_attr(CRASH_LINE)}"/></properties>
-<testcase classname="suites.test_baseline" name="test_metric_matches_the_baseline[footprint_loaded_mb]">
-<properties><property name="recipe_crash" value="{_attr(CRASH_LINE)}"/>
-<property name="check_kind" value="comparison"/><property name="verdict" value="BROKEN"/></properties>
-<error message="{_attr('failed on setup with "Failed: ' + CRASH_LINE + chr(10) + chr(10) + _TRACEBACK)}">{_attr(CRASH_LINE + chr(10) + chr(10) + _TRACEBACK)}</error></testcase>
-<testcase classname="suites.test_labels" name="test_every_eos_keeps_its_label">
-<properties><property name="not_run" value="the recipe failed in phase trainer"/><property name="check_kind" value="invariant"/></properties>
-<skipped type="pytest.skip" message="not run: the recipe failed in phase trainer (KeyError: &apos;text&apos;); reported by suites/test_baseline.py::test_metric_matches_the_baseline[footprint_loaded_mb]"/></testcase>
-<testcase classname="suites.test_memory" name="test_footprint_matches_the_prediction">
-<properties><property name="not_run" value="the recipe failed in phase trainer"/><property name="check_kind" value="invariant"/></properties>
-<skipped type="pytest.skip" message="not run: the recipe failed in phase trainer (KeyError: &apos;text&apos;)"/></testcase>
-</testsuite></testsuites>"""
-
-
-def test_the_matrix_reads_the_plugins_crash_properties_by_their_names():
-    from harness.checks import crash, verdicts
-    assert (matrix.CRASH_CASE_PROPERTY, matrix.NOT_RUN_CASE_PROPERTY) == (verdicts.CRASH_PROPERTY, verdicts.NOT_RUN_PROPERTY)
-    assert crash.NOT_RUN_PREFIX == "not run: " + matrix.CRASH_LINE_PREFIX.strip()
-    line = crash.RecipeCrash(stage="prepared", phase="trainer", root="KeyError: 'text'", raised_as=None,
-                             libraries="trl 0.14.0", traceback="").line
-    assert line.startswith(matrix.CRASH_LINE_PREFIX)
+def crash_session(tmp_path) -> SessionResult:
+    return session_of(tmp_path, CRASH_CHECKS, crash=Crash(CRASH_LINE, "trainer", "KeyError: 'text'"), not_run=2,
+                      headline=f"1 thing broke: {CRASH_LINE}; 2 checks not run: {NOT_RUN_CAUSE}")
 
 
 def test_a_crash_of_the_recipe_is_one_broken_line_in_the_matrix_reason(tmp_path):
-    (tmp_path / "junit.xml").write_text(CRASH_JUNIT, encoding="utf-8")
-    outcomes = matrix.junit_outcomes(tmp_path / "junit.xml")
+    session = crash_session(tmp_path)
+    outcomes = matrix.session_outcomes(session)
     assert outcomes["crash"] == CRASH_LINE and outcomes["not_run"] == 2
-    met = outcomes["checks"]["suites.test_baseline.test_metric_matches_the_baseline[footprint_loaded_mb]"]
+    met = outcomes["checks"]["suites/test_baseline.py::test_metric_matches_the_baseline[footprint_loaded_mb]"]
     # A comparison that met the crash is BROKEN (it could not compare), its message the line, no traceback.
     assert (met["verdict"], met["message"], met["crash"]) == ("BROKEN", CRASH_LINE, CRASH_LINE)
     assert outcomes["failures"][0]["message"] == CRASH_LINE
-    assert {n: c["verdict"] for n, c in outcomes["checks"].items() if n != met and "baseline" not in n} == {
-        "suites.test_labels.test_every_eos_keeps_its_label": "not run",
-        "suites.test_memory.test_footprint_matches_the_prediction": "not run"}
+    assert {n: c["verdict"] for n, c in outcomes["checks"].items() if "baseline" not in n} == {
+        "suites/test_labels.py::test_every_eos_keeps_its_label": "not run",
+        "suites/test_memory.py::test_footprint_matches_the_prediction": "not run"}
     assert matrix.classify(install_error=None, probe={"ok": True}, exit_code=1, outcomes=outcomes) == ("failed", CRASH_LINE)
 
     result = matrix.build_result(version_set=matrix.VersionSet("trl-0.14.0-on-2025-10", ("trl==0.14.0",)), profile="tiny",
-                                 installed={"trl": "0.14.0", "transformers": "4.56.1"}, probe={"ok": True}, exit_code=1,
-                                 junit=tmp_path / "junit.xml", duration_s=19.0,
-                                 extra={"variant": "2025-10"})
+                                 installed={"trl": "0.14.0", "transformers": "4.56.1"}, probe={"ok": True},
+                                 session=session, duration_s=19.0, extra={"variant": "2025-10"})
     assert result["status"] == "failed" and result["reason"] == CRASH_LINE and result["crash"] == CRASH_LINE
     # `harness matrix` on history results: one BROKEN cell, the line once, the other checks not run.
     rows = matrix.history_rows([result], ["trl-0.14.0-on-2025-10"], ["2025-10"])
@@ -471,19 +453,9 @@ def test_a_crash_of_the_recipe_is_one_broken_line_in_the_matrix_reason(tmp_path)
     assert plain.count("KeyError: 'text'") == 1
 
 
-def test_a_crash_is_read_from_the_failing_checks_message_without_the_plugins_properties(tmp_path):
-    # JUnit written without the harness's properties (another junit family, an older plugin).
-    bare = (CRASH_JUNIT.split("<properties>", 1)[0]
-            + CRASH_JUNIT.split("</properties>", 1)[1]).replace('<property name="recipe_crash"', '<property name="x"')
-    (tmp_path / "junit.xml").write_text(bare, encoding="utf-8")
-    outcomes = matrix.junit_outcomes(tmp_path / "junit.xml")
-    assert outcomes["crash"] == CRASH_LINE
-    assert matrix.classify(install_error=None, probe={"ok": True}, exit_code=1, outcomes=outcomes) == ("failed", CRASH_LINE)
-
-
 def test_a_next_set_that_does_not_crash_reads_fixed():
     crashed = _history_result("trl-0.14.0-on-2025-10", "0.14.0", "2025-10", {"test_metric_matches_the_baseline": "BROKEN"})
-    crashed["checks"]["suites.test_x.test_metric_matches_the_baseline"]["crash"] = CRASH_LINE
+    crashed["checks"]["suites/test_x.py::test_metric_matches_the_baseline"]["crash"] = CRASH_LINE
     later = _history_result("seed-2025-10-cpu", "0.23.1", "2025-10", {"test_metric_matches_the_baseline": "passed"})
     rows = matrix.history_rows([crashed, later], ["trl-0.14.0-on-2025-10", "seed-2025-10-cpu"])
     assert rows[0]["broken"] == [CRASH_LINE] and rows[1]["fixed"] == [CRASH_LINE]
@@ -493,7 +465,7 @@ def test_a_crash_fixes_nothing_it_kept_from_running():
     changed = _history_result("trl-0.14.0", "0.14.0", "2025-10", {"test_metric_matches_the_baseline": "CHANGED"})
     crashed = _history_result("trl-0.14.0-on-2025-10", "0.14.0", "2025-10",
                               {"test_metric_matches_the_baseline": "not run", "test_every_eos_keeps_its_label": "BROKEN"})
-    crashed["checks"]["suites.test_x.test_every_eos_keeps_its_label"]["crash"] = CRASH_LINE
+    crashed["checks"]["suites/test_x.py::test_every_eos_keeps_its_label"]["crash"] = CRASH_LINE
     rows = matrix.history_rows([changed, crashed], ["trl-0.14.0", "trl-0.14.0-on-2025-10"])
     assert rows[1]["broken"] == [CRASH_LINE] and rows[1]["fixed"] == []
     assert "fixed" not in matrix.history_markdown(rows).splitlines()[-1]
@@ -523,12 +495,16 @@ def test_a_bad_profile_or_checks_key_is_an_error_naming_the_set(tmp_path, text, 
 
 
 def test_the_history_names_the_misread_token():
+    from harness.checks import verdicts
+
     tokens = "test_the_library_read_the_model_family_special_tokens"
     message = ("AssertionError: gguf 0.19.0, tokenizers 0.23.3, transformers 5.17.0 read the model's special tokens "
                "differently from the family's facts: eos_token '<|im_start|>' (expected '<|im_end|>'); pad_token None "
                "(expected '<|im_end|>'). The harness corrected eos_token, pad_token to run the recipe")
     bad = _history_result("transformers-5.17.0", "1.16.0", "2025-10", {tokens: "BROKEN"})
-    bad["checks"][f"suites.test_x.{tokens}"]["message"] = message
+    bad["checks"][f"suites/test_x.py::{tokens}"]["message"] = message
+    # The plugin writes what the message names after the marker's `detail_after` as the check's detail.
+    bad["checks"][f"suites/test_x.py::{tokens}"]["detail"] = verdicts._detail(message, FACTS[tokens]["detail_after"])
     good = _history_result("transformers-5.18.0", "1.16.0", "2025-10", {tokens: "passed"})
     table = matrix.history_markdown(matrix.history_rows([bad, good], ["transformers-5.17.0", "transformers-5.18.0"]))
     assert ("BROKEN: special tokens misread: eos_token '<\\|im_start\\|>' (expected '<\\|im_end\\|>'); pad_token None "

@@ -122,27 +122,30 @@ def test_an_injected_packing_crash_is_one_broken_line_in_the_terminal_junit_and_
     ValueError): one BROKEN line naming the phase and the root cause, in the terminal's verdict,
     in the JUnit XML (the session's property, and the check that met it: BROKEN, a comparison too)
     and in `harness matrix`'s reason; every other check is 'not run'."""
+    from harness.checks.result import NOT_RUN, SessionResult
     from harness.versions import matrix
 
-    junit = tmp_path / "junit.xml"
+    junit, session_path = tmp_path / "junit.xml", tmp_path / "session.json"
     env = dict(os.environ, YODA_HARNESS_INJECT="packing-crashes", YODA_HARNESS_MODELS_DIR=str(shared_models_dir))
     command = [sys.executable, "-m", "pytest", "suites", "--yoda-profile", "tiny", "--yoda-fresh", "--yoda-cache-dir",
                str(tmp_path / "cache"), "-p", "tests.regressions", "-p", "no:cacheprovider", "-q",
-               f"--junitxml={junit}", *STRUCTURAL]
+               f"--junitxml={junit}", f"--yoda-result-json={session_path}", *STRUCTURAL]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout[-3000:]
     line = ("the recipe failed in phase trainer: KeyError: 'text' (raised as ValueError: Error occurred while packing "
             "the dataset (injected)) with trl ")
     verdict = done.stdout.split("yoda-harness verdict", 1)[1].splitlines()[1]
     assert verdict.startswith("1 thing broke: " + line) and verdict.endswith("checks not run: the recipe failed in phase trainer")
-    outcomes = matrix.junit_outcomes(junit)
-    assert outcomes["crash"].startswith(line) and "\n" not in outcomes["crash"]
+    session = SessionResult.read(session_path)
+    assert session.crash.line.startswith(line) and "\n" not in session.crash.line
+    assert (session.crash.phase, session.crash.root_cause) == ("trainer", "KeyError: 'text'")
+    outcomes = matrix.session_outcomes(session)
     verdicts = [check["verdict"] for check in outcomes["checks"].values()]
-    assert verdicts.count("BROKEN") == 1 and set(verdicts) == {"BROKEN", matrix.NOT_RUN}, verdicts
+    assert verdicts.count("BROKEN") == 1 and set(verdicts) == {"BROKEN", NOT_RUN}, verdicts
     met = ElementTree.parse(junit).getroot().find(".//testcase/properties/property[@name='recipe_crash']/..")
     assert {p.get("name"): p.get("value") for p in met}["verdict"] == "BROKEN"
     result = matrix.build_result(version_set=matrix.VersionSet("injected", ("trl",)), profile="tiny", probe={"ok": True},
-                                 exit_code=done.returncode, junit=junit, extra={"variant": "2025-10"})
+                                 session=session, extra={"variant": "2025-10"})
     assert (result["status"], result["reason"]) == ("failed", outcomes["crash"])
     row = matrix.history_markdown(matrix.history_rows([result])).splitlines()[-1]
     assert f"BROKEN: {outcomes['crash']}; {len(verdicts) - 1} checks not run |" in row and row.count("KeyError") == 1

@@ -20,14 +20,16 @@ d12-s0 profile:deeper.toml env:PYTEST_ADDOPTS=--deselect=suites/test_labels.py::
 """
 
 
-def _junit(path: Path, broken: int, changed: int, headline: str, tests=10, failures=0, skipped=2) -> None:
-    path.write_text(
-        f'<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" errors="0" '
-        f'failures="{failures}" skipped="{skipped}" tests="{tests}"><properties>'
-        f'<property name="yoda_harness_broken" value="{broken}" />'
-        f'<property name="yoda_harness_changed" value="{changed}" />'
-        f'<property name="yoda_harness_verdict" value="{headline}" />'
-        f'</properties><testcase classname="suites.test_x" name="test_x" /></testsuite></testsuites>')
+def _result(path: Path, broken: int, changed: int, headline: str, tests=10, failures=0, skipped=2) -> None:
+    """The session's result JSON as the plugin writes it (harness.checks.result)."""
+    from harness.checks.result import Finding, SessionResult
+
+    def findings(count):
+        return [Finding(f"suites/test_x.py::test_{i}", f"test_{i}", "x") for i in range(count)]
+
+    SessionResult(profile="tiny", exit_status=1 if failures else 0, headline=headline, broken=findings(broken),
+                  changed=findings(changed),
+                  counts={"passed": tests - failures - skipped, "failed": failures, "error": 0, "skipped": skipped}).write(path)
 
 
 def _trained_run(runs: Path, stop_rate: float, bleu: float) -> None:
@@ -43,7 +45,7 @@ def _trained_run(runs: Path, stop_rate: float, bleu: float) -> None:
 
 
 class FakeRunner:
-    """Writes what a pytest session of the harness would: JUnit XML with the plugin's properties and,
+    """Writes what a pytest session of the harness would: the plugin's result JSON and,
     for a run that trained, its record; seed 1 breaks an invariant, a `crash` override never writes."""
 
     def __init__(self, seconds=0.05):
@@ -63,11 +65,11 @@ class FakeRunner:
             if "crash=1" in job.overrides:
                 return 3
             if "training.seed=1" in job.overrides:
-                _junit(paths.junit, 1, 0, "1 thing broke: test_stops (stop rate 40 % &lt; 80 %); nothing changed",
+                _result(paths.result, 1, 0, "1 thing broke: test_stops (stop rate 40 % < 80 %); nothing changed",
                        failures=1)
                 _trained_run(paths.cache / "runs", 0.4, 1.5)
                 return 1
-            _junit(paths.junit, 0, 0, "nothing broke; nothing changed")
+            _result(paths.result, 0, 0, "nothing broke; nothing changed")
             _trained_run(paths.cache / "runs", 1.0, 2.25)
             return 0
         finally:
@@ -146,7 +148,7 @@ def test_a_deadline_stops_the_run_still_going_and_starts_no_more(tmp_path):
 def test_a_second_sweep_into_the_same_directory_does_not_read_the_first_ones_verdicts(tmp_path):
     job = Job("s0", "tiny", ("training.seed=0",))
     sweep.sweep([job], tmp_path, FakeRunner(), log=lambda line: None)
-    crashing = lambda job, paths, threads, timeout: 2  # noqa: E731  (interrupted: no JUnit written)
+    crashing = lambda job, paths, threads, timeout: 2  # noqa: E731  (interrupted: no result written)
     [result] = sweep.sweep([job], tmp_path, crashing, log=lambda line: None)
     assert (result.exit, result.verdict, result.broken) == (2, "", None)
 
@@ -163,7 +165,7 @@ def test_the_real_runner_runs_the_suites_with_the_job_s_profile_overrides_enviro
     assert command[:4] == ["/venv/bin/python", "-m", "pytest", "suites"]
     assert command[4:10] == ["--yoda-profile", str(tmp_path / "deeper.toml"), "--yoda-override", "training.seed=3",
                              "--yoda-override", "training.num_train_epochs=1"]
-    assert f"--junitxml={tmp_path / 'out' / 'd12' / 'junit.xml'}" in command and command[-2:] == ["-m", "yoda_structural"]
+    assert f"--yoda-result-json={tmp_path / 'out' / 'd12' / 'result.json'}" in command and command[-2:] == ["-m", "yoda_structural"]
     environment = runner.environment(job, paths, threads=2)
     assert environment["MKL_NUM_THREADS"] == "2" and environment["OMP_NUM_THREADS"] == "4"  # the job's own word wins
     assert environment["PYTHONPATH"] == "/sets/2024"

@@ -264,3 +264,89 @@ def test_bad_verdict_options_are_usage_errors(pytester, args, message):
     result = pytester.runpytest(*args)
     assert result.ret in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED)
     result.stderr.fnmatch_lines([message])
+
+
+MARKED = '''
+import pytest
+
+
+@pytest.mark.yoda_check(headline="PAD == EOS", settings=("tokenizer.pad_token",))
+def test_pad_differs(manifest):
+    assert manifest["tokens"]["pad_id"] != manifest["tokens"]["eos_id"]
+
+
+@pytest.mark.yoda_check(headline="special tokens misread", detail_after="read them: ")
+def test_tokens_read(manifest):
+    assert manifest["tokens"]["eos_id"] == 32000, "the library read them: eos_id 7 (expected 32000). More."
+'''
+
+
+def _result_of(suite, pytester, tmp_path, *args):
+    from harness.checks.result import SessionResult
+
+    pytester.makepyfile(test_marked=MARKED)
+    path = tmp_path / "result.json"
+    outcome = suite(f"{HALF_BLEU}\n{EOS_MASKED}", "--yoda-result-json", str(path), *args)
+    return outcome, SessionResult.read(path)
+
+
+def test_the_result_json_is_the_sessions_own_verdict(suite, pytester, tmp_path):
+    from harness.checks.result import SessionResult
+
+    outcome, result = _result_of(suite, pytester, tmp_path)
+    printed = outcome.stdout.str().split("yoda-harness verdict", 1)[1].splitlines()[1]
+    assert (result.exit_status, result.headline) == (outcome.ret, printed)
+    assert result.headline.startswith("2 things broke: test_every_eos_keeps_its_label (EOS has label -100")
+    def local(nodeid):  # pytester's root is the test's directory's parent
+        return nodeid.split("/", 1)[-1]
+
+    assert [(local(f.nodeid), f.headline) for f in result.broken] == [
+        ("test_invariants.py::test_every_eos_keeps_its_label", "test_every_eos_keeps_its_label"),
+        ("test_marked.py::test_tokens_read", "special tokens misread")]
+    assert [(local(f.nodeid), f.summary) for f in result.changed] == [
+        ("test_baseline.py::test_metric_matches_the_baseline[bleu]", "bleu 1.8293 -> 0.91465")]
+    checks = {local(check.nodeid): check for check in result.checks}
+    misread = checks["test_marked.py::test_tokens_read"]
+    assert (misread.kind, misread.verdict, misread.outcome) == ("invariant", "BROKEN", "failed")
+    assert misread.says() == "special tokens misread: eos_id 7 (expected 32000)"
+    assert misread.says(detail=False) == "special tokens misread"
+    assert checks["test_marked.py::test_pad_differs"].settings == ("tokenizer.pad_token",)
+    assert checks["test_marked.py::test_pad_differs"].verdict == "passed"
+    parsed = outcome.parseoutcomes()
+    assert result.counts == {"passed": parsed["passed"], "failed": 3, "error": 0, "skipped": parsed.get("skipped", 0)}
+    assert result.suite_outcomes()["test_marked.py"] == "failed" and result.crash is None
+    assert SessionResult.from_json(result.to_json()) == result
+
+
+def test_the_result_json_under_xdist_is_the_controllers(suite, pytester, tmp_path):
+    pytest.importorskip("xdist")
+    serial = _result_of(suite, pytester, tmp_path)[1]
+    outcome, result = _result_of(suite, pytester, tmp_path, "-n", "2")
+    assert outcome.ret == pytest.ExitCode.TESTS_FAILED
+    # The workers' reports arrive in any order: the same findings, listed in the order they came.
+    assert result.headline.startswith("2 things broke: ") and result.counts == serial.counts
+    for kind in ("broken", "changed"):
+        assert sorted(getattr(result, kind), key=str) == sorted(getattr(serial, kind), key=str)
+    assert sorted(result.checks, key=lambda c: c.nodeid) == sorted(serial.checks, key=lambda c: c.nodeid)
+
+
+def test_a_result_json_of_another_schema_is_refused(tmp_path):
+    from harness.checks.result import ResultError, SessionResult
+
+    (tmp_path / "r.json").write_text('{"schema": 99}')
+    with pytest.raises(ResultError, match=r"r\.json: not a session result of schema 1 \(schema: 99\)"):
+        SessionResult.read(tmp_path / "r.json")
+
+
+def test_a_suite_that_cannot_be_collected_is_an_error_in_the_result_json(pytester, tmp_path):
+    from harness.checks.result import SessionResult
+
+    pytester.makepyfile(test_broken="import no_such_module_here\n", test_fine="def test_ok(): pass\n")
+    path = tmp_path / "result.json"
+    outcome = pytester.runpytest_inprocess("--yoda-result-json", str(path), "--continue-on-collection-errors")
+    result = SessionResult.read(path)
+    assert result.exit_status == outcome.ret == pytest.ExitCode.TESTS_FAILED
+    assert result.suite_outcomes() == {"test_broken.py": "failed", "test_fine.py": "passed"}
+    [broken] = result.failures()
+    assert broken.outcome == "error" and "no_such_module_here" in broken.message
+    assert result.headline is None  # no check of the recipe ran: no verdict line

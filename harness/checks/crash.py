@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from harness import env
-from harness.checks.verdicts import CRASH_PROPERTY, NOT_RUN_PROPERTY
+from harness.checks.verdicts import CRASH_PHASE_PROPERTY, CRASH_PROPERTY, CRASH_ROOT_PROPERTY, NOT_RUN_PROPERTY
 
 # The libraries a crash of the recipe is usually about, named in its line.
 NAMED_LIBRARIES = ("trl", "transformers", "peft", "datasets", "bitsandbytes", "accelerate", "torch")
@@ -73,6 +73,7 @@ class RecipeCrash:
         if self.reported_by is None or self.reported_by == request.node.nodeid:
             self.reported_by = request.node.nodeid
             request.node.user_properties.append((CRASH_PROPERTY, self.line))
+            request.node.user_properties += [(CRASH_PHASE_PROPERTY, self.phase), (CRASH_ROOT_PROPERTY, self.root)]
             pytest.fail(f"{self.line}\n\n{self.traceback}", pytrace=False)
         request.node.user_properties.append((NOT_RUN_PROPERTY, f"the recipe failed in phase {self.phase}"))
         pytest.skip(f"{NOT_RUN_PREFIX} {self.phase} ({self.root}); reported by {self.reported_by}")

@@ -44,7 +44,6 @@ from harness.recipe.models import ModelInputError, ModelUnavailable
 RUN_KEY = pytest.StashKey["object"]()
 PREPARED_RUN_KEY = pytest.StashKey["object"]()
 PREPARED_KEY = pytest.StashKey["object"]()  # this session's prepared stage in memory (recipe.Prepared)
-OUTCOMES_KEY = pytest.StashKey[dict]()
 SESSION_KEY = pytest.StashKey[str]()
 CRASH_KEY = pytest.StashKey["object"]()  # the recipe's crash in this session (harness.checks.crash.RecipeCrash)
 PLUGIN_NAME = "yoda-harness-session"
@@ -86,6 +85,9 @@ def pytest_addoption(parser):
     group.addoption("--yoda-require-comparisons", action="store_true",
                     help="fail the session when a comparison with the baseline was not made (no entry for this "
                          "device or version set, no cross-device band, inputs refused): for gates that must compare")
+    group.addoption("--yoda-result-json", metavar="PATH", default=None,
+                    help="write the session's result as JSON to PATH at its end: the verdict, BROKEN and CHANGED "
+                         "checks, every test's outcome, the crash, the run (harness/checks/result.py)")
     group.addoption("--yoda-summary-md", metavar="PATH", default=None,
                     help="write the BROKEN / CHANGED summary as Markdown to PATH (also appended to "
                          "$GITHUB_STEP_SUMMARY when set)")
@@ -102,7 +104,6 @@ def pytest_configure(config):
     if config.getoption("--yoda-baseline-seeds") is not None:
         raise pytest.UsageError("--yoda-baseline-seeds is gone: record an entry over seeds, each in a session of its "
                                 "own, with " + RECORD_COMMAND.format(profile="NAME").replace("--seeds 2", "--seeds N"))
-    config.stash[OUTCOMES_KEY] = {}
     if config.getoption("--yoda-report") and config.getoption("numprocesses", None):
         # Each pytest-xdist worker writes the report from the run it holds and only its own checks.
         raise pytest.UsageError("--yoda-report needs every check's outcome in one process: run it without -n")
@@ -376,50 +377,31 @@ def _profile_skips(request):
 
 # ------------------------------------------------------------------ the session's verdict
 class HarnessSession:
-    """What this session's harness checks came to; records baselines and the report at the end.
+    """What this session's harness checks came to; records baselines, the report and the result JSON at the end.
 
-    Works from reports alone (their `check_kind` property, set by harness.checks.verdicts), so under pytest-xdist the controller,
-    which runs no check, sees every worker's outcomes and is the one process that writes.
+    Reads the session's one tally of outcomes (harness.checks.verdicts.Verdicts: from reports alone), so
+    under pytest-xdist the controller, which runs no check, is the one process that writes.
     """
 
     def __init__(self, config):
         self.config = config
-        self.verdicts: dict[str, str] = {}  # node id -> passed | failed | skipped
-        self.kinds: dict[str, str] = {}
         self._published = None
 
-    def pytest_runtest_logreport(self, report):
-        kind = dict(report.user_properties).get(verdicts.KIND_PROPERTY)
-        if report.when == "call" or report.outcome == "skipped" or (report.when != "call" and report.failed):
-            suite = report.nodeid.split("::")[0].rsplit("/", 1)[-1]
-            self.config.stash[OUTCOMES_KEY].setdefault(suite, []).append((report.nodeid, report.outcome))
-        if kind is None:
-            return
-        self.kinds[report.nodeid] = kind
-        if report.failed:
-            self.verdicts[report.nodeid] = "failed"
-        elif report.outcome == "skipped":
-            self.verdicts.setdefault(report.nodeid, "skipped")
-        elif report.when == "call":
-            self.verdicts.setdefault(report.nodeid, "passed")
+    @property
+    def tally(self) -> verdicts.Verdicts:
+        return self.config.pluginmanager.get_plugin(verdicts.PLUGIN_NAME)
 
     @property
     def is_worker(self) -> bool:
         return getattr(self.config, "workerinput", None) is not None
 
-    def failed(self, kind: str) -> list[str]:
-        return [node for node, verdict in self.verdicts.items() if verdict == "failed" and self.kinds[node] == kind]
-
-    def checked_anything(self) -> bool:
-        return any(verdict in ("passed", "failed") for verdict in self.verdicts.values())
-
     def recording_refusal(self, forced: bool, force_option: str) -> str | None:
         """Why this session's run must not become a baseline entry, or None: nothing ran to a verdict,
         or an invariant failed (BROKEN) and the recording is not forced (`force_option`).
         `--yoda-update-baselines` and `python -m harness baselines record` refuse alike."""
-        if not self.checked_anything():
+        if not self.tally.checked_anything():
             return "no check ran to a verdict"
-        broken = self.failed("invariant")
+        broken = self.tally.failed("invariant")
         if broken and not forced:
             return (f"{len(broken)} invariant check(s) failed (BROKEN): " + ", ".join(broken[:5])
                     + ("..." if len(broken) > 5 else "")
@@ -428,10 +410,17 @@ class HarnessSession:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session, exitstatus):
-        if self.is_worker or not self.verdicts:
+        if self.is_worker:
             return
-        if not self.checked_anything() and session.exitstatus == pytest.ExitCode.OK:
-            announce(self.config, f"no harness check ran to a verdict ({len(self.verdicts)} skipped): "
+        if self.tally.results:
+            self._finish(session)
+        if self.config.getoption("--yoda-result-json"):
+            self._write_result(session)
+
+    def _finish(self, session) -> None:
+        """Fail a session that checked nothing; record baselines and write the report as asked."""
+        if not self.tally.checked_anything() and session.exitstatus == pytest.ExitCode.OK:
+            announce(self.config, f"no harness check ran to a verdict ({len(self.tally.results)} skipped): "
                                   "nothing was checked, so this session fails (exit 1)")
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         finished = self.finished_run()
@@ -462,9 +451,18 @@ class HarnessSession:
         if report_path:
             from harness.checks.report import render_run_report
 
-            written = render_run_report(finished, Path(report_path), outcomes=self.config.stash[OUTCOMES_KEY],
+            written = render_run_report(finished, Path(report_path), outcomes=self.tally.outcomes,
                                         comparison=comparison, verdicts=verdicts.collected(self.config))
             announce(self.config, f"report written to {written}")
+
+    def _write_result(self, session) -> None:
+        """--yoda-result-json: the session's result (harness.checks.result), with its run's facts."""
+        stage = self.finished_run() or self.config.stash.get(PREPARED_RUN_KEY, None)
+        plan = planner(self.config).planned
+        profile = plan.profile.name if plan is not None else planner(self.config).options.requested
+        facts = {} if stage is None else {"run": _run_ref(stage), **_library_warnings(self.config, stage)}
+        result = self.tally.session_result(session.exitstatus, profile, **facts)
+        result.write(self.config.getoption("--yoda-result-json"))
 
     def finished_run(self):
         """This session's run: the one the fixtures made here, or (xdist controller) the published one."""
@@ -490,7 +488,7 @@ class HarnessSession:
         if refusal:
             announce(self.config, f"--yoda-update-baselines refused: {refusal}")
             return
-        broken = self.failed("invariant")
+        broken = self.tally.failed("invariant")
         provenance = {"harness": env.harness_revision(), "forced": bool(broken and forced),
                       "failed_invariants": broken}
         path = planner(self.config).options.baselines_dir / f"{finished.profile}.json"
@@ -526,6 +524,27 @@ class HarnessSession:
         terminalreporter.write_line(f"run {finished.directory} ({state}), profile {finished.profile}")
         terminalreporter.write_line(comparison.context())
         _write_compat_and_warnings(terminalreporter, finished.manifest)
+
+
+def _run_ref(stage):
+    from harness.checks.result import RunRef
+
+    return RunRef(key=stage.manifest.get("key"), directory=str(stage.directory), state="reused" if stage.reused else "new",
+                  stage=stage.manifest.get("stage", "trained"))
+
+
+def _library_warnings(config, stage) -> dict:
+    """The run's library warnings, and those its baseline entry's run did not emit (None: no entry to say)."""
+    from harness.recipe import libwarnings
+
+    recorded = stage.manifest.get("library_warnings") or []
+    try:
+        comparison = planner(config).comparison(stage)
+    except baseline_store.BaselineError:
+        comparison = None
+    entry = comparison.entry if comparison is not None else None
+    new = None if entry is None else libwarnings.new_warnings(recorded, entry.get("library_warnings") or [])
+    return {"library_warnings": recorded, "new_library_warnings": new}
 
 
 def _write_compat_and_warnings(terminalreporter, manifest: dict) -> None:

@@ -12,16 +12,23 @@ classifies each failure as it is reported, and at the end of the session
   line as test-suite properties,
 - writes the same summary as Markdown (`--yoda-summary-md PATH`, and `$GITHUB_STEP_SUMMARY` when set),
 - with `--yoda-gate broken`, turns the exit status to 0 when every failure is a comparison.
+
+It is also the session's one tally of outcomes: every test's (the HTML report's suite outcomes, the
+result JSON's checks and counts: harness.checks.result) and each check of the recipe's, from reports
+alone, so under pytest-xdist the controller, which runs no check, counts every worker's.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from harness import markers
+from harness.checks import result as session_result
 from harness.markers import COMPARISON as COMPARISON_MARKER
 
 BROKEN, CHANGED = "BROKEN", "CHANGED"
@@ -34,6 +41,10 @@ KIND_PROPERTY, VERDICT_PROPERTY = "check_kind", "verdict"
 # A comparison that was asked for and not made (no entry, no cross-device band, refused inputs),
 # with its cause; and the one check that reports a crash of the recipe (the rest say "not run").
 NOT_COMPARED_PROPERTY, CRASH_PROPERTY, NOT_RUN_PROPERTY = "not_compared", "recipe_crash", "not_run"
+# The crash's phase and root cause, beside its line (the result JSON names both).
+CRASH_PHASE_PROPERTY, CRASH_ROOT_PROPERTY = "recipe_crash_phase", "recipe_crash_root"
+# The check's yoda_check marker (headline, settings, detail marker) as JSON: the controller has no items.
+CHECK_PROPERTY = "yoda_check"
 # A check of the recipe is one that needs the session's profile (every check in suites/ does);
 # the harness's own tests are not classified.
 RECIPE_FIXTURE = "harness_profile"
@@ -121,6 +132,35 @@ def _summary_of(report) -> tuple[str, str]:
     return f"{test} ({text})", text
 
 
+def _message_of(report, properties: dict) -> str:
+    """A failure's or skip's first lines: the recipe's crash line where the check met it (not its traceback)."""
+    if report.failed and CRASH_PROPERTY in properties:
+        return str(properties[CRASH_PROPERTY])
+    if report.passed:
+        return ""
+    if report.skipped and isinstance(report.longrepr, (tuple, list)):
+        text = str(report.longrepr[2]).removeprefix("Skipped: ")
+    else:
+        crash = getattr(report.longrepr, "reprcrash", None)
+        text = crash.message if crash is not None else str(report.longrepr)
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return "\n".join(lines[:6])[:1500]
+
+
+def _collection_error(report) -> str:
+    """The error lines of a collection failure ('ModuleNotFoundError: ...'), not the traceback above them."""
+    lines = [line for line in str(report.longrepr).splitlines() if line.strip()]
+    errors = [line[1:].strip() for line in lines if line.startswith("E ")]
+    return "\n".join(errors[-6:] or lines[-1:])[:1500]
+
+
+def _detail(message: str, after: str) -> str:
+    """The text of `message` after the marker `after`, up to the first '. ' (the token a check says was misread)."""
+    if not after or after not in message:
+        return ""
+    return message.split(after, 1)[1].split(". ", 1)[0].splitlines()[0].strip()[:200]
+
+
 class Verdicts:
     """The session's failures, classified; the summary, JUnit properties and the gate."""
 
@@ -132,7 +172,14 @@ class Verdicts:
         self.failures: dict[str, Failure] = {}
         self.not_made: dict[str, str] = {}  # node id -> why the comparison was not made
         self.not_run: dict[str, str] = {}  # node id -> the crash that kept the check from running
-        self.checks: set[str] = set()  # node ids of the recipe's checks reported in this session
+        self.kinds: dict[str, str] = {}  # node id of each check of the recipe -> invariant | comparison
+        self.results: dict[str, str] = {}  # node id of each check of the recipe -> passed | failed | skipped
+        # suite file -> [(node id, report outcome)] of every test: the HTML report's suite outcomes.
+        self.outcomes: dict[str, list[tuple[str, str]]] = {}
+        self.tests: dict[str, session_result.Check] = {}  # every test's outcome: the result JSON
+        self.crash_cause: tuple[str, str] | None = None  # (phase, root cause) of the recipe's crash
+        self.crashed_check: str | None = None  # node id of the check that met the crash
+        self.facts: dict[str, dict] = {}  # node id -> its yoda_check marker's facts
         self.compared: set[str] = set()  # comparisons that ran to a verdict ("nothing changed" needs one)
         self.failed_requirement = False
         self.crash: str | None = None  # the recipe's crash, in one line (harness.checks.crash)
@@ -151,6 +198,13 @@ class Verdicts:
     def headline(self) -> str:
         return headline(self.broken, self.changed, self.not_made, self.not_run, len(self.compared))
 
+    def failed(self, kind: str) -> list[str]:
+        """Node ids of the failed checks of the recipe of this kind (invariant | comparison)."""
+        return [node for node, outcome in self.results.items() if outcome == "failed" and self.kinds[node] == kind]
+
+    def checked_anything(self) -> bool:
+        return any(outcome in ("passed", "failed") for outcome in self.results.values())
+
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
         outcome = yield
@@ -160,6 +214,9 @@ class Verdicts:
         added = []
         if report.when == "setup":
             added.append((KIND_PROPERTY, kind_of(item.keywords)))
+            facts = markers.check_facts(item)
+            if facts is not None:
+                added.append((CHECK_PROPERTY, json.dumps(facts)))
         if report.failed:
             # A crash of the recipe is BROKEN whichever check met it first, a comparison too.
             crashed = any(name == CRASH_PROPERTY for name, _ in report.user_properties)
@@ -171,9 +228,16 @@ class Verdicts:
 
     def pytest_runtest_logreport(self, report):
         properties = dict(report.user_properties)
+        self._count(report, properties)
         if KIND_PROPERTY not in properties:
             return
-        self.checks.add(report.nodeid)
+        self.kinds[report.nodeid] = properties[KIND_PROPERTY]
+        if report.failed:
+            self.results[report.nodeid] = "failed"
+        elif report.outcome == "skipped":
+            self.results.setdefault(report.nodeid, "skipped")
+        elif report.when == "call":
+            self.results.setdefault(report.nodeid, "passed")
         if properties[KIND_PROPERTY] == "comparison" and report.when == "call" and not report.skipped:
             self.compared.add(report.nodeid)  # a comparison that ran to a verdict
         if BASELINE_PROPERTY in properties:
@@ -182,20 +246,79 @@ class Verdicts:
             self.not_made[report.nodeid] = str(properties[NOT_COMPARED_PROPERTY])
         if report.skipped and NOT_RUN_PROPERTY in properties:
             self.not_run[report.nodeid] = str(properties[NOT_RUN_PROPERTY])
+        if CHECK_PROPERTY in properties:
+            self.facts[report.nodeid] = json.loads(properties[CHECK_PROPERTY])
         if report.failed and CRASH_PROPERTY in properties:
-            self.crash = str(properties[CRASH_PROPERTY])
+            self.crash, self.crashed_check = str(properties[CRASH_PROPERTY]), report.nodeid
+            self.crash_cause = (str(properties.get(CRASH_PHASE_PROPERTY, "")), str(properties.get(CRASH_ROOT_PROPERTY, "")))
         if report.failed and report.nodeid not in self.failures:
             # A crash of the recipe is BROKEN whichever check met it first.
             comparison = properties[KIND_PROPERTY] == "comparison" and CRASH_PROPERTY not in properties
             self.failures[report.nodeid] = Failure(report.nodeid, CHANGED if comparison else BROKEN,
                                                    *_summary_of(report))
 
+    def pytest_collectreport(self, report):
+        """A test module that cannot be collected (an import error under a new release) is an error of its
+        suite file in the result JSON: its checks never ran."""
+        if report.failed:
+            self.tests.setdefault(report.nodeid, session_result.Check(report.nodeid, "error", _collection_error(report)))
+
+    def _count(self, report, properties: dict) -> None:
+        """Every test's outcome: as pytest reports it per suite file (a call, a skip, a failure in any
+        phase), and one per test for the result JSON (a failure outside the call is an error, the first
+        failure stands)."""
+        if report.when == "call" or report.outcome != "passed":
+            suite = report.nodeid.split("::")[0].rsplit("/", 1)[-1]
+            self.outcomes.setdefault(suite, []).append((report.nodeid, report.outcome))
+        if report.when != "call" and report.passed:
+            return
+        earlier = self.tests.get(report.nodeid)
+        if earlier is not None and earlier.outcome in ("failed", "error"):
+            return
+        outcome = "error" if report.failed and report.when != "call" else report.outcome
+        self.tests[report.nodeid] = session_result.Check(report.nodeid, outcome, _message_of(report, properties))
+
+    def session_result(self, exit_status: int, profile: str | None, **run_facts) -> session_result.SessionResult:
+        """The session's result as this tally holds it; `run_facts`: what the session's run adds
+        (run, library_warnings, new_library_warnings)."""
+        from collections import Counter
+
+        checks = [self._check(test) for test in self.tests.values()]
+        counts = Counter(check.outcome for check in checks)
+        crash = session_result.Crash(self.crash, *(self.crash_cause or ("", ""))) if self.crash else None
+        return session_result.SessionResult(
+            profile=profile, exit_status=int(exit_status), headline=self.headline() if self.kinds else None,
+            broken=[self._finding(f) for f in self.broken], changed=[self._finding(f) for f in self.changed],
+            not_compared=len(self.not_made), not_compared_causes=dict(Counter(self.not_made.values()).most_common()),
+            not_run=len(self.not_run), crash=crash, counts={k: counts[k] for k in session_result.OUTCOMES},
+            checks=checks, compared_with=self.compared_with, **run_facts)
+
+    def _check(self, test: session_result.Check) -> session_result.Check:
+        """A test's outcome with, for a check of the recipe, its kind, verdict and marker's facts."""
+        from dataclasses import replace
+
+        kind = self.kinds.get(test.nodeid)
+        if kind is None:
+            return test
+        facts = self.facts.get(test.nodeid, {})
+        failure = self.failures.get(test.nodeid)
+        verdict = failure.verdict if failure else session_result.NOT_RUN if test.nodeid in self.not_run else test.outcome
+        return replace(test, kind=kind, verdict=verdict, headline=facts.get("headline", ""),
+                       detail=_detail(test.message, facts.get("detail_after", "")),
+                       settings=tuple(facts.get("settings", ())), not_run=self.not_run.get(test.nodeid),
+                       crash=self.crash if test.nodeid == self.crashed_check else None)
+
+    def _finding(self, failure: Failure) -> session_result.Finding:
+        name = failure.nodeid.split("[", 1)[0].rsplit("::", 1)[-1]
+        return session_result.Finding(failure.nodeid, self.facts.get(failure.nodeid, {}).get("headline", name),
+                                      failure.summary, failure.message)
+
     # ---------------------------------------------------------------- the end of the session
     @pytest.hookimpl(tryfirst=True)  # before junitxml writes its file in its own sessionfinish
     def pytest_sessionfinish(self, session, exitstatus):
         if getattr(self.config, "workerinput", None) is not None:
             return  # an xdist worker: the controller holds every report and writes the summary
-        if not self.checks:
+        if not self.kinds:
             return  # no check of the recipe ran (the harness's own tests, say): nothing to summarise
         self._require_comparisons(session)
         self._junit_properties()
@@ -256,7 +379,7 @@ class Verdicts:
                 handle.write(text + "\n")
 
     def pytest_terminal_summary(self, terminalreporter):
-        if not self.checks:
+        if not self.kinds:
             return
         terminalreporter.write_sep("=", "yoda-harness verdict")
         terminalreporter.write_line(self.headline(), red=bool(self.broken),

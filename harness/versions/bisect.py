@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from harness.checks.result import SessionResult
+
 Pins = dict[str, "str | None"]  # canonical package name -> exact version (None: unpinned, newest)
 Runner = Callable[[Pins], bool]
 ReleaseLister = Callable[[str], list[str]]
@@ -357,19 +359,13 @@ def pytest_selection(check: str) -> list[str]:
     return ["suites", "-k", check]
 
 
-def outcome_of(code: int, junit: Path, log_path: Path, check: str) -> bool:
-    """pytest's exit code and JUnit XML -> passed? (raises CannotRun / BisectError)."""
-    from harness.versions import matrix
-
-    outcomes = matrix.junit_outcomes(junit) if junit.is_file() else None
-    counts = {"passed": 0, "skipped": 0}
-    for tally in (outcomes or {}).get("suite_counts", {}).values():
-        for name in counts:
-            counts[name] += tally[name]
-    if code == 0 and counts["passed"]:
+def outcome_of(session: SessionResult, log_path: Path, check: str) -> bool:
+    """The session's result -> passed? (raises CannotRun / BisectError)."""
+    code = session.exit_status
+    if code == 0 and session.counts["passed"]:
         return True
     if code == 0:
-        skips = [s["message"] for s in (outcomes or {}).get("skips", [])]
+        skips = [skipped.message for skipped in session.skips()]
         raise CannotRun(f"the check was skipped: {skips[0] if skips else 'no test ran'} (log {log_path})")
     if code in (1, 2):
         return False
@@ -378,26 +374,20 @@ def outcome_of(code: int, junit: Path, log_path: Path, check: str) -> bool:
     raise BisectError(f"pytest exit {code} running the check (log {log_path})")
 
 
-def run_check(python: str, check: str, profile: str, cache: Path, junit: Path, log, log_path: Path,
+def run_check(python: str, check: str, profile: str, cache: Path, result_path: Path, log_path: Path,
               cwd: Path, variant: str | None = None, fresh: bool = False, overrides: Iterable[str] = ()) -> bool:
     """Run the check with `python`'s pytest against the harness cache `cache`; passed? (`outcome_of`).
 
-    The command goes to `log` (an open file, `log_path`) first, then pytest's output. Both runners
-    call this: only how they get an environment differs.
+    The command goes to `log_path` first, then pytest's output. Both runners call this: only how they
+    get an environment differs.
     """
-    junit.unlink(missing_ok=True)
-    env = dict(os.environ, YODA_HARNESS_CACHE=str(cache), YODA_HARNESS_MODELS_DIR=str(cache / "models"))
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("HF_DATASETS_OFFLINE", "1")
-    command = [str(python), "-m", "pytest", *pytest_selection(check), "--yoda-profile", profile,
-               "--yoda-cache-dir", str(cache), f"--junitxml={junit}", "-p", "no:cacheprovider", "-q"]
-    command += (["--yoda-variant", variant] if variant else []) + (["--yoda-fresh"] if fresh else [])
-    for override in overrides:
-        command += ["--yoda-override", override]
-    log.write(f"$ {' '.join(command)}\n")
-    log.flush()
-    code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env)
-    return outcome_of(code, junit, log_path, check)
+    from harness.versions import runner
+
+    session = runner.run_suites(python, runner.suite_args(pytest_selection(check), profile, cache, variant=variant,
+                                                          fresh=fresh, overrides=overrides, extra=["-q"]),
+                                result_path=result_path, log_path=log_path, cwd=cwd,
+                                env=runner.cache_environment(cache))
+    return outcome_of(session, log_path, check)
 
 
 @dataclass
@@ -427,11 +417,10 @@ class SwapRunner:
         root = Path(self.work_dir).resolve()
         root.mkdir(parents=True, exist_ok=True)
         key = hashlib.sha256(json.dumps([sorted(requirement_strings(pins)), self.variant, self.check]).encode()).hexdigest()[:12]
-        junit, log_path = root / f"{key}.junit.xml", root / f"{key}{'-fresh' if fresh else ''}.log"
+        result_path, log_path = root / f"{key}.session.json", root / f"{key}{'-fresh' if fresh else ''}.log"
         cache = Path(self.cache_dir or root / "harness-cache").resolve()
-        with open(log_path, "w", encoding="utf-8") as log:
-            return run_check(self.python, self.check, self.profile, cache, junit, log, log_path, self.project_root,
-                             self.variant, fresh, self.overrides)
+        return run_check(self.python, self.check, self.profile, cache, result_path, log_path, self.project_root,
+                         self.variant, fresh, self.overrides)
 
 
 @dataclass
@@ -463,12 +452,12 @@ class VenvRunner:
         key = hashlib.sha256(json.dumps([sorted(requirements), self.profile, self.torch_spec]).encode()).hexdigest()[:12]
         root = Path(self.work_dir).resolve() / key
         venv, cache = root / "venv", root / "harness-cache"
-        junit, log_path = root / "junit.xml", root / "log.txt"
+        result_path, install_log, log_path = root / "session.json", root / "install.log", root / "log.txt"
         root.mkdir(parents=True, exist_ok=True)
         python = venv / "bin" / "python"
         stamp = root / ".installed"
-        with open(log_path, "a", encoding="utf-8") as log:
-            if not stamp.exists():
+        if not stamp.exists():
+            with open(install_log, "a", encoding="utf-8") as log:
                 shutil.rmtree(venv, ignore_errors=True)
                 self._step([self.python, "-m", "venv", str(venv)], log, "create venv")
                 deps = matrix.install_requirements(requirements, self.torch_spec,
@@ -476,9 +465,9 @@ class VenvRunner:
                 self._step([str(python), "-m", "pip", "install", "-q", *deps], log, "install")
                 self._step([str(python), "-m", "pip", "install", "-q", "--no-deps", "-e", str(Path(self.project_root).resolve())],
                            log, "install the project")
-                stamp.touch()
-            return run_check(str(python), self.check, self.profile, cache, junit, log, log_path, self.project_root,
-                             self.variant, fresh, self.overrides)
+            stamp.touch()
+        return run_check(str(python), self.check, self.profile, cache, result_path, log_path, self.project_root,
+                         self.variant, fresh, self.overrides)
 
     def _step(self, command: list[str], log, what: str) -> None:
         log.write(f"$ {' '.join(command)}\n")

@@ -8,19 +8,19 @@ structural checks (the real model, its real GGUF and tokenizer: the prepared sta
 and `tiny`'s every check (`auto` on a CPU). On a GPU with SmolLM2's GGUF it is `smollm2`'s every
 check alone. Each leg is one `pytest suites` session (its own output, as `pytest suites` prints it);
 the structural legs run first, they speak in seconds. At the end one summary names every leg's
-verdict (BROKEN / CHANGED, as harness.checks.verdicts prints it for each) and the gate's exit status is the
+verdict (BROKEN / CHANGED, as harness.checks.verdicts prints it for each, read from the session's result JSON) and the gate's exit status is the
 first failing leg's (pytest's codes: 1 a check failed, 4 a usage error), else 0.
 
-PYTEST_ARGS go to every leg. `--reports DIR` keeps what CI uploads: each leg's JUnit XML
-(`junit-<profile>.xml`) and Markdown summary (`summary-<profile>.md`), the HTML report of the leg
-that trains (`<profile>.html`), and the gate's own summary (`gate.md`). The plan is `plan()`: the
+PYTEST_ARGS go to every leg. `--reports DIR` keeps what CI uploads: each leg's result JSON
+(`result-<profile>.json`), output (`pytest-<profile>.log`), JUnit XML (`junit-<profile>.xml`) and
+Markdown summary (`summary-<profile>.md`), the HTML report of the leg that trains (`<profile>.html`),
+and the gate's own summary (`gate.md`). The plan is `plan()`: the
 same choice `auto` makes, plus the legs it passed over only for want of a GPU for training.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +30,6 @@ from pathlib import Path
 from harness.recipe import profiles
 from harness.versions.matrix import STRUCTURAL_SELECTION
 
-SUMMARY_PREFIX = "### yoda-harness: "
 INTERRUPTED = 2  # pytest's exit status for an interrupted session
 
 
@@ -86,40 +85,25 @@ def plan(options: profiles.ModelOptions) -> list[Leg]:
 
 def run_leg(leg: Leg, extra: list[str], work: Path, python: str = sys.executable, cwd: Path | None = None,
             out=sys.stdout, reports: bool = False) -> LegResult:
-    """One `pytest suites` session for the leg, its output streamed to `out`; its verdict read back."""
-    from harness.versions import matrix
+    """One `pytest suites` session for the leg, its output streamed to `out`; its verdict read back
+    from the session's own result (harness.versions.runner)."""
+    from harness.versions import runner
 
     summary, junit = work / f"summary-{leg.profile}.md", work / f"junit-{leg.profile}.xml"
+    result_path, log_path = work / f"result-{leg.profile}.json", work / f"pytest-{leg.profile}.log"
     report = [] if leg.structural or not reports else [f"--yoda-report={work / f'{leg.profile}.html'}"]
-    command = [python, "-m", "pytest", *leg.pytest_args(), f"--yoda-summary-md={summary}",
-               f"--junitxml={junit}", *report, *extra]
+    args = [*leg.pytest_args(), f"--yoda-summary-md={summary}", f"--junitxml={junit}", *report, *extra]
     environment = dict(os.environ)
     environment.pop("YODA_HARNESS_PROFILE", None)  # the leg names its profile
     environment.pop("GITHUB_STEP_SUMMARY", None)  # the gate writes one summary naming every leg
-    out.write(f"yoda-harness gate: {leg.profile}: {leg.what} ({leg.why})\n$ {' '.join(command)}\n")
+    out.write(f"yoda-harness gate: {leg.profile}: {leg.what} ({leg.why})\n"
+              f"$ {' '.join(runner.command(python, args, result_path))}\n")
     out.flush()
     started = time.monotonic()
-    tail: list[str] = []
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                               cwd=cwd, env=environment)
-    for line in process.stdout:
-        out.write(line)
-        out.flush()
-        tail = (tail + [line.rstrip("\n")])[-30:]
-    code = process.wait()
-    if code < 0:  # killed by a signal: as a shell reports it
-        code = 128 - code
-    result = LegResult(leg, code, time.monotonic() - started, tail=tail)
-    if summary.is_file():
-        first = summary.read_text(encoding="utf-8").splitlines()[0]
-        result.headline = first.removeprefix(SUMMARY_PREFIX)
-    if junit.is_file():
-        totals: dict[str, int] = {"passed": 0, "failed": 0, "error": 0, "skipped": 0}
-        for tally in matrix.junit_outcomes(junit)["suite_counts"].values():
-            for key in totals:
-                totals[key] += tally[key]
-        result.counts = totals
-    return result
+    session = runner.run_suites(python, args, result_path=result_path, log_path=log_path, cwd=cwd, env=environment,
+                                echo=out)
+    tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
+    return LegResult(leg, session.exit_status, time.monotonic() - started, session.headline, dict(session.counts), tail)
 
 
 def summary_lines(results: list[LegResult]) -> list[str]:

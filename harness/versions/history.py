@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from harness.versions import matrix
+from harness.versions import matrix, runner
 
 # The checks that speak before the first optimizer step: the prepared stage only, nothing trains.
 # Not the slow hypothesis search over collations (minutes a trial); it passes on every release from
@@ -125,8 +125,8 @@ def run_trial(python: str, version_set: matrix.VersionSet, variant: str, results
     variants.get(variant)  # an unknown variant is an error before anything is installed
     results_dir.mkdir(parents=True, exist_ok=True)
     stem = result_stem(version_set.name, variant)
-    junit, log_path = results_dir / f"{stem}.junit.xml", results_dir / f"{stem}.pytest.log"
-    for stale in (junit, log_path):
+    session_path, log_path = results_dir / f"{stem}.session.json", results_dir / f"{stem}.pytest.log"
+    for stale in (session_path, log_path):
         stale.unlink(missing_ok=True)
     started = time.monotonic()
     facts: dict = {}
@@ -140,32 +140,25 @@ def run_trial(python: str, version_set: matrix.VersionSet, variant: str, results
         facts["probe"] = _probe(python, results_dir / f".{stem}.probe.json")
         timing["probe_s"] = round(time.monotonic() - started - timing["install_s"], 1)
         run_started = time.monotonic()
-        facts["exit_code"] = _pytest(python, checks, overrides, variant, profile, cache_dir, junit, log_path,
-                                     project_root)
+        session = runner.run_suites(python, runner.suite_args(checks, profile, cache_dir, variant=variant,
+                                                              overrides=overrides, extra=["-q"]),
+                                    result_path=session_path, log_path=log_path, cwd=project_root,
+                                    env=runner.cache_environment(cache_dir))
         timing["checks_s"] = round(time.monotonic() - run_started, 1)
-        facts["junit"] = junit
-        facts["run_dir"], run_state = run_of_log(log_path)
-        timing["recipe_run"] = run_state
+        facts["session"] = session
+        timing["recipe_run"] = session.run.state if session.run else None
     except SwapError as error:
         facts["install_error"] = str(error)
     result = matrix.build_result(version_set=version_set, profile=profile, cache_dir=cache_dir,
                                  duration_s=time.monotonic() - started,
                                  extra={"variant": variant, "check_selection": list(checks), "overrides": list(overrides),
-                                        "swaps": swaps, "timing": timing, "pytest_log": str(log_path)},
+                                        "swaps": swaps, "timing": timing, "pytest_log": str(log_path),
+                                        "session_result": str(session_path)},
                                  **facts)
     matrix.write_result(results_dir / f"{stem}.json", result)
     log(f"{version_set.name} x {variant}: {result['status']} — {result['reason']} "
         f"({result['duration_s']} s)")
     return result
-
-
-def run_of_log(log_path: Path) -> tuple[str | None, str | None]:
-    """(run directory, 'new' | 'reused') as the plugin's terminal summary names them."""
-    import re
-
-    text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.is_file() else ""
-    found = re.findall(r"^run (\S+) \((new|reused)\), profile", text, re.MULTILINE)
-    return found[-1] if found else (None, None)
 
 
 def result_stem(set_name: str, variant: str) -> str:
@@ -181,22 +174,6 @@ def _probe(python: str, probe_file: Path) -> dict:
         return {"ok": False, "error": "the probe process died without a result (crash?)"}
     finally:
         probe_file.unlink(missing_ok=True)
-
-
-def _pytest(python: str, checks, overrides, variant: str, profile: str, cache_dir: Path, junit: Path,
-            log_path: Path, project_root: Path) -> int:
-    env = dict(os.environ, YODA_HARNESS_CACHE=str(cache_dir), YODA_HARNESS_MODELS_DIR=str(cache_dir / "models"),
-               PYTHONUNBUFFERED="1")
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("HF_DATASETS_OFFLINE", "1")
-    command = [python, "-m", "pytest", *checks, "--yoda-profile", profile, "--yoda-variant", variant,
-               "--yoda-cache-dir", str(cache_dir), f"--junitxml={junit}", "-p", "no:cacheprovider", "-q"]
-    for override in overrides:
-        command += ["--yoda-override", override]
-    with open(log_path, "w", encoding="utf-8") as log:
-        log.write(f"$ {' '.join(command)}\n")
-        log.flush()
-        return subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=project_root, env=env)
 
 
 def trial_profile(explicit: str | None, version_set: matrix.VersionSet) -> str:

@@ -1,17 +1,19 @@
 """The version matrix: named library-version sets (versions.toml), one nox session per set, and
 the table of what each set did (status, per-suite outcomes, key metrics).
 
-    versions.toml --(noxfile.py: install the set, run `pytest suites`)--> results/<set>.json
+    versions.toml --(noxfile.py: install the set, harness.versions.runner.run_suites)--> the session's
+        result JSON (the plugin's own verdicts, harness.checks.result) --(build_result)--> results/<set>.json
     results/*.json --(collect)--> Markdown table, and rows for the HTML report
 
-A result JSON (one per set, written by noxfile.py through `build_result`):
+A set's result JSON (one per set, written by noxfile.py and the history through `build_result`):
 
     {"schema": 1, "version_set": "seed-2024", "status": "passed" | "failed" | "cannot-run",
      "reason": "...", "profile": "tiny", "requested": ["trl==0.12.1", ...],
      "packages": {"trl": "0.12.1", ...},            # tracked packages as installed (None: absent)
      "suites": {"test_bleu.py": "passed", ...},     # passed | failed | skipped, per suite file
      "suite_counts": {"test_bleu.py": {"passed": 3, "failed": 0, "error": 0, "skipped": 1}},
-     "failures": [{"nodeid": "...", "message": "..."}], "metrics": {...}, ...}
+     "failures": [{"nodeid": "...", "message": "..."}], "metrics": {...},
+     "checks": {"suites/test_labels.py::test_x": {"verdict": "BROKEN", "headline": "...", ...}}, ...}
 
 Status: `passed` = pytest exited 0 and at least one check passed; `failed` = a check failed or
 errored, or pytest could not run the suites (a harness problem is a failure, never hidden);
@@ -24,11 +26,12 @@ from __future__ import annotations
 
 import json
 import re
-import xml.etree.ElementTree as ET
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable
+
+from harness.checks.result import NOT_RUN, Check, SessionResult
 
 try:
     import tomllib
@@ -226,134 +229,37 @@ VERSIONS_SCRIPT = (
 )
 
 
-# ------------------------------------------------------------------ JUnit XML -> per-suite outcomes
-def _suite_of(classname: str, name: str) -> str:
-    """'suites.test_bleu' / 'suites.test_bleu.TestX' -> 'test_bleu.py' (collection errors: name)."""
-    dotted = classname or name
-    parts = [p for p in re.split(r"[./]", dotted.replace("::", ".")) if p and p != "py"]
-    modules = [p for p in parts if p.startswith("test_") or p.endswith("_test")]
-    return f"{modules[-1] if modules else (parts[-1] if parts else dotted)}.py"
-
-
-# The plugin's JUnit properties for a crash of the recipe (harness.checks.verdicts, harness.checks.crash): the
-# session's global property holds the one line; the check that met the crash carries it too, and
-# its message starts with it; the checks that needed the crashed stage carry `not_run`.
-CRASH_GLOBAL_PROPERTY, CRASH_CASE_PROPERTY, NOT_RUN_CASE_PROPERTY = "yoda_harness_crash", "recipe_crash", "not_run"
-CRASH_LINE_PREFIX = "the recipe failed in phase "
-NOT_RUN = "not run"  # the verdict of a check that a crash of the recipe kept from running
-
-
-def _crash_line_of(message: str) -> str | None:
-    """The crash line a failing check's message starts with (pytest prefixes a setup failure with
-    'failed on setup with "Failed: '), else None."""
-    first = (message.strip().splitlines() or [""])[0]
-    for prefix in ('failed on setup with "', 'failed on call with "', 'failed on teardown with "', "Failed: "):
-        first = first.removeprefix(prefix)
-    if not first.startswith(CRASH_LINE_PREFIX):
-        return None
-    # The attribute form of a setup failure ends the line with the closing quote of pytest's wrapper.
-    return first.removesuffix('"') if message.lstrip().startswith("failed on ") else first
-
-
-def _global_properties(root) -> dict[str, str]:
-    """The session's own properties (testsuite/properties), not those of its test cases."""
-    found = {}
-    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
-    for suite in suites:
-        properties = suite.find("properties")
-        for prop in (properties if properties is not None else []):
-            found.setdefault(prop.get("name"), prop.get("value") or "")
-    return found
-
-
-def _case_properties(case) -> dict[str, str]:
-    properties = case.find("properties")
-    return {p.get("name"): p.get("value") or "" for p in (properties if properties is not None else [])}
-
-
-def junit_outcomes(path: Path | str) -> dict[str, Any]:
-    """Per-suite outcome and counts, failures and skips, from pytest's JUnit XML.
-
-    A crash of the recipe (the plugin's `yoda_harness_crash` property, or a failing check whose
-    message starts with its line) is `crash`: its one line, the message of the check that met it
-    (BROKEN, whatever its kind), and the checks it kept from running are `not run`, not skipped."""
-    root = ET.parse(path).getroot()
-    counts: dict[str, Counter] = {}
-    failures, skips = [], []
-    checks: dict[str, dict] = {}
-    crash = _global_properties(root).get(CRASH_GLOBAL_PROPERTY) or None
-    for case in root.iter("testcase"):
-        suite = _suite_of(case.get("classname", ""), case.get("name", ""))
-        nodeid = ".".join(p for p in (case.get("classname"), case.get("name")) if p)
-        tally = counts.setdefault(suite, Counter())
-        children = {child.tag: child for child in case}
-        properties = _case_properties(case)
-        check = checks.setdefault(nodeid, {"suite": suite, "kind": _check_kind(case), "outcome": "passed",
-                                           "message": ""})
-        if "failure" in children or "error" in children:
-            kind = "failure" if "failure" in children else "error"
-            tally["failed" if kind == "failure" else "error"] += 1
-            element = children[kind]
-            message = (element.get("message") or (element.text or "")).strip()
-            crashed = properties.get(CRASH_CASE_PROPERTY) or _crash_line_of(message)
-            if crashed:
-                # The one line, not the traceback under it (that is in the JUnit text and the log).
-                crash = crash or crashed
-                message = crashed
-                check["crash"] = crashed
-            failures.append({"nodeid": nodeid, "suite": suite, "kind": kind, "message": _first_lines(message, 6)})
-            check.update(outcome="failed" if kind == "failure" else "error", message=_first_lines(message, 3))
-        elif "skipped" in children:
-            tally["skipped"] += 1
-            skips.append({"nodeid": nodeid, "suite": suite, "message": _first_lines(children["skipped"].get("message") or "", 3)})
-            if check["outcome"] == "passed":
-                check.update(outcome="skipped", message=skips[-1]["message"])
-                if NOT_RUN_CASE_PROPERTY in properties:
-                    check["not_run"] = properties[NOT_RUN_CASE_PROPERTY]
-        else:
-            tally["passed"] += 1
-    for check in checks.values():
-        # A crash is BROKEN whichever check met it first (a comparison's failure is otherwise CHANGED).
-        check["verdict"] = ("BROKEN" if check.get("crash") else NOT_RUN if check.get("not_run")
-                            else verdict(check["outcome"], check["kind"]))
-    suites = {}
-    for suite, tally in sorted(counts.items()):
-        if tally["failed"] or tally["error"]:
-            suites[suite] = "failed"
-        elif tally["passed"]:
-            suites[suite] = "passed"
-        else:
-            suites[suite] = "skipped"
+# ------------------------------------------------------------------ the session's result -> the set's outcomes
+def session_outcomes(session: SessionResult) -> dict[str, Any]:
+    """Per-suite outcome and counts, failures and skips, and each check's verdict, as the session's
+    plugin wrote them (harness.checks.result): a crash of the recipe is its one line, on the check that
+    met it (BROKEN, whatever its kind); the checks it kept from running are `not run`."""
     return {
-        "suites": suites,
-        "suite_counts": {s: {k: t[k] for k in ("passed", "failed", "error", "skipped")} for s, t in sorted(counts.items())},
-        "failures": failures,
-        "skips": skips,
-        "checks": checks,
-        "crash": crash,
-        "not_run": sum(1 for check in checks.values() if check["verdict"] == NOT_RUN),
+        "suites": session.suite_outcomes(),
+        "suite_counts": session.suite_counts(),
+        "failures": [{"nodeid": c.nodeid, "suite": c.suite, "kind": "failure" if c.outcome == "failed" else "error",
+                      "message": c.message} for c in session.failures()],
+        "skips": [{"nodeid": c.nodeid, "suite": c.suite, "message": c.message} for c in session.skips()],
+        "checks": {c.nodeid: _check_record(c) for c in session.checks},
+        "crash": session.crash.line if session.crash else None,
+        "not_run": session.not_run,
     }
 
 
-def _check_kind(case) -> str:
-    """'comparison' or 'invariant', as the plugin records it (property check_kind); results from
-    before it did: a check named after the baseline compares with it."""
-    for prop in case.iter("property"):
-        if prop.get("name") == "check_kind":
-            return prop.get("value") or "invariant"
-    return "comparison" if "baseline" in (case.get("name") or "") else "invariant"
+def _check_record(check: Check) -> dict:
+    """A check as the set's result keeps it; a test that is no check of the recipe reads as its outcome."""
+    record = asdict(check)
+    record["verdict"] = check.verdict or check.outcome
+    return record
 
 
-def verdict(outcome: str, kind: str) -> str:
-    """A failed or errored invariant is BROKEN; a failed comparison with the baseline is CHANGED."""
-    if outcome in ("failed", "error"):
-        return "CHANGED" if kind == "comparison" and outcome == "failed" else "BROKEN"
-    return outcome
+def check_of(nodeid: str, record: dict) -> Check:
+    """A check of a set's result JSON (keys beyond the model's, as older results hold, are left out)."""
+    known = {f.name for f in fields(Check)}
+    values = {key: value for key, value in record.items() if key in known}
+    return Check(**{"nodeid": nodeid, "outcome": record.get("outcome", ""), **values,
+                    "settings": tuple(record.get("settings") or ())})
 
-
-def _first_lines(text: str, count: int) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return "\n".join(lines[:count])[:1500]
 
 
 # ------------------------------------------------------------------ the run's metrics
@@ -433,22 +339,20 @@ def classify(*, install_error: str | None, probe: dict | None, exit_code: int | 
 
 def build_result(*, version_set: VersionSet, profile: str, install_error: str | None = None,
                  installed: dict[str, str] | None = None, probe: dict | None = None,
-                 exit_code: int | None = None, junit: Path | str | None = None,
-                 cache_dir: Path | str | None = None, duration_s: float | None = None,
-                 session_error: str | None = None, extra: dict | None = None,
+                 session: SessionResult | None = None, cache_dir: Path | str | None = None,
+                 duration_s: float | None = None, session_error: str | None = None, extra: dict | None = None,
                  run_dir: Path | str | None = None) -> dict[str, Any]:
-    """The result JSON of one set (see the module docstring); `run_dir` names the recipe run the
-    checks read (else the newest complete run in `cache_dir`)."""
-    outcomes = None
+    """The result JSON of one set (see the module docstring) from the suites' session result (None:
+    pytest did not run); `run_dir` names the recipe run the checks read (else the session's run, else
+    the newest complete run in `cache_dir`)."""
+    outcomes = session_outcomes(session) if session is not None else None
+    exit_code = session.exit_status if session is not None else None
     notes = []
-    if junit is not None and Path(junit).is_file():
-        try:
-            outcomes = junit_outcomes(junit)
-        except ET.ParseError as error:
-            notes.append(f"JUnit XML {junit} unreadable: {error}")
     status, reason = classify(install_error=install_error, probe=probe, exit_code=exit_code, outcomes=outcomes,
                               session_error=session_error)
     metrics, recorded = {}, {}
+    if run_dir is None and session is not None and session.run is not None:
+        run_dir = session.run.directory
     if run_dir is None and cache_dir is not None:
         run_dir = latest_run(cache_dir)
     if run_dir is not None:
@@ -479,7 +383,6 @@ def build_result(*, version_set: VersionSet, profile: str, install_error: str | 
         "library_warnings": recorded.get("library_warnings", []),
         "variant_config": recorded.get("variant_config"),
         "run_dir": str(run_dir) if run_dir else None,
-        "junit": str(junit) if junit else None,
         "duration_s": round(duration_s, 1) if duration_s is not None else None,
         "notes": notes,
     }
@@ -601,68 +504,11 @@ def exit_status(rows: list[dict], allow_cannot_run: bool = False) -> int:
 
 
 # ------------------------------------------------------------------ the history table
-# What a failing check means, in the recipe's words (the table reads as the history).
-HEADLINES = {
-    "test_training_text_carries_the_role_markers_in_order": "training text has no role markers",
-    "test_every_eos_keeps_its_label": "EOS never labelled",
-    "test_collation_keeps_eos_and_labels_for_any_conversation": "EOS lost in collation",
-    "test_pad_token_is_not_eos": "PAD == EOS",
-    "test_packed_rows_are_exactly_max_length": "packing no longer wrapped",
-    "test_packing_cuts_the_rows_this_trl_is_known_to_cut": "packed rows are not wrapped packing's",
-    "test_optimizer_steps_match_the_packing": "step count is not the packed rows'",
-    "test_only_lora_weights_require_grad": "the trainer froze the LoRA adapters",
-    "test_adapters_changed_during_training": "the adapters did not train",
-    "test_footprint_matches_the_prediction": "memory footprint differs from the prediction",
-    "test_every_linear_layer_but_the_head_is_4bit": "layers not 4-bit",
-    "test_rendered_example_matches_the_baseline": "chat template renders differently",
-    "test_trainable_count_is_the_lora_sum": "trainable count is not the LoRA sum",
-    "test_every_adapter_scales_by_alpha_over_r": "LoRA scaling is not alpha / r",
-    "test_completion_only_masks_the_prompt": "completion-only masking wrong",
-    "test_reloaded_adapter_holds_the_trained_weights": "the reloaded adapter is not the trained one",
-    "test_reloaded_adapter_generates_what_the_trained_model_did": "the reloaded model generates otherwise",
-    "test_the_library_read_the_model_family_special_tokens": "special tokens misread",
-}
-# Which recipe settings a check's failure is about: a library warning naming one of them, first
-# seen in an earlier set, is shown as having preceded the break.
-CHECK_SETTINGS = {
-    "test_training_text_carries_the_role_markers_in_order": ("data.format",),
-    "test_every_eos_keeps_its_label": ("tokenizer.pad_token", "training.packing"),
-    "test_packed_rows_are_exactly_max_length": ("training.packing_strategy", "training.packing", "training.max_length"),
-    "test_packing_cuts_the_rows_this_trl_is_known_to_cut": ("training.packing_strategy", "training.packing",
-                                                            "training.max_length"),
-    "test_optimizer_steps_match_the_packing": ("training.per_device_train_batch_size", "training.num_train_epochs",
-                                               "training.gradient_accumulation_steps"),
-    "test_only_lora_weights_require_grad": ("lora.r", "lora.target_modules"),
-    "test_every_adapter_scales_by_alpha_over_r": ("lora.lora_alpha", "lora.r"),
-}
-
-
-def check_name(nodeid: str) -> str:
-    """'suites.test_labels.test_x[param]' -> 'test_x'."""
-    return nodeid.split("[", 1)[0].replace("::", ".").rsplit(".", 1)[-1]
-
-
-# Checks whose headline carries what their message names (the token misread, say): the message's
-# text after the marker, up to the first ". ".
-DETAILED_HEADLINES = {
-    "test_the_library_read_the_model_family_special_tokens": "differently from the family's facts: ",
-}
-
-
-def headline(nodeid: str, message: str = "") -> str:
-    name = check_name(nodeid)
-    text = HEADLINES.get(name, name)
-    marker = DETAILED_HEADLINES.get(name)
-    if marker and marker in (message or ""):
-        detail = message.split(marker, 1)[1].split(". ", 1)[0].splitlines()[0].strip()
-        text = f"{text}: {detail[:200]}"
-    return text
-
-
 def _says_check(nodeid: str, check: dict, detail: bool = True) -> str:
     """What a BROKEN or CHANGED check means: the recipe's crash line where it met one, else its headline
-    (with what its message names, the misread token say, unless `detail` is off: what 'fixed' compares)."""
-    return check.get("crash") or headline(nodeid, check.get("message", "") if detail else "")
+    (its yoda_check marker, with what its message names, the misread token say, unless `detail` is off:
+    what 'fixed' compares), else its name."""
+    return check_of(nodeid, check).says(detail)
 
 
 def history_rows(results: Iterable[dict], set_order: Iterable[str] = (), variant_order: Iterable[str] = ()) -> list[dict]:
@@ -758,11 +604,11 @@ def warnings_before_breaks(rows: list[dict]) -> list[str]:
             for nodeid, check in row["checks"].items():
                 if check["verdict"] not in ("BROKEN", "CHANGED"):
                     continue
-                settings = set(CHECK_SETTINGS.get(check_name(nodeid), ()))
+                settings = set(check.get("settings") or ())
                 for signature, (where, entry) in first_seen.items():
                     if settings & set(entry.get("settings") or []) and where != row["version_set"]:
                         line = (f"{variant}: {entry['library']} ({where}) warned \"{entry['message'][:160]}\" "
-                                f"before {row['version_set']} broke: {headline(nodeid)}")
+                                f"before {row['version_set']} broke: {_says_check(nodeid, check, detail=False)}")
                         if line not in seen_first:
                             seen_first[line] = True
                             lines.append(line)

@@ -143,7 +143,7 @@ class _SessionOutcome:
         finished = harness.finished_run()
         self.outcome = {"run_dir": str(finished.directory) if finished is not None else None,
                         "refusal": harness.recording_refusal(self.force, "--force"),
-                        "failed_invariants": harness.failed("invariant")}
+                        "failed_invariants": harness.tally.failed("invariant")}
 
 
 def _session_main(argv: list[str]) -> int:

@@ -12,10 +12,10 @@ Each run is `pytest suites --yoda-profile P --yoda-override ...` in its own proc
 threads (OMP/MKL), PARALLEL at a time, in its own cache (`OUT/NAME/cache`: a sweep run again reuses
 its finished runs and only prints the table again); runs with the same `env:` words share one models
 directory, whose checkpoints are built once before any run starts, so parallel runs never race to
-build one. Each run leaves `OUT/NAME/junit.xml`, `pytest.log` and `summary.md` (the BROKEN / CHANGED
+build one. Each run leaves `OUT/NAME/result.json`, `pytest.log` and `summary.md` (the BROKEN / CHANGED
 summary); the sweep then prints one table (`OUT/table.md`; every field in `OUT/sweep.json`): the
-session's own verdict (read from the JUnit properties the plugin wrote, never re-derived) and what
-the model learned (from the run's record).
+session's own verdict (read from the result JSON the plugin wrote, harness.checks.result, never
+re-derived) and what the model learned (from the run's record).
 
 The runner (job, paths, threads, timeout -> exit status) is injectable, so the sweep runs in tests
 with a fake one; `PytestRunner` is the real one.
@@ -32,11 +32,12 @@ import subprocess
 import sys
 import threading
 import time
-import xml.etree.ElementTree as ElementTree
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from harness.checks.result import ResultError, SessionResult
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # A run that reached a verdict: pytest's exit 0 (every check held) or 1 (a check failed). Anything
@@ -72,8 +73,8 @@ class RunPaths:
     models: Path
 
     @property
-    def junit(self) -> Path:
-        return self.directory / "junit.xml"
+    def result(self) -> Path:
+        return self.directory / "result.json"
 
     @property
     def log(self) -> Path:
@@ -204,7 +205,7 @@ def sweep(jobs: list[Job], out: Path, run: Runner, *, parallel: int = 1, threads
             status: int | str = NOT_STARTED
         else:
             paths.directory.mkdir(parents=True, exist_ok=True)
-            for stale in (paths.junit, paths.summary):  # an earlier sweep's, into the same directory
+            for stale in (paths.result, paths.summary):  # an earlier sweep's, into the same directory
                 stale.unlink(missing_ok=True)
             status = run(job, paths, threads, timeout)
         result = read_result(job, paths, status, time.monotonic() - start)
@@ -228,29 +229,23 @@ def describe_exit(status: int | str) -> str:
 def read_result(job: Job, paths: RunPaths, status: int | str, seconds: float) -> Result:
     result = Result(job.name, job.line, job.profile, list(job.overrides), dict(job.env), status, round(seconds, 1),
                     directory=str(paths.directory))
-    if paths.junit.is_file():
+    if paths.result.is_file():
         try:
-            _read_junit(paths.junit, result)
-        except ElementTree.ParseError:
-            result.verdict = f"{paths.junit}: not valid JUnit XML"
+            _read_session(SessionResult.read(paths.result), result)
+        except ResultError as error:
+            result.verdict = str(error)
     result.learned = learned(paths.cache / "runs")
     return result
 
 
-def _read_junit(path: Path, result: Result) -> None:
-    """The session's own verdict, as the plugin wrote it (testsuite properties), and pytest's counts."""
-    root = ElementTree.parse(path).getroot()
-    suite = root if root.tag == "testsuite" else root.find("testsuite")
-    if suite is None:
-        return
-    properties = {p.get("name"): p.get("value") for p in suite.findall("properties/property")}
-    result.verdict = properties.get("yoda_harness_verdict", "")
-    for key in ("broken", "changed"):
-        value = properties.get(f"yoda_harness_{key}")
-        setattr(result, key, int(value) if value is not None and value.isdigit() else None)
-    counts = {key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")}
-    result.tests = {"passed": counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"],
-                    "failed": counts["failures"], "errors": counts["errors"], "skipped": counts["skipped"]}
+def _read_session(session: SessionResult, result: Result) -> None:
+    """The session's own verdict and counts, as the plugin wrote them (its result JSON)."""
+    result.verdict = session.headline or ""
+    if session.headline is not None:
+        result.broken, result.changed = len(session.broken), len(session.changed)
+    counts = session.counts
+    result.tests = {"passed": counts["passed"], "failed": counts["failed"], "errors": counts["error"],
+                    "skipped": counts["skipped"]}
 
 
 def learned(runs_dir: Path) -> dict:
@@ -327,7 +322,7 @@ class PytestRunner:
     def command(self, job: Job, paths: RunPaths) -> list[str]:
         overrides = [word for override in job.overrides for word in ("--yoda-override", override)]
         return [self.python, "-m", "pytest", *self.suites(), "--yoda-profile", job.profile, *overrides,
-                "-p", "no:cacheprovider", "-q", f"--junitxml={paths.junit.resolve()}",
+                "-p", "no:cacheprovider", "-q", f"--yoda-result-json={paths.result.resolve()}",
                 f"--yoda-summary-md={paths.summary.resolve()}", *self.pytest_args]
 
     def prepare(self, jobs: list[Job], out: Path, log: Callable[[str], None] = print) -> None:
