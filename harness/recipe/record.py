@@ -9,11 +9,12 @@ facts (session, the libraries' adaptations and warnings) and writes them; the su
 report, CLI and version tools read their attributes. `load` is the one way a `run.json` is read:
 it migrates an older shape (`migrate`) and validates it.
 
-Pydantic v2 models rather than frozen dataclasses: a record comes back from JSON, and pydantic
-validates it on the way in (a renamed or missing field fails where the file is read, naming the
-field, not as a KeyError in some suite), builds the nested sections, and dumps to the same JSON.
-The models are frozen (a record is a measurement; `model_copy(update=...)` makes a new one) and
-forbid unknown fields (a field the record does not declare is a writer's bug).
+Frozen dataclasses, not pydantic models: pydantic is no dependency of the harness (the pinned set
+has it only through transformers 5's `typer`; the version matrix's older sets have none), and a
+regression harness should not add a library to every set it installs. The checks pydantic would
+make are made here, in `from_json` (about fifty lines): every field of the declared type, none
+missing, none unknown, the error naming the field's path. A record is a measurement: frozen,
+`dataclasses.replace` makes a new one.
 
 Payloads that belong to another module stay plain JSON here, read through that module's own
 functions: `environment` (harness.env's fingerprint), `config` (`RecipeConfig.to_dict()`, as its
@@ -23,11 +24,13 @@ digest is the baseline's input; `recipe_config` reads it typed), `harness` (harn
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
-from typing import Annotated, Any, Literal, Union
-
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_serializer, model_validator
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
 
 from harness.recipe.config import RecipeConfig
 from harness.recipe.data import SECONDARY_REFERENCE, Columns
@@ -37,12 +40,92 @@ from harness.recipe.metrics import MB
 SCHEMA_VERSION = 2
 
 
-class Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class RecordError(ValueError):
+    """A run.json that is not a record of this schema; the message names the field."""
+
+
+section = dataclass(frozen=True, kw_only=True)
+
+
+def to_json(value: Any) -> Any:
+    """A record (or any part of it) as JSON values, as `run.json` holds it."""
+    if dataclasses.is_dataclass(value):
+        dumped = {item.name: to_json(getattr(value, item.name)) for item in dataclasses.fields(value)}
+        return value.spread(dumped) if hasattr(value, "spread") else dumped
+    if isinstance(value, (list, tuple)):
+        return [to_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: to_json(item) for key, item in value.items()}
+    return value
+
+
+def from_json(kind: Any, value: Any, where: str = "run.json") -> Any:
+    """`value` (JSON) read as `kind`: a section dataclass, a list, dict, union or literal of them, or a
+    JSON scalar; a value of another shape is a RecordError naming `where`."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        problems = []
+        for option in (arg for arg in args if arg is not type(None)):
+            try:
+                return from_json(option, value, where)
+            except RecordError as problem:
+                problems.append(str(problem))
+        raise RecordError(" or ".join(problems))
+    if origin is Literal:
+        return _expect(value in args, value, where, " or ".join(map(repr, args)))
+    if origin is list:
+        _expect(isinstance(value, list), value, where, "a list")
+        return [from_json(args[0], item, f"{where}[{index}]") for index, item in enumerate(value)]
+    if origin is dict:
+        _expect(isinstance(value, dict), value, where, "an object")
+        return {key: from_json(args[1], item, f"{where}.{key}") for key, item in value.items()}
+    if dataclasses.is_dataclass(kind):
+        _expect(isinstance(value, dict), value, where, "an object")
+        return _section(kind, kind.gather(value) if hasattr(kind, "gather") else value, where)
+    if kind is float:  # JSON writes 2.0 as 2.0 but a count as 2: either is a number
+        return _expect(isinstance(value, (int, float)) and not isinstance(value, bool), value, where, "a number")
+    return _expect(isinstance(value, kind) and (kind is bool or not isinstance(value, bool)), value, where,
+                   f"of type {kind.__name__}")
+
+
+def _section(kind: type, raw: dict, where: str):
+    hints = _hints(kind)
+    unknown = sorted(set(raw) - set(hints))
+    if unknown:
+        raise RecordError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    values = {}
+    for item in dataclasses.fields(kind):
+        if item.name in raw:
+            values[item.name] = from_json(hints[item.name], raw[item.name], f"{where}.{item.name}")
+        elif item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING:
+            raise RecordError(f"{where}.{item.name}: missing")
+    return kind(**values)
+
+
+def extended(part: Any, kind: type, **more: Any) -> Any:
+    """`part`'s fields and `more` as a `kind` (a subclass of `part`'s type: the trained stage's
+    section made of the prepared stage's)."""
+    return kind(**{item.name: getattr(part, item.name) for item in dataclasses.fields(part)} | more)
+
+
+@functools.cache
+def _hints(kind: type) -> dict[str, Any]:
+    return typing.get_type_hints(kind)
+
+
+def _expect(ok: bool, value: Any, where: str, expected: str) -> Any:
+    if not ok:
+        raise RecordError(f"{where}: {value!r:.80} is not {expected}")
+    return value
 
 
 # ------------------------------------------------------------------ sections
-class DataSummary(Section):
+@section
+class DataSummary:
     """The split the run used (`harness.recipe.data.YodaSplit.summary`) and its content digest."""
 
     source: str
@@ -53,7 +136,8 @@ class DataSummary(Section):
     content_digest: str | None = None  # runs recorded before the data was keyed by its content
 
 
-class TokensAsRead(Section):
+@section
+class TokensAsRead:
     """The special tokens exactly as the libraries read them (`harness.recipe.models.tokens_as_read`)."""
 
     eos: str | None
@@ -64,7 +148,8 @@ class TokensAsRead(Section):
     read_by: dict[str, str | None]
 
 
-class TokenFacts(Section):
+@section
+class TokenFacts:
     """The model family's special-token facts (`harness.recipe.models.SpecialTokens`)."""
 
     eos: str | None
@@ -74,12 +159,14 @@ class TokenFacts(Section):
     ids: dict[str, int]
 
 
-class AsShipped(Section):
+@section
+class AsShipped:
     pad: str | None
     eos: str | None
 
 
-class Correction(Section):
+@section
+class Correction:
     """A special token the harness had to set when it built the checkpoint (`harness.recipe.models`)."""
 
     token: str
@@ -88,7 +175,8 @@ class Correction(Section):
     read_by: dict[str, str | None]
 
 
-class Tokens(Section):
+@section
+class Tokens:
     as_read: TokensAsRead | None = None  # None: recorded before the harness kept what was read
     corrections: list[Correction]
     facts: TokenFacts | None = None
@@ -107,7 +195,8 @@ class Tokens(Section):
                 ("pad", read.pad, facts.pad_as_shipped)]
 
 
-class Prediction(Section):
+@section
+class Prediction:
     """`harness.recipe.metrics.StructurePrediction.as_dict`: the structure predicted from the configs."""
 
     quantized_modules: int
@@ -119,7 +208,8 @@ class Prediction(Section):
     adapter_bytes: int
 
 
-class Structure(Section):
+@section
+class Structure:
     quantized_linear_modules: list[str]
     unquantized_modules: dict[str, str]
     target_modules: list[str]
@@ -134,7 +224,8 @@ class Structure(Section):
     predicted_quantized_modules: list[str]
 
 
-class PreparedTraining(Section):
+@section
+class PreparedTraining:
     """The trainer as built, before its first optimizer step."""
 
     sft_config_adaptations: list[str]
@@ -150,11 +241,13 @@ class PreparedTraining(Section):
     train_examples: int
 
 
-class LossPoint(Section):
+@section
+class LossPoint:
     step: int
     loss: float
 
 
+@section
 class TrainedTraining(PreparedTraining):
     global_step: int
     loss_history: list[LossPoint]
@@ -166,14 +259,16 @@ class TrainedTraining(PreparedTraining):
     peak_rss_bytes: int
 
 
-class Precision(Section):
+@section
+class Precision:
     """The dtypes a model computes in (`harness.recipe.reload.precision`)."""
 
     adapter: list[str]
     unquantized: list[str]
 
 
-class Reload(Section):
+@section
+class Reload:
     """The reloaded adapter against the trained one (harness/recipe/reload.py)."""
 
     trained_precision: Precision
@@ -186,7 +281,8 @@ class Reload(Section):
     scaling_differs: dict[str, list[float | None]]
 
 
-class Adapter(Section):
+@section
+class Adapter:
     """The saved adapter folder: its files, and the safetensors header's counts when it was written."""
 
     files: list[str]
@@ -198,15 +294,20 @@ class Adapter(Section):
     reload: Reload | None = None  # None: recorded before the harness compared the reloaded weights
 
 
-class Signatures(Section):
+@section
+class Signatures:
     """sacrebleu's signature of each score: what makes it reproducible."""
 
     bleu: str
     chrf: str
     ter: str
 
+    def by_metric(self) -> dict[str, str]:
+        return {"bleu": self.bleu, "chrf": self.chrf, "ter": self.ter}
 
-class CorpusScores(Section):
+
+@section
+class CorpusScores:
     """sacrebleu's corpus scores against one reference column, and their signatures."""
 
     bleu: float
@@ -215,7 +316,8 @@ class CorpusScores(Section):
     signatures: Signatures
 
 
-class GenerationScores(Section):
+@section
+class GenerationScores:
     """One model's generations scored (`harness.recipe.metrics.quality_scores`).
 
     The corpus scores are recorded per reference column, under `vs_<column>`; here they are
@@ -230,21 +332,20 @@ class GenerationScores(Section):
     mean_words: float
     sentence_bleu: list[float]
 
-    @model_validator(mode="before")
-    @classmethod
-    def _gather_references(cls, raw: Any) -> Any:
-        if not isinstance(raw, dict) or "versus" in raw:
-            return raw
+    @staticmethod
+    def gather(raw: dict) -> dict:
+        """The JSON's `vs_<column>` scores gathered under `versus` (`from_json` reads it so)."""
         versus = {key: value for key, value in raw.items() if key.startswith("vs_")}
         return dict({key: value for key, value in raw.items() if key not in versus}, versus=versus)
 
-    @model_serializer(mode="wrap")
-    def _spread_references(self, handler) -> dict:
-        dumped = handler(self)
+    @staticmethod
+    def spread(dumped: dict) -> dict:
+        """`versus` spread back into `vs_<column>` keys (`to_json` writes it so)."""
         return dict({key: value for key, value in dumped.items() if key != "versus"}, **dumped["versus"])
 
 
-class Metrics(Section):
+@section
+class Metrics:
     base: GenerationScores
     tuned: GenerationScores
     eval_rows: int
@@ -252,7 +353,8 @@ class Metrics(Section):
 
 
 # ------------------------------------------------------------------ the record
-class PreparedRun(Section):
+@section
+class PreparedRun:
     """The prepared stage's record; the trained stage's (`TrainedRun`) holds all of it too."""
 
     schema_version: Literal[2] = SCHEMA_VERSION
@@ -263,9 +365,9 @@ class PreparedRun(Section):
     profile_kind: str
     profile_file: str | None = None
     # The published figures this profile must reproduce (the report compares them too).
-    reference: dict[str, float]
+    reference: dict[str, int | float]  # as the profile's TOML has them: a count stays an int
     skips: dict[str, str]
-    thresholds: dict[str, float]
+    thresholds: dict[str, int | float]
     model: str
     # By content or revision (a GGUF's sha256, a hub snapshot's commit): what a baseline refuses on.
     model_identity: str | None = None
@@ -280,8 +382,8 @@ class PreparedRun(Section):
     structure: Structure
     training: PreparedTraining
     session: str | None = None
-    compat: list[dict[str, Any]] = []
-    library_warnings: list[dict[str, Any]] = []
+    compat: list[dict[str, Any]] = field(default_factory=list)
+    library_warnings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def trained(self) -> bool:
@@ -304,7 +406,7 @@ class PreparedRun(Section):
 
     def to_json(self) -> dict:
         """The record as `run.json` holds it."""
-        return self.model_dump(mode="json")
+        return to_json(self)
 
     def measure(self, template: dict | None = None) -> tuple[dict[str, Any], dict[str, str]]:
         """({metric: value or None} of every metric this stage measures for the baseline comparison,
@@ -327,6 +429,7 @@ class PreparedRun(Section):
         }
 
 
+@section
 class TrainedRun(PreparedRun):
     """The whole run: the prepared stage's record and what training, saving and scoring measured."""
 
@@ -383,8 +486,7 @@ class TrainedRun(PreparedRun):
         return f"this run did not record {name}"
 
 
-RunRecord = Annotated[Union[PreparedRun, TrainedRun], Field(discriminator="stage")]
-_RECORD = TypeAdapter(RunRecord)
+RunRecord = Union[PreparedRun, TrainedRun]
 
 
 def tokens_value(as_read: TokensAsRead | dict | str | None) -> str | None:
@@ -395,16 +497,23 @@ def tokens_value(as_read: TokensAsRead | dict | str | None) -> str | None:
     if as_read is None:
         return None
     if isinstance(as_read, TokensAsRead):
-        as_read = as_read.model_dump(mode="json")
+        as_read = to_json(as_read)
     tokens = json.loads(as_read) if isinstance(as_read, str) else dict(as_read)
     tokens.pop("read_by", None)
     return json.dumps(tokens, sort_keys=True)
 
 
 # ------------------------------------------------------------------ reading
-def load(raw: dict) -> PreparedRun | TrainedRun:
-    """The record a `run.json` holds, migrated to this schema and validated."""
-    return _RECORD.validate_python(migrate(raw))
+def load(raw: dict) -> RunRecord:
+    """The record a `run.json` holds, migrated to this schema and checked field by field (RecordError)."""
+    if not isinstance(raw, dict):
+        raise RecordError(f"run.json: {raw!r:.80} is not an object")
+    try:
+        record = migrate(raw)
+    except (KeyError, TypeError, AttributeError) as error:
+        raise RecordError(f"run.json: not a record of schema 1 ({error!r})") from None
+    stage = from_json(Literal["prepared", "trained"], record.get("stage"), "run.json.stage")
+    return from_json(TrainedRun if stage == "trained" else PreparedRun, record)
 
 
 def migrate(raw: dict) -> dict:
