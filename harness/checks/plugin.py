@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import env, files, markers
+from harness import env, markers
 from harness.checks import baselines as baseline_store
 from harness.checks import verdicts
 from harness.recipe import profiles as profile_registry
@@ -374,9 +374,9 @@ def _recipe_crash(request):
 
 
 @pytest.fixture
-def manifest(request, harness_profile) -> dict:
-    """The run's manifest (`run.json`) at the stage the check needs."""
-    return _stage_run(request).manifest
+def record(request, harness_profile):
+    """The run's record (`harness.recipe.record`, its `run.json`) at the stage the check needs."""
+    return _stage_run(request).record
 
 
 @pytest.fixture
@@ -406,7 +406,7 @@ def baseline(pytestconfig, prepared_run) -> baseline_store.Comparison:
     if CRASH_KEY in pytestconfig.stash:
         return pytestconfig.stash[CRASH_KEY]  # each check that asks is stopped by `_recipe_crash`
     path = baselines_dir(pytestconfig) / f"{prepared_run.profile}.json"
-    return baseline_store.compare(path, prepared_run.profile, prepared_run.manifest["environment"])
+    return baseline_store.compare(path, prepared_run.profile, prepared_run.record.environment)
 
 
 @pytest.fixture(scope="session")
@@ -542,7 +542,7 @@ class HarnessSession:
         if finished is None and PREPARED_RUN_KEY in self.config.stash:
             # The prepared stage was read from a finished trained run: that run is this session's.
             stage = self.config.stash[PREPARED_RUN_KEY]
-            finished = stage if stage.manifest.get("stage", "trained") == "trained" else None
+            finished = stage if stage.record.trained else None
         if finished is not None or not self.config.getoption("numprocesses", None):
             return finished
         if self._published is None:
@@ -552,11 +552,11 @@ class HarnessSession:
     def _prepared_only_run(self):
         """This session's prepared stage when only that stage ran (every check structural), else None."""
         stage = self.config.stash.get(PREPARED_RUN_KEY, None)
-        return stage if stage is not None and stage.manifest.get("stage") == "prepared" else None
+        return stage if stage is not None and not stage.record.trained else None
 
     def _update_baselines(self, finished) -> None:
         broken = self.failed("invariant")
-        if finished.manifest.get("stage") == "prepared" and self.config.getoption("--yoda-baseline-seeds") > 1:
+        if not finished.record.trained and self.config.getoption("--yoda-baseline-seeds") > 1:
             _announce(self.config, "--yoda-update-baselines refused: --yoda-baseline-seeds measures the spread of "
                                    "trained metrics; a structural session records the prepared stage's exact figures")
             return
@@ -574,15 +574,14 @@ class HarnessSession:
         provenance = {"harness": env.harness_revision(), "forced": bool(broken and forced),
                       "failed_invariants": broken}
         path = baselines_dir(self.config) / f"{finished.profile}.json"
-        manifest, spread = finished.manifest, []
-        if manifest.get("stage") == "prepared":
+        spread = []
+        if not finished.record.trained:
             # Nothing trained: no loss curve; the entry holds the prepared stage's figures and says so.
-            manifest = {**manifest, "training": {**manifest["training"], "loss_history": []}}
             provenance["stage"] = "prepared"
         else:
             spread = _seed_runs(self.config, finished)
         with baseline_store.file_lock(path):
-            lines = baseline_store.update(path, finished.profile, manifest, finished.artifact("template.json"),
+            lines = baseline_store.update(path, finished.profile, finished.record, finished.artifact("template.json"),
                                           spread_runs=spread, provenance=provenance)
         _announce(self.config, f"updated {path}:")
         for line in lines:
@@ -596,11 +595,11 @@ class HarnessSession:
                 terminalreporter.write_sep("-", "yoda-harness")
                 terminalreporter.write_line(f"run {stage.directory} ({'reused' if stage.reused else 'new'}), "
                                             f"profile {stage.profile} (prepared stage: nothing trained)")
-                _write_compat_and_warnings(terminalreporter, stage.manifest)
+                _write_compat_and_warnings(terminalreporter, stage.record)
             return
         try:
             comparison = baseline_store.compare(baselines_dir(config) / f"{finished.profile}.json", finished.profile,
-                                                finished.manifest["environment"])
+                                                finished.record.environment)
         except baseline_store.BaselineError as error:
             terminalreporter.write_line(f"yoda-harness: {error}", red=True)
             return
@@ -608,16 +607,16 @@ class HarnessSession:
         terminalreporter.write_sep("-", "yoda-harness")
         terminalreporter.write_line(f"run {finished.directory} ({state}), profile {finished.profile}")
         terminalreporter.write_line(comparison.context())
-        _write_compat_and_warnings(terminalreporter, finished.manifest)
+        _write_compat_and_warnings(terminalreporter, finished.record)
 
 
-def _write_compat_and_warnings(terminalreporter, manifest: dict) -> None:
+def _write_compat_and_warnings(terminalreporter, record) -> None:
     """The release differences the harness adapted, and the libraries' deprecation warnings."""
     from harness.recipe import libwarnings
 
-    for adaptation in manifest.get("compat") or []:
+    for adaptation in record.compat:
         terminalreporter.write_line(f"adapted: {adaptation['description']}")
-    recorded = manifest.get("library_warnings") or []
+    recorded = record.library_warnings
     if recorded:
         terminalreporter.write_line(f"library deprecation warnings during the run ({len(recorded)}):", yellow=True)
         for entry in recorded:
@@ -632,11 +631,11 @@ def _published_run(config):
         inputs = stages.run_inputs(profile, model_options(config), recipe_config(config, profile))
         directory = artifacts.finished_run(runs_dir(config), inputs.key)
         if directory is not None:
-            return stages.Run(directory, files.read_json(directory / artifacts.MANIFEST), reused=True)
+            return stages.Run.load(directory)
     return None
 
 
-def _seed_runs(config, finished) -> list[tuple[dict, dict]]:
+def _seed_runs(config, finished) -> list[tuple]:
     """`--yoda-baseline-seeds N`: the same recipe with the N-1 seeds after the run's, for the spread."""
     from harness.run import stages
 
@@ -651,7 +650,7 @@ def _seed_runs(config, finished) -> list[tuple[dict, dict]]:
         seeded = base.with_overrides({"training.seed": seed})
         other = stages.run(profile, model_options(config), runs_dir(config), config=seeded,
                            session=session_token(config))
-        runs.append((other.manifest, other.artifact("template.json")))
+        runs.append((other.record, other.artifact("template.json")))
     return runs
 
 
@@ -671,7 +670,7 @@ def _release_live_objects(config) -> None:
 def _comparison_for_report(config, finished):
     try:
         return baseline_store.compare(baselines_dir(config) / f"{finished.profile}.json", finished.profile,
-                                      finished.manifest["environment"])
+                                      finished.record.environment)
     except baseline_store.BaselineError as error:  # the checks already failed on it; still report
         _announce(config, f"report without baseline deltas: {error}")
         return None
