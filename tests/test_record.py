@@ -1,0 +1,78 @@
+"""The run record: run.json read as typed sections, a schema-1 run migrated, a wrong field named."""
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.recipe import record
+from harness.recipe.profiles import PROFILES
+from harness.recipe.record import PreparedRun, RecordError, TrainedRun, load
+
+FIXTURE = Path(__file__).parent / "fixtures" / "run_tiny" / "run.json"
+
+
+def schema_1() -> dict:
+    """The committed fixture: a run.json written before the record had a version (and before
+    several of its fields existed)."""
+    raw = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    assert "schema_version" not in raw and "stage" not in raw and "thresholds" not in raw
+    return raw
+
+
+def test_a_schema_1_run_reads_as_its_readers_read_it():
+    raw = schema_1()
+    untouched = copy.deepcopy(raw)
+    run = load(raw)
+    assert raw == untouched  # the migration works on a copy
+    assert isinstance(run, TrainedRun) and run.schema_version == record.SCHEMA_VERSION
+    assert run.compat == [] and run.library_warnings == [] and run.tokens.corrections == []
+    # Recorded tokens only: one group of packed rows, every row kept.
+    training = run.training
+    assert training.packing_added_tokens == 0
+    assert training.packed_rows_predicted == -(-training.templated_tokens // run.recipe_config.training.max_length)
+    # What the run's profile set, from its built-in profile (where older readers took it).
+    assert run.thresholds == dict(PROFILES["tiny"].thresholds) and run.skips == dict(PROFILES["tiny"].skips)
+    # What it did not record stays unrecorded.
+    assert run.saved is None and run.adapter.reload is None and run.tokens.as_read is None
+
+
+def test_a_current_record_writes_the_json_it_was_read_from():
+    written = load(schema_1()).to_json()
+    assert written["schema_version"] == record.SCHEMA_VERSION
+    assert load(written).to_json() == written
+    assert load(written) == load(schema_1())
+    # The corpus scores keep their `vs_<column>` keys in the JSON, and read under `versus`.
+    assert set(written["metrics"]["tuned"]) >= {"vs_translation", "vs_translation_extra"}
+    assert load(written).metrics.tuned.versus["vs_translation_extra"].bleu == 1.8293
+
+
+def test_the_prepared_stage_is_its_own_record():
+    raw = load(schema_1()).to_json()
+    raw["stage"] = "prepared"
+    with pytest.raises(RecordError, match="unknown field"):
+        load(raw)  # a prepared stage has no adapter, metrics or training results
+    for key in ("adapter", "saved", "metrics"):
+        del raw[key]
+    prepared_fields = {field.name for field in dataclasses.fields(record.PreparedTraining)}
+    raw["training"] = {key: value for key, value in raw["training"].items() if key in prepared_fields}
+    prepared = load(raw)
+    assert isinstance(prepared, PreparedRun) and not isinstance(prepared, TrainedRun) and not prepared.trained
+    assert prepared.measure(None)[0]["trainable_parameters"] == prepared.structure.trainable_parameters
+
+
+@pytest.mark.parametrize("change, named", [
+    (lambda raw: raw["structure"].update(trainable_parameters="245760"), "run.json.structure.trainable_parameters"),
+    (lambda raw: raw["training"].update(loss_history=[{"step": 10}]), "run.json.training.loss_history[0].loss"),
+    (lambda raw: raw["tokens"].pop("eos_id"), "run.json.tokens.eos_id: missing"),
+    (lambda raw: raw["data"].update(rows=3), "run.json.data: unknown field(s) rows"),
+    (lambda raw: raw.update(stage="trainedd"), "run.json.stage: 'trainedd' is not 'prepared' or 'trained'"),
+])
+def test_a_field_of_the_wrong_shape_is_named(change, named):
+    raw = load(schema_1()).to_json()
+    change(raw)
+    with pytest.raises(RecordError) as error:
+        load(raw)
+    assert named in str(error.value)
