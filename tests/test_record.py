@@ -76,3 +76,14 @@ def test_a_field_of_the_wrong_shape_is_named(change, named):
     with pytest.raises(RecordError) as error:
         load(raw)
     assert named in str(error.value)
+
+
+@pytest.mark.parametrize("agreement_file, because", [("generations_tuned_at_training_precision.jsonl", ["precision"]),
+                                                    ("generations_tuned.jsonl", [])])
+def test_a_schema_1_reload_record_made_its_agreement_file_for_the_precision_alone(agreement_file, because):
+    raw = schema_1()
+    precision = {"adapter": ["bfloat16"], "unquantized": ["float32"]}
+    raw["adapter"]["reload"] = {"trained_precision": precision, "deployed_precision": precision, "tensors": 48,
+                                "missing": [], "differing_max_abs": {}, "scaling_differs": {},
+                                "agreement_file": agreement_file}  # as runs recorded it before 2026-12-06
+    assert load(raw).adapter.reload.agreement_because == because

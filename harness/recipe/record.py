@@ -35,6 +35,7 @@ from typing import Any, Literal, Union
 from harness.recipe.config import RecipeConfig
 from harness.recipe.data import SECONDARY_REFERENCE, Columns
 from harness.recipe.metrics import MB
+from harness.recipe.reload import DEPLOYED_FILE
 
 # 2: the typed record (this module). 1: run.json as a dict literal, before it had a version.
 SCHEMA_VERSION = 2
@@ -521,8 +522,9 @@ def migrate(raw: dict) -> dict:
 
     Schema 1 grew field by field; each absent field reads as its readers read its absence: no stage
     was a trained run, no compat / warnings / corrections were none, no packing separators were
-    none, the profile's reference, skips and thresholds were its built-in profile's, and the packed
-    rows were predicted as one group with every row kept.
+    none, the profile's reference, skips and thresholds were its built-in profile's, the packed
+    rows were predicted as one group with every row kept, and an agreement file other than the
+    deployed generations was made for the precision alone (before 2026-12-06).
     """
     if raw.get("schema_version", 1) == SCHEMA_VERSION:
         return raw
@@ -536,6 +538,9 @@ def migrate(raw: dict) -> dict:
     max_length = record["config"]["training"]["max_length"]
     training.setdefault("packed_rows_predicted",
                         -(-(training["templated_tokens"] + training["packing_added_tokens"]) // max_length))
+    reloaded = record.get("adapter", {}).get("reload")
+    if reloaded is not None:
+        reloaded.setdefault("agreement_because", ["precision"] if reloaded["agreement_file"] != DEPLOYED_FILE else [])
     if not {"reference", "skips", "thresholds"} <= set(record):
         from harness.recipe.profiles import PROFILES  # on demand: the profiles import the model definitions
 
