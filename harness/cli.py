@@ -9,7 +9,6 @@ from pathlib import Path
 
 from harness import env, files
 from harness.recipe import profiles
-from harness.recipe.data import Columns
 from harness.recipe.metrics import MB
 from harness.run import options
 
@@ -35,30 +34,30 @@ def cmd_run(args) -> int:
     finished = stages.run(profile, model_options, options.runs_dir(args.cache_dir), fresh=args.fresh, config=config)
     if finished is None:  # a non-main rank of torchrun / accelerate launch: rank 0 writes and prints the run
         return 0
-    print(summary(finished.manifest, finished.directory, finished.reused))
+    print(summary(finished.record, finished.directory, finished.reused))
     return 0
 
 
-def summary(manifest: dict, directory: Path, reused: bool = False) -> str:
-    structure, training, scores = manifest["structure"], manifest["training"], manifest["metrics"]
-    losses = training["loss_history"]
-    versus = Columns.of_run(manifest).target_key  # the scores against the run's target column
+def summary(record, directory: Path, reused: bool = False) -> str:
+    """A finished (trained) run in a few lines."""
+    structure, training, scores = record.structure, record.training, record.metrics
+    losses = training.loss_history
+    versus = record.columns.target_key  # the scores against the run's target column
+    tuned, base = scores.tuned.versus[versus], scores.base.versus[versus]
     lines = [
         f"run       {directory} ({'reused' if reused else 'new'})",
-        f"profile   {manifest['profile']} ({manifest['model']}) on {env.device_kind(manifest['environment'])}",
-        f"memory    {structure['footprint_loaded_bytes'] / MB:.2f} MB loaded, "
-        f"{structure['footprint_adapted_bytes'] / MB:.2f} MB with LoRA "
-        f"(predicted {structure['predicted']['footprint_loaded_bytes'] / MB:.2f} / "
-        f"{structure['predicted']['footprint_adapted_bytes'] / MB:.2f})",
-        f"params    {structure['trainable_parameters']:,} trainable of {structure['total_parameters']:,} "
-        f"({100 * structure['trainable_parameters'] / structure['total_parameters']:.2f} %)",
-        f"training  {training['global_step']} steps, loss "
-        + (f"{losses[0]['loss']:.3f} -> {losses[-1]['loss']:.3f}" if losses else "not logged"),
-        f"quality   BLEU {scores['tuned'][versus]['bleu']:.2f} tuned vs "
-        f"{scores['base'][versus]['bleu']:.2f} base; chrF "
-        f"{scores['tuned'][versus]['chrf']:.2f}; stops on EOS "
-        f"{scores['tuned']['non_empty_stop_rate']:.0%} (non-empty) vs base {scores['base']['non_empty_stop_rate']:.0%}",
-        "phases    " + ", ".join(f"{k} {v:.1f}s" for k, v in manifest["phase_seconds"].items()),
+        f"profile   {record.profile} ({record.model}) on {env.device_kind(record.environment)}",
+        f"memory    {structure.footprint_loaded_bytes / MB:.2f} MB loaded, "
+        f"{structure.footprint_adapted_bytes / MB:.2f} MB with LoRA "
+        f"(predicted {structure.predicted.footprint_loaded_bytes / MB:.2f} / "
+        f"{structure.predicted.footprint_adapted_bytes / MB:.2f})",
+        f"params    {structure.trainable_parameters:,} trainable of {structure.total_parameters:,} "
+        f"({100 * structure.trainable_parameters / structure.total_parameters:.2f} %)",
+        f"training  {training.global_step} steps, loss "
+        + (f"{losses[0].loss:.3f} -> {losses[-1].loss:.3f}" if losses else "not logged"),
+        f"quality   BLEU {tuned.bleu:.2f} tuned vs {base.bleu:.2f} base; chrF {tuned.chrf:.2f}; stops on EOS "
+        f"{scores.tuned.non_empty_stop_rate:.0%} (non-empty) vs base {scores.base.non_empty_stop_rate:.0%}",
+        "phases    " + ", ".join(f"{k} {v:.1f}s" for k, v in record.phase_seconds.items()),
     ]
     return "\n".join(lines)
 
@@ -82,34 +81,45 @@ def cmd_doctor(args) -> int:
     return 0
 
 
-def read_run(name: str, trained: bool = False) -> tuple[Path, dict]:
-    """A finished run directory and its manifest; anything else is a UserError naming the directory."""
+def read_run(name: str, trained: bool = False):
+    """A finished run (`harness.run.stages.Run`, its record read); anything else is a UserError naming the directory."""
+    from harness.recipe.record import RecordError, load
     from harness.run import artifacts
+    from harness.run.stages import Run
 
     directory = Path(name)
     if directory.name.startswith(".") or not (directory / artifacts.MANIFEST).is_file():
         raise UserError(f"{directory}: not a finished run directory (no {artifacts.MANIFEST}, or a staging "
                         "directory of a run that never finished)")
     try:
-        manifest = files.read_json(directory / artifacts.MANIFEST)
+        raw = files.read_json(directory / artifacts.MANIFEST)
     except (ValueError, UnicodeDecodeError) as error:
         raise UserError(f"{directory / artifacts.MANIFEST}: not valid JSON ({error})") from None
-    if trained and (manifest.get("status") != artifacts.COMPLETE or manifest.get("stage", "trained") != "trained"):
-        raise UserError(f"{directory}: the run is not complete (status {manifest.get('status')!r}, stage "
-                        f"{manifest.get('stage', 'trained')!r}): only a finished, trained run can become a baseline")
-    return directory, manifest
+    # An unfinished run's run.json need not be a whole record yet: its status is read first.
+    if trained and raw.get("status") != artifacts.COMPLETE:
+        raise _not_a_baseline_run(directory, raw.get("status"), raw.get("stage", "trained"))
+    try:
+        record = load(raw)
+    except RecordError as error:
+        raise UserError(f"{directory / artifacts.MANIFEST}: not a run record ({error})") from None
+    if trained and not record.trained:
+        raise _not_a_baseline_run(directory, record.status, record.stage)
+    return Run(directory, record, reused=True)
+
+
+def _not_a_baseline_run(directory: Path, status: str | None, stage: str) -> UserError:
+    return UserError(f"{directory}: the run is not complete (status {status!r}, stage {stage!r}): only a finished, "
+                     "trained run can become a baseline")
 
 
 def cmd_report(args) -> int:
     from harness.checks import baselines
     from harness.checks.report import render_run_report
-    from harness.run.stages import Run
 
-    directory, manifest = read_run(args.run_dir)
-    finished = Run(directory, manifest, reused=True)
+    finished = read_run(args.run_dir)
     path = options.baselines_dir(args.baselines_dir) / f"{finished.profile}.json"
     try:
-        comparison = baselines.compare(path, finished.profile, manifest["environment"])
+        comparison = baselines.compare(path, finished.profile, finished.record.environment)
     except baselines.BaselineError as error:
         print(f"report without baseline deltas: {error}", file=sys.stderr)
         comparison = None
@@ -132,17 +142,17 @@ def cmd_baselines(args) -> int:
         return _remove_entries(directory, args)
     if args.action == "record":
         return _record_over_seeds(directory, args)
-    from harness.versions import record
+    from harness.versions import recording
 
     # Several run directories (the same config over other seeds) give the entry its spread.
     runs = []
     for name in args.run_dir:
-        run_directory, manifest = read_run(name, trained=True)
-        runs.append((manifest, files.read_json(run_directory / "template.json")))
+        run = read_run(name, trained=True)
+        runs.append((run.record, run.artifact("template.json")))
     # Recorded from directories: no check ran in this command, and the entry says so.
     provenance = {"harness": env.harness_revision(), "forced": False, "failed_invariants": [],
                   "checks": "not run by `harness baselines update`"}
-    path, lines = record.write_entry(directory, runs, provenance)
+    path, lines = recording.write_entry(directory, runs, provenance)
     for line in lines:
         print(line)
     print(f"updated {path}")
@@ -151,14 +161,14 @@ def cmd_baselines(args) -> int:
 
 def _record_over_seeds(directory: Path, args) -> int:
     """`baselines record`: the suites once per seed, each in a process of its own, then one entry."""
-    from harness.versions import record
+    from harness.versions import recording
 
     if args.run_dir:
         raise UserError(f"baselines record runs the suites itself: {' '.join(args.run_dir)}: pass pytest's "
                         "arguments after `--`, or record run directories with `baselines update`")
     try:
-        path, lines = record.record(args.seeds, directory, args.pytest_args, profile=args.profile, force=args.force)
-    except record.RecordError as error:
+        path, lines = recording.record(args.seeds, directory, args.pytest_args, profile=args.profile, force=args.force)
+    except recording.RecordError as error:
         print(f"yoda-harness: baselines record: {error}", file=sys.stderr)
         return 1
     for line in lines:

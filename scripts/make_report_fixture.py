@@ -17,7 +17,7 @@ Kept whole: run.json and the generations, because the report shows one row per e
 (`run.json` data.eval_rows) and its numbers must be the run's.
 
 Files are written with harness.run.artifacts' own writers, so the fixture reads like a run directory
-(`harness.run.stages.Run(directory, manifest)`, as `python -m harness report` loads one).
+(`harness.run.stages.Run.load(directory)`, as `python -m harness report` loads one).
 """
 
 from __future__ import annotations

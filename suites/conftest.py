@@ -1,2 +1,2 @@
-# The fixtures (harness_profile, prepared_run, recipe_run, manifest, run_artifacts, live, baseline,
+# The fixtures (harness_profile, prepared_run, recipe_run, record, run_artifacts, live, baseline,
 # thresholds, ...) come from the yoda-harness pytest plugin (harness/checks/plugin.py).

@@ -42,9 +42,9 @@ def _tell_the_summary(request, name: str, value: str) -> None:
     request.node.user_properties.append((name, value))
 
 
-def test_inputs_match_the_baseline(baseline_entry, manifest, request):
+def test_inputs_match_the_baseline(baseline_entry, record, request):
     _tell_the_summary(request, BASELINE_PROPERTY, baseline_entry.context())
-    refusal = baseline_entry.refusal(manifest)
+    refusal = baseline_entry.refusal(record)
     if refusal:
         _tell_the_summary(request, CHANGE_PROPERTY, f"refused: {refusal}")
     assert refusal is None, (
@@ -54,11 +54,11 @@ def test_inputs_match_the_baseline(baseline_entry, manifest, request):
 
 
 @pytest.mark.parametrize("metric", METRICS)
-def test_metric_matches_the_baseline(metric, baseline_entry, manifest, run_artifacts, request):
-    refusal = baseline_entry.refusal(manifest, baselines.scope_of(metric))
+def test_metric_matches_the_baseline(metric, baseline_entry, record, run_artifacts, request):
+    refusal = baseline_entry.refusal(record, baselines.scope_of(metric))
     if refusal:
         not_compared(request, f"refused: {refusal}", cause=f"refused: {refusal}")
-    verdict = baseline_entry.judge(metric, manifest, run_artifacts("template.json"))
+    verdict = baseline_entry.judge(metric, record, run_artifacts("template.json"))
     if verdict.status == "not-measured" and verdict.baseline is None:
         pytest.skip(f"neither this run nor the entry has {metric}: {verdict.reason}")  # nothing was asked for
     if verdict.status in _NOT_MADE:

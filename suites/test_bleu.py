@@ -2,14 +2,12 @@
 
 import pytest
 
-from harness.recipe.data import Columns
-
 pytestmark = pytest.mark.yoda_quality
 
 
-def test_tuned_model_beats_the_base_model(manifest, require_threshold):
-    scores, versus = manifest["metrics"], Columns.of_run(manifest).target_key
-    tuned, base = scores["tuned"][versus]["bleu"], scores["base"][versus]["bleu"]
+def test_tuned_model_beats_the_base_model(record, require_threshold):
+    scores, versus = record.metrics, record.columns.target_key
+    tuned, base = scores.tuned.versus[versus].bleu, scores.base.versus[versus].bleu
     gain = require_threshold("min_bleu_gain")
     assert tuned - base >= gain, (
         f"BLEU {tuned:.2f} (tuned) vs {base:.2f} (base): gain {tuned - base:.2f} < the profile's minimum {gain}; "
@@ -17,8 +15,8 @@ def test_tuned_model_beats_the_base_model(manifest, require_threshold):
     )
 
 
-def test_scores_are_reproducible_and_per_sentence(manifest):
-    scores = manifest["metrics"]["tuned"]
-    signature = scores[Columns.of_run(manifest).target_key]["signatures"]["bleu"]
+def test_scores_are_reproducible_and_per_sentence(record):
+    scores = record.metrics.tuned
+    signature = scores.versus[record.columns.target_key].signatures.bleu
     assert signature.startswith("nrefs:1|"), f"unexpected sacrebleu signature {signature!r}"
-    assert len(scores["sentence_bleu"]) == manifest["metrics"]["eval_rows"] == manifest["data"]["eval_rows"]
+    assert len(scores.sentence_bleu) == record.metrics.eval_rows == record.data.eval_rows

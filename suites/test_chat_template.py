@@ -15,8 +15,8 @@ def _marker_sequence(text: str, markers: list[str]) -> list[str]:
 
 @pytest.mark.yoda_check(headline="training text has no role markers", settings=("data.format",))
 @pytest.mark.yoda_structural
-def test_training_text_carries_the_role_markers_in_order(manifest, run_artifacts):
-    user, assistant = manifest["tokens"]["role_markers"]
+def test_training_text_carries_the_role_markers_in_order(record, run_artifacts):
+    user, assistant = record.tokens.role_markers
     decoded = run_artifacts("collated_batch.json")["decoded"]
     for row, text in enumerate(decoded):
         sequence = _marker_sequence(text, [user, assistant])
@@ -31,8 +31,8 @@ def test_training_text_carries_the_role_markers_in_order(manifest, run_artifacts
 
 
 @pytest.mark.yoda_structural
-def test_generation_prompt_ends_with_the_assistant_marker(manifest, run_artifacts):
-    assistant = manifest["tokens"]["role_markers"][1]
+def test_generation_prompt_ends_with_the_assistant_marker(record, run_artifacts):
+    assistant = record.tokens.role_markers[1]
     prompt = run_artifacts("template.json")["generation_prompt"]
     assert prompt.rstrip("\n").endswith(assistant), (
         f"the generation prompt ends with {prompt[-30:]!r}, not {assistant!r}: add_generation_prompt is ignored"

@@ -14,13 +14,6 @@ import pytest
 from harness.recipe import deployed
 
 
-def _saved(manifest) -> dict:
-    if "saved" not in manifest:
-        pytest.skip(f"run {manifest.get('created', '?')} was made by a harness that did not read the saved folder "
-                    "back (before 2026-12-06): nothing was recorded to check; a fresh run (--yoda-fresh) records it")
-    return manifest["saved"]
-
-
 def _failures(saved: dict, *checks: str) -> list[str]:
     return [deployed.describe(row, saved) for row in deployed.mismatches(saved) if row["check"] in checks]
 
@@ -30,22 +23,22 @@ def _one_line(failures: list[str]) -> str:
 
 
 @pytest.mark.parametrize("role", deployed.ROLES)
-def test_saved_tokenizer_has_the_trained_special_token(manifest, role):
-    failures = _failures(_saved(manifest), role)
+def test_saved_tokenizer_has_the_trained_special_token(record, role):
+    failures = _failures(record.saved, role)
     assert not failures, _one_line(failures)
 
 
-def test_saved_tokenizer_encodes_special_tokens_as_trained(manifest):
-    failures = _failures(_saved(manifest), "ids")
+def test_saved_tokenizer_encodes_special_tokens_as_trained(record):
+    failures = _failures(record.saved, "ids")
     assert not failures, _one_line(failures)
 
 
-def test_saved_chat_template_renders_the_trained_prompt(manifest):
-    failures = _failures(_saved(manifest), "template")
+def test_saved_chat_template_renders_the_trained_prompt(record):
+    failures = _failures(record.saved, "template")
     assert not failures, _one_line(failures)
 
 
-def test_deployed_generation_config_stops_on_the_trained_eos(manifest):
-    failures = _failures(_saved(manifest), "generation_config")
+def test_deployed_generation_config_stops_on_the_trained_eos(record):
+    failures = _failures(record.saved, "generation_config")
     assert not failures, _one_line(failures)
 

@@ -15,8 +15,8 @@ def _rows(batch):
 
 @pytest.mark.yoda_check(headline="EOS never labelled", settings=("tokenizer.pad_token", "training.packing"))
 @pytest.mark.yoda_structural
-def test_every_eos_keeps_its_label(manifest, run_artifacts):
-    eos = manifest["tokens"]["eos_id"]
+def test_every_eos_keeps_its_label(record, run_artifacts):
+    eos = record.tokens.eos_id
     batch = run_artifacts("collated_batch.json")
     masked = [(r, i) for r, (ids, labels) in enumerate(_rows(batch)) for i, t in enumerate(ids)
               if t == eos and labels[i] != eos]
@@ -30,13 +30,13 @@ def test_every_eos_keeps_its_label(manifest, run_artifacts):
 
 @pytest.mark.yoda_check(headline="PAD == EOS")
 @pytest.mark.yoda_structural
-def test_pad_token_is_not_eos(manifest):
-    if manifest["config"].get("tokenizer", {}).get("pad_token") == "as_shipped":
+def test_pad_token_is_not_eos(record):
+    if record.recipe_config.tokenizer.pad_token == "as_shipped":
         pytest.skip("this recipe variant keeps the tokenizer's shipped PAD == EOS on purpose (tokenizer.pad_token="
                     "'as_shipped'); whether EOS still keeps its labels is test_every_eos_keeps_its_label's question")
-    tokens = manifest["tokens"]
-    assert tokens["pad_id"] != tokens["eos_id"], (
-        f"pad token {tokens['pad']!r} is the EOS token: the recipe's `pad_token = unk_token` fix was lost"
+    tokens = record.tokens
+    assert tokens.pad_id != tokens.eos_id, (
+        f"pad token {tokens.pad!r} is the EOS token: the recipe's `pad_token = unk_token` fix was lost"
     )
 
 
@@ -48,24 +48,24 @@ def test_labels_equal_inputs_where_not_masked(run_artifacts):
         assert not wrong, f"row {row}: labels differ from input_ids at positions {wrong[:5]}"
 
 
-def _expects_wrapped_packing(training: dict) -> bool:
+def _expects_wrapped_packing(training) -> bool:
     """Wrapped packing is asked for, or packing is on and its strategy left to the library: the
     recipe was written when wrapped was trl's only packing (trl 0.19 changed the default)."""
-    return training["packing"] and training["packing_strategy"] in ("wrapped", None)
+    return training.packing and training.packing_strategy in ("wrapped", None)
 
 
 @pytest.mark.yoda_check(headline="packing no longer wrapped",
                         settings=("training.packing_strategy", "training.packing", "training.max_length"))
 @pytest.mark.yoda_structural
-def test_packed_rows_are_exactly_max_length(manifest, run_artifacts):
-    training = manifest["config"]["training"]
+def test_packed_rows_are_exactly_max_length(record, run_artifacts):
+    training = record.recipe_config.training
     if not _expects_wrapped_packing(training):
         pytest.skip("the recipe config does not ask for wrapped packing")
     batch = run_artifacts("collated_batch.json")
-    max_length = training["max_length"]
+    max_length = training.max_length
     lengths = sorted({len(ids) for ids in batch["input_ids"]})
     padded = sum(row.count(0) for row in batch["attention_mask"]) if "attention_mask" in batch else 0
-    rows, batch_size = len(batch["input_ids"]), manifest["training"]["train_batch_size"]
+    rows, batch_size = len(batch["input_ids"]), record.training.train_batch_size
     if len(lengths) == 1 and padded == 0 and rows == batch_size:
         # A full batch of rows of one length without padding is wrapped packing; only the length can
         # be wrong. (Padding-free 'bfd' flattens the whole batch into one row of no fixed length.)
@@ -84,16 +84,16 @@ def test_packed_rows_are_exactly_max_length(manifest, run_artifacts):
 @pytest.mark.yoda_check(headline="packed rows are not wrapped packing's",
                         settings=("training.packing_strategy", "training.packing", "training.max_length"))
 @pytest.mark.yoda_structural
-def test_packing_cuts_the_rows_this_trl_is_known_to_cut(manifest):
-    config, training = manifest["config"]["training"], manifest["training"]
+def test_packing_cuts_the_rows_this_trl_is_known_to_cut(record):
+    config, training = record.recipe_config.training, record.training
     if not _expects_wrapped_packing(config):
         pytest.skip("the recipe config does not ask for wrapped packing, the packing the rows are predicted for")
-    rows = _predicted_rows(training, config["max_length"])
-    added = training.get("packing_added_tokens", 0)
+    rows = training.packed_rows_predicted
+    added = training.packing_added_tokens
     separators = f" and the {added} tokens this trl adds between examples" if added else ""
-    assert training["packed_rows"] == rows, (
-        f"the trainer's data set holds {training['packed_rows']} packed rows; wrapped packing of "
-        f"{training['templated_tokens']} templated tokens{separators} into rows of {config['max_length']} gives "
+    assert training.packed_rows == rows, (
+        f"the trainer's data set holds {training.packed_rows} packed rows; wrapped packing of "
+        f"{training.templated_tokens} templated tokens{separators} into rows of {config.max_length} gives "
         f"{rows} (harness.recipe.compat.Packing, this trl's groups and shorter rows): the packing strategy or the "
         "tokenized text changed"
     )
@@ -102,24 +102,17 @@ def test_packing_cuts_the_rows_this_trl_is_known_to_cut(manifest):
 @pytest.mark.yoda_check(headline="step count is not the packed rows'",
                         settings=("training.per_device_train_batch_size", "training.num_train_epochs",
                                   "training.gradient_accumulation_steps"))
-def test_optimizer_steps_match_the_packing(manifest):
-    config, training = manifest["config"]["training"], manifest["training"]
+def test_optimizer_steps_match_the_packing(record):
+    config, training = record.recipe_config.training, record.training
     # Each optimizer step takes one batch on every process (torchrun / accelerate launch).
-    batch = training["train_batch_size"] * manifest["environment"].get("processes", 1)
-    expected = expected_optimizer_steps(training["packed_rows"], batch, config["num_train_epochs"],
-                                        config["gradient_accumulation_steps"])
-    assert training["global_step"] == expected, (
-        f"{training['global_step']} optimizer steps; {training['packed_rows']} packed rows at a global batch of "
-        f"{batch} over {config['num_train_epochs']} epochs give {expected}: the trainer did not take the batches "
+    batch = training.train_batch_size * record.processes
+    expected = expected_optimizer_steps(training.packed_rows, batch, config.num_train_epochs,
+                                        config.gradient_accumulation_steps)
+    assert training.global_step == expected, (
+        f"{training.global_step} optimizer steps; {training.packed_rows} packed rows at a global batch of "
+        f"{batch} over {config.num_train_epochs} epochs give {expected}: the trainer did not take the batches "
         "packing made"
     )
-
-
-def _predicted_rows(training: dict, max_length: int) -> int:
-    if "packed_rows_predicted" in training:
-        return training["packed_rows_predicted"]
-    # Runs before 2026-12-06 recorded tokens only: one group, every row kept.
-    return -(-(training["templated_tokens"] + training.get("packing_added_tokens", 0)) // max_length)
 
 
 @pytest.mark.yoda_check(headline="completion-only masking wrong")

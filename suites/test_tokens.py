@@ -10,16 +10,15 @@ import pytest
 
 @pytest.mark.yoda_check(headline="special tokens misread", detail_after="differently from the family's facts: ")
 @pytest.mark.yoda_structural
-def test_the_library_read_the_model_family_special_tokens(manifest):
-    tokens = manifest["tokens"]
-    as_read, facts = tokens["as_read"], tokens["facts"]
-    read_by = ", ".join(f"{name} {version}" for name, version in sorted(as_read["read_by"].items()) if version)
-    wrong = [f"{role}_token {as_read[role]!r} (expected {facts[key]!r})"
-             for role, key in (("eos", "eos"), ("bos", "bos"), ("unk", "unk"), ("pad", "pad_as_shipped"))
-             if as_read[role] != facts[key]]
-    wrong += [f"id of {text!r} {as_read['ids'].get(text)} (expected {expected})"
-              for text, expected in facts["ids"].items() if as_read["ids"].get(text) != expected]
-    corrected = [c["token"] for c in tokens.get("corrections", [])]
+def test_the_library_read_the_model_family_special_tokens(record):
+    tokens = record.tokens
+    as_read, facts = tokens.as_read, tokens.facts
+    read_by = ", ".join(f"{name} {version}" for name, version in sorted(as_read.read_by.items()) if version)
+    wrong = [f"{role}_token {read!r} (expected {fact!r})"
+             for role, read, fact in tokens.roles_as_read() if read != fact]
+    wrong += [f"id of {text!r} {as_read.ids.get(text)} (expected {expected})"
+              for text, expected in facts.ids.items() if as_read.ids.get(text) != expected]
+    corrected = [correction.token for correction in tokens.corrections]
     assert not wrong, (
         f"{read_by} read the model's special tokens differently from the family's facts: {'; '.join(wrong)}"
         + (f". The harness corrected {', '.join(corrected)} to run the recipe; a user's own code on this "

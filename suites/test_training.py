@@ -2,14 +2,15 @@
 
 import pytest
 
+from harness.recipe.record import Precision, to_json
 from harness.recipe.reload import DEPLOYED_FILE
 
 
 @pytest.mark.yoda_learning
-def test_loss_falls(manifest, require_threshold):
-    history = manifest["training"]["loss_history"]
+def test_loss_falls(record, require_threshold):
+    history = record.training.loss_history
     assert len(history) >= 2, f"only {len(history)} loss values were logged"
-    first, last = history[0]["loss"], history[-1]["loss"]
+    first, last = history[0].loss, history[-1].loss
     drop = require_threshold("min_loss_drop")
     assert (first - last) / first >= drop, (
         f"loss {first:.3f} -> {last:.3f} fell {(first - last) / first:.0%}, less than {drop:.0%}: "
@@ -22,44 +23,44 @@ NOT_WEIGHTS = {"training_args.bin"}
 DTYPE_BYTES = {"F32": 4, "BF16": 2, "F16": 2, "F64": 8}
 
 
-def test_saved_adapter_is_safetensors_with_its_config(manifest):
-    files = set(manifest["adapter"]["files"])
+def test_saved_adapter_is_safetensors_with_its_config(record):
+    files = set(record.adapter.files)
     assert {"adapter_config.json", "adapter_model.safetensors"} <= files, f"adapter files: {sorted(files)}"
     pickled = sorted(f for f in files - NOT_WEIGHTS if f.endswith((".bin", ".pt", ".pth", ".pkl")))
     assert not pickled, f"the adapter was saved with pickle files {pickled}; expected safetensors only"
 
 
-def test_adapter_holds_exactly_the_lora_parameters(manifest):
-    adapter = manifest["adapter"]
-    expected = manifest["structure"]["predicted"]["trainable_parameters"]
-    assert adapter["tensor_parameters"] == expected, (
-        f"adapter_model.safetensors holds {adapter['tensor_parameters']:,} parameters; LoRA "
-        f"r={manifest['config']['lora']['r']} on the recipe's targets is {expected:,}: "
+def test_adapter_holds_exactly_the_lora_parameters(record):
+    adapter = record.adapter
+    expected = record.structure.predicted.trainable_parameters
+    assert adapter.tensor_parameters == expected, (
+        f"adapter_model.safetensors holds {adapter.tensor_parameters:,} parameters; LoRA "
+        f"r={record.recipe_config.lora.r} on the recipe's targets is {expected:,}: "
         "adapters of another rank or set of modules were saved"
     )
-    (dtype,) = adapter["dtypes"]
-    assert adapter["safetensors_data_bytes"] == expected * DTYPE_BYTES[dtype], "file size disagrees with its header"
+    (dtype,) = adapter.dtypes
+    assert adapter.safetensors_data_bytes == expected * DTYPE_BYTES[dtype], "file size disagrees with its header"
 
 
 @pytest.mark.yoda_check(headline="the reloaded adapter is not the trained one")
-def test_reloaded_adapter_holds_the_trained_weights(manifest):
+def test_reloaded_adapter_holds_the_trained_weights(record):
     """Exact: every LoRA tensor and scaling factor of base + saved adapter, cast to the trained
     dtypes (harness/recipe/reload.py), equals the trained model's. A save or load that drops, renames or
     rounds the adapter fails here on any model, learned or random."""
-    reload = _reload_record(manifest)
-    assert reload["tensors"], "the trained model has no LoRA tensors: nothing was saved to compare"
-    assert not reload["missing"], (
-        f"{len(reload['missing'])} of {reload['tensors']} trained LoRA tensors are absent after the reload (first: "
-        f"{reload['missing'][0]}): the saved adapter is not the trained one"
+    reload = record.adapter.reload
+    assert reload.tensors, "the trained model has no LoRA tensors: nothing was saved to compare"
+    assert not reload.missing, (
+        f"{len(reload.missing)} of {reload.tensors} trained LoRA tensors are absent after the reload (first: "
+        f"{reload.missing[0]}): the saved adapter is not the trained one"
     )
-    differing = reload["differing_max_abs"]
+    differing = reload.differing_max_abs
     assert not differing, (
-        f"{len(differing)} of {reload['tensors']} LoRA tensors differ from the trained ones after save and reload "
+        f"{len(differing)} of {reload.tensors} LoRA tensors differ from the trained ones after save and reload "
         f"(largest |difference| {max(differing.values()):.3g}, first: {next(iter(differing))}; trained in "
-        f"{'/'.join(reload['trained_precision']['adapter'])}, saved as {'/'.join(manifest['adapter'].get('dtypes', ['?']))}): "
+        f"{'/'.join(reload.trained_precision.adapter)}, saved as {'/'.join(record.adapter.dtypes or ['?'])}): "
         "the saved adapter is not the trained one"
     )
-    scaling = reload["scaling_differs"]
+    scaling = reload.scaling_differs
     assert not scaling, (
         f"{len(scaling)} LoRA layers scale their update differently after the reload (first: "
         f"{next(iter(scaling))}: trained {next(iter(scaling.values()))[0]}, reloaded {next(iter(scaling.values()))[1]}): "
@@ -69,18 +70,17 @@ def test_reloaded_adapter_holds_the_trained_weights(manifest):
 
 @pytest.mark.yoda_check(headline="the reloaded model generates otherwise")
 @pytest.mark.yoda_learning
-def test_reloaded_adapter_generates_what_the_trained_model_did(manifest, run_artifacts, require_threshold):
+def test_reloaded_adapter_generates_what_the_trained_model_did(record, run_artifacts, require_threshold):
     """End to end: the reloaded model, at the trained model's precision, generates what it did.
     (The deployed reload computes in the libraries' precision and generates with the saved folder's
     tokenizer; harness/recipe/reload.py and harness/recipe/deployed.py say why that is compared only through the
     quality metrics and suites/test_deployed.py.)"""
-    reload = manifest["adapter"].get("reload", {})
-    # Runs recorded before 2026-12-03 compared the deployed reload, at whatever precision it had.
-    agreement_file = reload.get("agreement_file", DEPLOYED_FILE)
+    reload = record.adapter.reload
+    agreement_file = reload.agreement_file
     reloaded = run_artifacts(agreement_file)
     in_memory = run_artifacts("generations_tuned_in_memory.jsonl")
     base = run_artifacts("generations_base.jsonl")
-    eos = manifest["tokens"]["eos_id"]
+    eos = record.tokens.eos_id
     agreement = _share_identical(reloaded, in_memory, eos)
     # What a reload that lost the adapter would score: the base model's agreement.
     without_adapter = _share_identical(base, in_memory, eos)
@@ -88,12 +88,11 @@ def test_reloaded_adapter_generates_what_the_trained_model_did(manifest, run_art
     precision = ""
     if agreement_file != DEPLOYED_FILE:
         as_deployed = _share_identical(run_artifacts(DEPLOYED_FILE), in_memory, eos)
-        # Runs recorded before 2026-12-06 made this file for the precision alone.
-        because = reload.get("agreement_because", ["precision"])
+        because = reload.agreement_because
         how = []
         if "precision" in because:
-            how.append(f"cast from the deployed precision ({_dtypes(reload['deployed_precision'])}) to the trained "
-                       f"({_dtypes(reload['trained_precision'])})")
+            how.append(f"cast from the deployed precision ({_dtypes(reload.deployed_precision)}) to the trained "
+                       f"({_dtypes(reload.trained_precision)})")
         if "saved folder" in because:
             how.append("with the trained tokenizer, as the saved folder's differs (suites/test_deployed.py)")
         precision = f"; {', '.join(how)}; as deployed it matches {as_deployed:.0%}"
@@ -103,15 +102,8 @@ def test_reloaded_adapter_generates_what_the_trained_model_did(manifest, run_art
     )
 
 
-def _dtypes(precision: dict) -> str:
-    return ", ".join(f"{part} {'/'.join(dtypes)}" for part, dtypes in precision.items())
-
-
-def _reload_record(manifest) -> dict:
-    if "reload" not in manifest["adapter"]:
-        pytest.skip(f"run {manifest.get('created', '?')} was made by a harness that did not compare the reloaded "
-                    "adapter's weights with the trained ones (before 2026-12-03); a fresh run does")
-    return manifest["adapter"]["reload"]
+def _dtypes(precision: Precision) -> str:
+    return ", ".join(f"{part} {'/'.join(dtypes)}" for part, dtypes in to_json(precision).items())
 
 
 def _share_identical(generations: list[dict], reference: list[dict], eos_id: int) -> float:

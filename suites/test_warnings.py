@@ -12,13 +12,13 @@ from harness.recipe import libwarnings
 pytestmark = pytest.mark.yoda_comparison
 
 
-def test_no_new_library_deprecation_warning(manifest, baseline_entry, request):
+def test_no_new_library_deprecation_warning(record, baseline_entry, request):
     recorded = baseline_entry.entry.get("library_warnings")
     if recorded is None:
         not_compared(request, f"{baseline_entry.path}: the entry has no library_warnings (recorded before runs "
                               "kept them); record one with --yoda-update-baselines",
                      cause="the baseline entry does not record them")
-    new = libwarnings.new_warnings(manifest.get("library_warnings") or [], recorded)
+    new = libwarnings.new_warnings(record.library_warnings, recorded)
     assert not new, (
         f"{len(new)} library deprecation warning(s) the baseline run did not emit ({baseline_entry.context()}):\n"
         + "\n".join(f"  {libwarnings.describe(entry)}" for entry in new)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from harness.checks import baselines
 from harness.checks.baselines import EXACT, HIGHER, LOWER, POLICY, TWO_SIDED, BaselineError, Policy
+from harness.recipe.record import load
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "run_tiny"
@@ -23,11 +24,12 @@ ENV_B = copy.deepcopy(ENV_A)
 ENV_B["packages"]["trl"] = "1.16.0"
 
 
-def manifest(env, bleu=10.0, created="2026-11-01T00:00:00Z", seed=0, key="tiny-abc"):
+def manifest(env, bleu=10.0, created="2026-11-01T00:00:00Z", seed=0, key="tiny-abc") -> dict:
+    """A run.json: the fixture run's, with the figures these tests set."""
     signatures = {"bleu": "nrefs:1|tok:13a|version:2.6.0", "chrf": "nrefs:1|version:2.6.0",
                   "ter": "nrefs:1|version:2.6.0"}
-    return {
-        "key": key, "created": created, "environment": env, "profile": "tiny", "profile_kind": "full",
+    return _merged(fixture_run()[0], {
+        "key": key, "created": created, "profile": "tiny", "profile_kind": "full",
         "model": "tiny-phi3",
         "config": {"training": {"learning_rate": 0.003, "seed": seed}, "lora": {"r": 8}},
         "data": {"source": "bundled", "train_fingerprint": "t1", "eval_fingerprint": "e1", "train_rows": 786,
@@ -38,14 +40,24 @@ def manifest(env, bleu=10.0, created="2026-11-01T00:00:00Z", seed=0, key="tiny-a
                                                                              {"step": 40, "loss": 3.0}],
                      "train_loss": 5.0, "peak_gpu_allocated_bytes": None},
         "adapter": {"safetensors_data_bytes": 400, "dtypes": ["BF16"]},
-        "tokens": {"as_read": {"eos": "<|endoftext|>", "pad": "<|endoftext|>"}},
+        "tokens": {"as_read": {"eos": "<|endoftext|>", "bos": "<s>", "unk": "<unk>", "pad": "<|endoftext|>",
+                               "ids": {}, "read_by": {}}},
         "metrics": {
             "tuned": {"vs_translation_extra": {"bleu": bleu, "chrf": 30.0, "ter": 80.0, "signatures": signatures},
                       "vs_translation": {"bleu": bleu - 1}, "stop_rate": 0.9, "non_empty_stop_rate": 0.9,
                       "mean_new_tokens": 20.0, "mean_words": 9.0},
             "base": {"vs_translation_extra": {"bleu": 0.1}, "stop_rate": 0.2},
         },
-    }
+    }) | {"environment": env}
+
+
+def _merged(base: dict, changes: dict) -> dict:
+    """`base` with `changes` written over it, section by section."""
+    merged = dict(base)
+    for key, value in changes.items():
+        both_sections = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = _merged(base[key], value) if both_sections else value
+    return merged
 
 
 def fixture_run() -> tuple[dict, dict]:
@@ -55,7 +67,7 @@ def fixture_run() -> tuple[dict, dict]:
 # ------------------------------------------------------------------ store
 def test_update_then_load_round_trips(tmp_path):
     path = tmp_path / "tiny.json"
-    lines = baselines.update(path, "tiny", manifest(ENV_A), {"rendered": "<|user|>\nhi<|end|>\n"})
+    lines = baselines.update(path, "tiny", load(manifest(ENV_A)), {"rendered": "<|user|>\nhi<|end|>\n"})
     assert lines == [f"new entry for cpu / version set {baselines.env.version_set_id(ENV_A)}"]
     stored = baselines.load(path, "tiny")
     assert stored["schema"] == baselines.SCHEMA == 2
@@ -67,9 +79,10 @@ def test_update_then_load_round_trips(tmp_path):
 
 
 def test_every_metric_a_run_has_is_recorded_with_a_policy(tmp_path):
-    entry = baselines.entry_from_run(manifest(ENV_A), {"rendered": "x"})
+    entry = baselines.entry_from_run(load(manifest(ENV_A)), {"rendered": "x"})
     assert set(entry["metrics"]) == set(POLICY) - {"peak_gpu_allocated_mb"}  # a CPU run measures no GPU
-    real = baselines.entry_from_run(*fixture_run())
+    run, template = fixture_run()
+    real = baselines.entry_from_run(load(run), template)
     assert set(real["metrics"]) <= set(POLICY)
     for name in ("loss_first", "base_bleu", "base_stop_rate", "ter", "packed_rows", "global_step",
                  "adapter_data_bytes", "bleu_signature", "chrf_signature", "ter_signature", "template_rendered"):
@@ -78,9 +91,9 @@ def test_every_metric_a_run_has_is_recorded_with_a_policy(tmp_path):
 
 def test_update_replaces_only_its_own_version_set(tmp_path):
     path = tmp_path / "tiny.json"
-    baselines.update(path, "tiny", manifest(ENV_A, bleu=10.0), None)
-    baselines.update(path, "tiny", manifest(ENV_B, bleu=12.0, created="2026-11-02T00:00:00Z"), None)
-    lines = baselines.update(path, "tiny", manifest(ENV_B, bleu=14.0, created="2026-11-03T00:00:00Z"), None)
+    baselines.update(path, "tiny", load(manifest(ENV_A, bleu=10.0)), None)
+    baselines.update(path, "tiny", load(manifest(ENV_B, bleu=12.0, created="2026-11-02T00:00:00Z")), None)
+    lines = baselines.update(path, "tiny", load(manifest(ENV_B, bleu=14.0, created="2026-11-03T00:00:00Z")), None)
     assert "bleu: 12.0 → 14.0" in lines
     entries = baselines.load(path, "tiny")["entries"]
     assert sorted(e["metrics"]["bleu"]["value"] for e in entries) == [10.0, 14.0]
@@ -88,7 +101,7 @@ def test_update_replaces_only_its_own_version_set(tmp_path):
 
 def test_interrupted_update_leaves_the_old_file_intact(tmp_path, monkeypatch):
     path = tmp_path / "tiny.json"
-    baselines.update(path, "tiny", manifest(ENV_A), None)
+    baselines.update(path, "tiny", load(manifest(ENV_A)), None)
     before = path.read_bytes()
 
     def crash(*args, **kwargs):
@@ -96,7 +109,7 @@ def test_interrupted_update_leaves_the_old_file_intact(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(KeyboardInterrupt):
-        baselines.update(path, "tiny", manifest(ENV_B, bleu=99.0), None)
+        baselines.update(path, "tiny", load(manifest(ENV_B, bleu=99.0)), None)
     assert path.read_bytes() == before
 
 
@@ -120,7 +133,7 @@ def test_interrupted_update_leaves_the_old_file_intact(tmp_path, monkeypatch):
 ])
 def test_hand_mangled_file_names_the_field(tmp_path, mangle, field):
     path = tmp_path / "tiny.json"
-    baselines.update(path, "tiny", manifest(ENV_A), None)
+    baselines.update(path, "tiny", load(manifest(ENV_A)), None)
     raw = json.loads(path.read_text())
     mangle(raw)
     path.write_text(json.dumps(raw))
@@ -160,13 +173,13 @@ def test_a_legacy_file_loads_as_policy_bands_marked_legacy(tmp_path):
     assert entry["metrics"]["bleu"]["spread"] is None and entry["metrics"]["bleu"]["legacy"] is True
     assert entry["metrics"]["peak_gpu_allocated_mb"]["band"] == {"low": None, "high": pytest.approx(495.33)}
     comparison = baselines.compare(tmp_path / "tiny.json", "tiny", ENV_A)
-    assert comparison.refusal(manifest(ENV_A)) is None  # no inputs recorded: nothing to refuse on
+    assert comparison.refusal(load(manifest(ENV_A))) is None  # no inputs recorded: nothing to refuse on
     assert "legacy entry" in comparison.context()
 
 
 def test_updating_a_legacy_file_keeps_its_other_entries_readable(tmp_path):
     path = legacy_file(tmp_path / "tiny.json")
-    baselines.update(path, "tiny", manifest(ENV_B), None)
+    baselines.update(path, "tiny", load(manifest(ENV_B)), None)
     entries = baselines.load(path, "tiny")["entries"]
     assert json.loads(path.read_text())["schema"] == 2
     assert [bool(e.get("legacy")) for e in entries] == [True, False]
@@ -243,10 +256,10 @@ def test_a_metric_the_entry_lacks_or_the_run_lacks_is_not_judged():
 
 def test_a_bleu_drop_of_half_fails_on_tiny():
     run, template = fixture_run()
-    entry = baselines.entry_from_run(run, template)
+    entry = baselines.entry_from_run(load(run), template)
     halved = copy.deepcopy(run)
     halved["metrics"]["tuned"]["vs_translation_extra"]["bleu"] /= 2
-    values = baselines.run_metrics(halved, template)
+    values = baselines.run_metrics(load(halved), template)
     verdict = baselines.judge("bleu", values["bleu"], entry["metrics"]["bleu"])
     assert verdict.status == "changed", verdict
     assert "bleu 1.8293 -> 0.91465" == verdict.short()
@@ -257,17 +270,17 @@ def test_a_bleu_drop_of_half_fails_on_tiny():
                                    "device": committed["device_facts"]}
     comparison = baselines.compare(ROOT / "baselines" / "tiny.json", "tiny", run["environment"])
     assert comparison.other_device is None
-    assert comparison.judge("bleu", halved, template).status == "changed"
-    assert comparison.judge("bleu", run, template).ok
+    assert comparison.judge("bleu", load(halved), template).status == "changed"
+    assert comparison.judge("bleu", load(run), template).ok
 
 
 # ------------------------------------------------------------------ entries, nearest, refusal
 def test_comparison_prefers_the_same_version_set_then_the_nearest(tmp_path):
     path = tmp_path / "tiny.json"
-    baselines.update(path, "tiny", manifest(ENV_A, bleu=10.0, created="2026-11-01T00:00:00Z"), None)
+    baselines.update(path, "tiny", load(manifest(ENV_A, bleu=10.0, created="2026-11-01T00:00:00Z")), None)
     far = copy.deepcopy(ENV_A)
     far["packages"].update(trl="0.9.0", transformers="4.0.0")
-    baselines.update(path, "tiny", manifest(far, bleu=5.0, created="2026-11-05T00:00:00Z"), None)
+    baselines.update(path, "tiny", load(manifest(far, bleu=5.0, created="2026-11-05T00:00:00Z")), None)
     exact = baselines.compare(path, "tiny", ENV_A)
     assert exact.value("bleu") == 10.0 and exact.changed == []
     other = baselines.compare(path, "tiny", ENV_B)  # one package from ENV_A, two from `far` (newer)
@@ -286,32 +299,32 @@ def test_comparison_prefers_the_same_version_set_then_the_nearest(tmp_path):
 ])
 def test_a_run_whose_inputs_differ_is_refused_by_name(tmp_path, change, expected):
     path = tmp_path / "tiny.json"
-    baselines.update(path, "tiny", manifest(ENV_A), None)
+    baselines.update(path, "tiny", load(manifest(ENV_A)), None)
     comparison = baselines.compare(path, "tiny", ENV_A)
-    assert comparison.refusal(manifest(ENV_A)) is None
+    assert comparison.refusal(load(manifest(ENV_A))) is None
     run = manifest(ENV_A)
     change(run)
-    assert expected in comparison.refusal(run)
+    assert expected in comparison.refusal(load(run))
 
 
 def test_a_step_count_refusal_names_the_packing_the_run_recorded(tmp_path):
     path = tmp_path / "tiny.json"
-    baselines.update(path, "tiny", manifest(ENV_A), None)
+    baselines.update(path, "tiny", load(manifest(ENV_A)), None)
     run = manifest(ENV_A)
     run["training"]["global_step"] = 44
     run["compat"] = [{"library": "trl 0.12.1", "setting": "packing", "description": "trl 0.12.1: appends EOS after "
                       "every example: 786 tokens more to pack, in the step count's prediction"},
                      {"library": "trl 0.12.1", "setting": "max_length", "description": "trl 0.12.1: max_length passed "
                       "as max_seq_length (this trl's name)"}]
-    refusal = baselines.compare(path, "tiny", ENV_A).refusal(run)
+    refusal = baselines.compare(path, "tiny", ENV_A).refusal(load(run))
     assert refusal == ("step count differs: 40 -> 44 (same config and data: this run's packing, as recorded: trl 0.12.1: "
                        "appends EOS after every example: 786 tokens more to pack, in the step count's prediction)")
 
 
 def test_the_seed_is_not_an_input(tmp_path):
     path = tmp_path / "tiny.json"
-    baselines.update(path, "tiny", manifest(ENV_A), None)
-    assert baselines.compare(path, "tiny", ENV_A).refusal(manifest(ENV_A, seed=7)) is None
+    baselines.update(path, "tiny", load(manifest(ENV_A)), None)
+    assert baselines.compare(path, "tiny", ENV_A).refusal(load(manifest(ENV_A, seed=7))) is None
 
 
 def test_a_retired_config_field_neither_refuses_nor_is_recorded(tmp_path):
@@ -320,7 +333,7 @@ def test_a_retired_config_field_neither_refuses_nor_is_recorded(tmp_path):
     path = tmp_path / "tiny.json"
     old_run = manifest(ENV_A)
     old_run["config"]["generation"] = {"max_new_tokens": 64, "do_sample": False}
-    baselines.update(path, "tiny", old_run, None)
+    baselines.update(path, "tiny", load(old_run), None)
     new_run = copy.deepcopy(old_run)
     del new_run["config"]["generation"]["do_sample"]
     assert "do_sample" not in json.dumps(json.loads(path.read_text())["entries"][0]["inputs"])
@@ -331,9 +344,9 @@ def test_a_retired_config_field_neither_refuses_nor_is_recorded(tmp_path):
     inputs["config_digest"] = baselines._digest(inputs["config"])
     path.write_text(json.dumps(raw))
     comparison = baselines.compare(path, "tiny", ENV_A)
-    assert comparison.refusal(new_run) is None and comparison.refusal(old_run) is None
+    assert comparison.refusal(load(new_run)) is None and comparison.refusal(load(old_run)) is None
     new_run["config"]["generation"]["max_new_tokens"] = 8
-    assert comparison.refusal(new_run) == "config differs: generation.max_new_tokens 64 -> 8"
+    assert comparison.refusal(load(new_run)) == "config differs: generation.max_new_tokens 64 -> 8"
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
@@ -345,15 +358,15 @@ def test_a_run_without_the_retired_field_meets_the_committed_entries_as_one_with
     entries = baselines.load(path, path.stem)["entries"]
     for entry in entries:
         for scope in (baselines.RUN, baselines.MODEL):
-            assert baselines.refusal(entry, current, scope) == baselines.refusal(entry, recorded, scope)
+            assert baselines.refusal(entry, load(current), scope) == baselines.refusal(entry, load(recorded), scope)
     # and the retired field is never what an entry refuses on (the fixture's inputs are an older
     # model's, so tiny.json's entry refuses it on the model: the refusal must not name the field)
-    assert not any("do_sample" in (baselines.refusal(entry, current) or "") for entry in entries)
+    assert not any("do_sample" in (baselines.refusal(entry, load(current)) or "") for entry in entries)
 
 
 # ------------------------------------------------------------------ spread over seeds
 def test_recording_over_seeds_stores_mean_spread_and_a_band_of_k_spread():
-    runs = [(manifest(ENV_A, bleu=b, seed=s, key=f"tiny-{s}"), None) for s, b in enumerate((9.0, 10.0, 11.0))]
+    runs = [(load(manifest(ENV_A, bleu=b, seed=s, key=f"tiny-{s}")), None) for s, b in enumerate((9.0, 10.0, 11.0))]
     entry = baselines.entry_from_runs(runs)
     bleu = entry["metrics"]["bleu"]
     assert bleu["value"] == pytest.approx(10.0) and bleu["spread"] == pytest.approx(1.0)
@@ -367,14 +380,14 @@ def test_an_exact_metric_that_depends_on_the_seed_is_not_recorded():
     other = manifest(ENV_A, seed=1, key="tiny-1")
     other["training"]["packed_rows"] = 601
     with pytest.raises(BaselineError, match="packed_rows differs between the runs"):
-        baselines.entry_from_runs([(manifest(ENV_A), None), (other, None)])
+        baselines.entry_from_runs([(load(manifest(ENV_A)), None), (load(other), None)])
 
 
 def test_runs_of_another_config_cannot_share_an_entry():
     other = manifest(ENV_A, seed=1, key="tiny-1")
     other["config"]["lora"]["r"] = 16
     with pytest.raises(BaselineError, match="lora.r 8 -> 16"):
-        baselines.entry_from_runs([(manifest(ENV_A), None), (other, None)])
+        baselines.entry_from_runs([(load(manifest(ENV_A)), None), (load(other), None)])
 
 
 def test_a_band_that_reaches_zero_is_refused_at_recording(tmp_path):
@@ -382,7 +395,7 @@ def test_a_band_that_reaches_zero_is_refused_at_recording(tmp_path):
     never_stops = manifest(ENV_A)
     never_stops["metrics"]["tuned"].update(stop_rate=0.0, non_empty_stop_rate=0.0)
     with pytest.raises(BaselineError, match="the band of non_empty_stop_rate, stop_rate reaches zero"):
-        baselines.update(tmp_path / "tiny.json", "tiny", never_stops, None)
+        baselines.update(tmp_path / "tiny.json", "tiny", load(never_stops), None)
     assert not (tmp_path / "tiny.json").exists()
 
 
@@ -398,14 +411,14 @@ def test_the_report_rows_are_the_decisions_of_judge(tmp_path):
 
     run, template = fixture_run()
     path = tmp_path / "tiny.json"
-    baselines.update(path, "tiny", run, template)
+    baselines.update(path, "tiny", load(run), template)
     changed = copy.deepcopy(run)
     changed["metrics"]["tuned"]["vs_translation_extra"]["bleu"] /= 2
     changed["adapter"]["dtypes"] = ["F32"]
     changed["structure"]["footprint_adapted_bytes"] += 1
     comparison = baselines.compare(path, "tiny", run["environment"])
-    rows = {row["name"]: row["status"] for row in baseline_context(changed, template, comparison)["rows"]}
-    decided = {v.name: _ROW_STATUS[v.status] for v in comparison.judge_all(changed, template)}
+    rows = {row["name"]: row["status"] for row in baseline_context(load(changed), template, comparison)["rows"]}
+    decided = {v.name: _ROW_STATUS[v.status] for v in comparison.judge_all(load(changed), template)}
     assert rows == decided
     assert {name for name, status in rows.items() if status == "outside"} == {
         "bleu", "adapter_dtype", "footprint_adapted_mb"}
@@ -413,15 +426,15 @@ def test_the_report_rows_are_the_decisions_of_judge(tmp_path):
 
 def test_a_training_setting_refuses_the_learned_metrics_not_the_models_own(tmp_path):
     path = tmp_path / "tiny.json"
-    baselines.update(path, "tiny", manifest(ENV_A), None)
+    baselines.update(path, "tiny", load(manifest(ENV_A)), None)
     comparison = baselines.compare(path, "tiny", ENV_A)
     faster = manifest(ENV_A)
     faster["config"]["training"]["learning_rate"] = 0.001
-    assert comparison.refusal(faster, baselines.MODEL) is None
-    assert "training.learning_rate" in comparison.refusal(faster, baselines.RUN)
+    assert comparison.refusal(load(faster), baselines.MODEL) is None
+    assert "training.learning_rate" in comparison.refusal(load(faster), baselines.RUN)
     wider = manifest(ENV_A)
     wider["config"]["lora"]["r"] = 16
-    assert comparison.refusal(wider, baselines.MODEL) == "config differs: lora.r 8 -> 16"
+    assert comparison.refusal(load(wider), baselines.MODEL) == "config differs: lora.r 8 -> 16"
     assert {baselines.scope_of(n) for n in ("template_rendered", "footprint_adapted_mb", "bleu_signature")} == {"model"}
     assert {baselines.scope_of(n) for n in ("bleu", "global_step", "adapter_dtype", "loss_first")} == {"run"}
 
@@ -457,7 +470,7 @@ def test_a_capped_band_never_reaches_zero_and_always_fails_a_halving(value, spre
 
 
 def test_seeds_that_disagree_more_than_the_cap_are_marked_and_printed(tmp_path):
-    runs = [(manifest(ENV_A, bleu=b, seed=s, key=f"tiny-{s}"), None) for s, b in enumerate((1.0, 10.0, 19.0))]
+    runs = [(load(manifest(ENV_A, bleu=b, seed=s, key=f"tiny-{s}")), None) for s, b in enumerate((1.0, 10.0, 19.0))]
     lines = baselines.update(tmp_path / "tiny.json", "tiny", runs[0][0], None, spread_runs=runs[1:])
     (entry,) = baselines.load(tmp_path / "tiny.json", "tiny")["entries"]
     assert entry["metrics"]["bleu"]["capped"] is True and entry["metrics"]["chrf"]["capped"] is False
@@ -473,7 +486,7 @@ def _over(environment: dict, processes: int) -> dict:
 def test_a_run_over_two_processes_is_not_compared_with_the_one_process_entry(tmp_path):
     # Two processes halve the optimizer steps: a 1-process entry is another run, not a looser band.
     path = tmp_path / "tiny.json"
-    baselines.update(path, "tiny", manifest(_over(ENV_A, 1)), None)
+    baselines.update(path, "tiny", load(manifest(_over(ENV_A, 1))), None)
     assert baselines.compare(path, "tiny", ENV_A).entry is not None  # recorded before `processes`: one
     two = baselines.compare(path, "tiny", _over(ENV_A, 2))
     assert two.entry is None
@@ -482,10 +495,10 @@ def test_a_run_over_two_processes_is_not_compared_with_the_one_process_entry(tmp
 
 def test_entries_for_one_and_two_processes_live_side_by_side(tmp_path):
     path = tmp_path / "tiny.json"
-    baselines.update(path, "tiny", manifest(_over(ENV_A, 1), bleu=10.0), None)
+    baselines.update(path, "tiny", load(manifest(_over(ENV_A, 1), bleu=10.0)), None)
     two_process_run = manifest(_over(ENV_A, 2), bleu=9.0)
     two_process_run["training"]["global_step"] = 20
-    baselines.update(path, "tiny", two_process_run, None)
+    baselines.update(path, "tiny", load(two_process_run), None)
     entries = baselines.load(path, "tiny")["entries"]
     assert sorted(e["device"] for e in entries) == ["cpu", "cpu, 2 processes"]
     assert baselines.compare(path, "tiny", _over(ENV_A, 1)).value("bleu") == 10.0
@@ -500,18 +513,19 @@ def _read_by(run: dict, transformers: str, eos: str = "<|endoftext|>") -> dict:
 
 def test_the_same_tokens_read_by_another_release_are_not_a_change(tmp_path):
     path = tmp_path / "tiny.json"
-    baselines.update(path, "tiny", _read_by(manifest(ENV_A), "5.23.0"), None)
+    baselines.update(path, "tiny", load(_read_by(manifest(ENV_A), "5.23.0")), None)
     comparison = baselines.compare(path, "tiny", ENV_A)
-    assert comparison.judge("tokens_as_read", _read_by(manifest(ENV_A), "4.56.1"), None).ok
-    other = comparison.judge("tokens_as_read", _read_by(manifest(ENV_A), "4.56.1", eos="</s>"), None)
+    assert comparison.judge("tokens_as_read", load(_read_by(manifest(ENV_A), "4.56.1")), None).ok
+    other = comparison.judge("tokens_as_read", load(_read_by(manifest(ENV_A), "4.56.1", eos="</s>")), None)
     assert other.status == "changed" and "</s>" in str(other.current)
 
 
 def test_an_entry_recorded_with_the_readers_in_the_value_compares_on_the_tokens(tmp_path):
     path = tmp_path / "tiny.json"
-    baselines.update(path, "tiny", manifest(ENV_A), None)
+    baselines.update(path, "tiny", load(manifest(ENV_A)), None)
     stored = json.loads(path.read_text())  # as entries were written before 2026-12-02
     stored["entries"][0]["metrics"]["tokens_as_read"]["value"] = json.dumps(
         _read_by(manifest(ENV_A), "5.23.0")["tokens"]["as_read"], sort_keys=True)
     path.write_text(json.dumps(stored))
-    assert baselines.compare(path, "tiny", ENV_A).judge("tokens_as_read", _read_by(manifest(ENV_A), "4.56.1"), None).ok
+    comparison = baselines.compare(path, "tiny", ENV_A)
+    assert comparison.judge("tokens_as_read", load(_read_by(manifest(ENV_A), "4.56.1")), None).ok

@@ -88,3 +88,9 @@ def test_baselines_dir_defaults_to_the_project_root_as_under_pytest(tmp_path):
     (tmp_path / "sub" / "deeper").mkdir(parents=True)
     done = _harness("baselines", "show", cwd=tmp_path / "sub" / "deeper")
     assert_one_line_error(done, str(tmp_path / "baselines" / "tiny.json"))
+
+
+def test_a_run_json_that_is_no_run_record(tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps({"status": "complete", "stage": "trained", "key": "tiny-abc"}))
+    assert_one_line_error(_harness("report", str(tmp_path), "-o", str(tmp_path / "r.html")), "run.json",
+                          "not a run record")

@@ -286,6 +286,7 @@ def test_a_runs_scores_are_read_under_its_columns():
     from harness import cli
     from harness.checks import baselines
     from harness.checks.report.quality import quality_context
+    from harness.recipe.record import load
 
     fixture = files.read_json(Path(__file__).parent / "fixtures" / "run_tiny" / "run.json")
     manifest = copy.deepcopy(fixture)
@@ -294,6 +295,7 @@ def test_a_runs_scores_are_read_under_its_columns():
         scores = manifest["metrics"][which]
         scores["vs_yoda"] = scores.pop("vs_translation_extra")
         del scores["vs_translation"]  # the user's data had no second reference
+    fixture, manifest = load(fixture), load(manifest)
     original, _ = baselines.measure(fixture)
     values, absent = baselines.measure(manifest)
     assert {k: values[k] for k in ("bleu", "chrf", "ter", "base_bleu", "bleu_signature")} == {
@@ -301,12 +303,12 @@ def test_a_runs_scores_are_read_under_its_columns():
     assert "bleu_plain" in original and "bleu_plain" not in values
     assert "no second reference" in absent["bleu_plain"]
     assert cli.summary(manifest, Path("run")).splitlines()[5] == cli.summary(fixture, Path("run")).splitlines()[5]
-    quality = quality_context(manifest["metrics"], data.Columns.of_run(manifest))
+    quality = quality_context(manifest.metrics, manifest.columns)
     labels = [row["label"] for row in quality["rows"] if row["reference"]]
     assert labels == ["BLEU vs yoda", "chrF vs yoda", "TER vs yoda"] and quality["target"] == "yoda"
     assert [row["tuned"] for row in quality["rows"] if row["reference"]] == [
         original[k] for k in ("bleu", "chrf", "ter")]
     assert {s["where"] for s in quality["signatures"]} == {"every score"}
-    default = quality_context(fixture["metrics"], data.Columns.of_run(fixture))
+    default = quality_context(fixture.metrics, fixture.columns)
     assert [row["reference"] for row in default["rows"] if row["reference"]] == ["vs_translation_extra"] * 3 + [
         "vs_translation"] * 3

@@ -11,6 +11,7 @@ from test_baselines import manifest
 from harness import env
 from harness.checks import baselines
 from harness.recipe.profiles import PROFILES, ProfileError, load_profile
+from harness.recipe.record import load
 
 PINNED_CPU = {"kind": "cpu", "name": "AMD EPYC", "machine": "x86_64", "cuda": None, "count": 0,
               "torch_capability": "AVX2", "bnb_avx512bf16_path": False, "threads": 2,
@@ -116,7 +117,7 @@ def test_a_pin_set_before_torch_chooses_holds_in_a_fresh_process():
 # ------------------------------------------------------------------ entry choice across devices
 def record(path, device, first=8.0, last=3.0, train=5.0, bleu=10.0, seed=0, **packages):
     run = losses(manifest(environment(device, **packages), bleu=bleu, seed=seed), first, last, train)
-    return baselines.update(path, "smollm2", run, {"rendered": "template"})
+    return baselines.update(path, "smollm2", load(run), {"rendered": "template"})
 
 
 def test_the_same_device_is_chosen_first_then_another_device_of_its_type(tmp_path):
@@ -153,12 +154,12 @@ def test_without_a_cross_device_band_numbers_are_not_compared_and_exact_figures_
     record(path, H200)
     comparison = baselines.compare(path, "smollm2", environment(H100))
     run = losses(manifest(environment(H100)), 8.0, 3.0, 5.0)
-    verdicts = {v.name: v for v in comparison.judge_all(run, {"rendered": "template"})}
+    verdicts = {v.name: v for v in comparison.judge_all(load(run), {"rendered": "template"})}
     assert verdicts["loss_first"].status == "not-compared"
     assert "no cross-device band" in verdicts["loss_first"].reason
     assert verdicts["trainable_parameters"].status == "ok" and verdicts["template_rendered"].status == "ok"
     run["structure"]["trainable_parameters"] += 1
-    assert comparison.judge("trainable_parameters", run, None).status == "changed"
+    assert comparison.judge("trainable_parameters", load(run), None).status == "changed"
 
 
 def test_an_entry_is_keyed_by_its_recorded_facts_under_todays_rule(tmp_path):
@@ -195,10 +196,10 @@ def test_a_cross_device_band_can_fail(tmp_path):
     comparison = baselines.compare(path, "smollm2", environment(H100))
     assert comparison.other_device == "NVIDIA H200"
     clean = losses(manifest(environment(H100)), 3.76, 0.305, 1.085)
-    assert all(v.status == "ok" for v in comparison.judge_all(clean, {"rendered": "template"})
+    assert all(v.status == "ok" for v in comparison.judge_all(load(clean), {"rendered": "template"})
                if v.name in ("loss_first", "loss_last", "train_loss"))
     halved = losses(manifest(environment(H100)), 4.10, 0.52, 1.337)
-    changed = {v.name for v in comparison.judge_all(halved, {"rendered": "template"}) if v.status == "changed"}
+    changed = {v.name for v in comparison.judge_all(load(halved), {"rendered": "template"}) if v.status == "changed"}
     assert {"loss_first", "loss_last", "train_loss"} <= changed
 
 
@@ -209,7 +210,7 @@ def test_a_cross_device_band_covers_only_the_devices_it_was_measured_on(tmp_path
     a100 = dict(H100, name="NVIDIA A100-SXM4-80GB", compute_capability="8.0")
     comparison = baselines.compare(path, "smollm2", environment(a100))
     assert comparison.other_device is not None
-    verdict = comparison.judge("loss_first", losses(manifest(environment(a100)), 3.76, 3.0, 5.0), None)
+    verdict = comparison.judge("loss_first", load(losses(manifest(environment(a100)), 3.76, 3.0, 5.0)), None)
     assert verdict.status == "not-compared" and "measured over NVIDIA H100 80GB HBM3, NVIDIA H200, not " \
         "NVIDIA A100-SXM4-80GB" in verdict.reason
 
@@ -219,7 +220,7 @@ def test_an_exact_figure_that_differs_between_devices_is_marked_and_compared_per
     record(path, H200)
     h100 = manifest(environment(H100))
     h100["adapter"]["dtypes"] = ["F32"]
-    lines = baselines.update(path, "smollm2", losses(h100, 8.0, 3.0, 5.0), {"rendered": "template"})
+    lines = baselines.update(path, "smollm2", load(losses(h100, 8.0, 3.0, 5.0)), {"rendered": "template"})
     assert any(line.startswith("adapter_dtype: differs between the devices") for line in lines)
     h200 = next(e for e in baselines.load(path, "smollm2")["entries"] if e["device"] == "NVIDIA H200")
     assert h200["metrics"]["adapter_dtype"]["device_dependent"] is True
@@ -232,11 +233,11 @@ def test_cross_device_bands_never_join_other_process_counts_or_other_inputs(tmp_
     record(path, H200)
     two = losses(manifest(environment(H100)), 8.0, 3.0, 5.0)
     two["environment"]["processes"] = 2
-    lines = baselines.update(path, "smollm2", two, {"rendered": "template"})
+    lines = baselines.update(path, "smollm2", load(two), {"rendered": "template"})
     assert not any("cross-device" in line for line in lines)
     other_inputs = losses(manifest(environment(H100)), 8.0, 3.0, 5.0)
     other_inputs["config"]["training"]["learning_rate"] = 0.001
-    assert not any("cross-device" in line for line in baselines.update(path, "smollm2", other_inputs, None))
+    assert not any("cross-device" in line for line in baselines.update(path, "smollm2", load(other_inputs), None))
 
 
 def test_a_cross_device_band_that_does_not_hold_the_value_is_refused(tmp_path):

@@ -1,6 +1,7 @@
 """No green without checks: each hole through which a session could pass having checked nothing,
 pass a broken input off as a skip, record a baseline from a bad run, or reuse a stale run."""
 
+import dataclasses
 import json
 import shutil
 import xml.etree.ElementTree as ElementTree
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness import env, files
-from harness.recipe import profiles
+from harness.recipe import profiles, record
 from harness.recipe.models import apply_special_tokens
 from harness.recipe.models import smollm2 as smollm2_models
 from harness.recipe.models.phi3 import PHI3_SPECIAL_TOKENS
@@ -18,7 +19,7 @@ from tests.planted import plant_run, run_suites, tree_digest
 
 pytest_plugins = ["pytester"]
 
-USES_THE_RUN = "def test_uses_run(manifest): pass\n"
+USES_THE_RUN = "def test_uses_run(record): pass\n"
 
 
 @pytest.fixture
@@ -336,7 +337,7 @@ def test_a_reused_run_is_left_byte_identical(tmp_path, shared_models_dir):
 STRUCTURAL_ONLY = (
     "import pytest\n"
     "@pytest.mark.yoda_structural\n"
-    "def test_structural(manifest): assert manifest['stage'] == 'prepared'\n"
+    "def test_structural(record): assert record.stage == 'prepared'\n"
 )
 
 
@@ -352,10 +353,14 @@ def test_a_structural_session_records_the_prepared_stage_only_where_the_profile_
     shutil.copytree(FIXTURE, prepared_dir)
     manifest = files.read_json(prepared_dir / artifacts.MANIFEST)
     manifest.update(stage="prepared", profile=profile)
-    manifest["training"] = {key: value for key, value in manifest["training"].items()
-                            if key not in ("loss_history", "global_step", "train_loss")}
+    # What only training measures is not in a prepared stage's record.
+    trained_only = {f.name for f in dataclasses.fields(record.TrainedTraining)} - {
+        f.name for f in dataclasses.fields(record.PreparedTraining)}
+    manifest["training"] = {key: value for key, value in manifest["training"].items() if key not in trained_only}
+    for key in ("adapter", "saved", "metrics"):
+        manifest.pop(key, None)
     files.write_json(prepared_dir / artifacts.MANIFEST, manifest)
-    monkeypatch.setattr(stages, "prepare", lambda *a, **k: (stages.Run(prepared_dir, manifest), None))
+    monkeypatch.setattr(stages, "prepare", lambda *a, **k: (stages.Run.load(prepared_dir), None))
     monkeypatch.setattr(stages, "describe_cached", lambda *a, **k: "planted")
     pytester.makepyfile(STRUCTURAL_ONLY)
     baselines = tmp_path / "baselines"

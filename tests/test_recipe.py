@@ -68,35 +68,35 @@ def test_adapters_do_not_depend_on_what_the_process_drew_before(options):
 
 def test_a_run_records_every_phase(first_run):
     runs, run = first_run
-    manifest = run.manifest
-    assert manifest["status"] == "complete" and manifest["stage"] == "trained" and not run.reused
-    assert set(manifest["phase_seconds"]) == {"checkpoint", "load", "lora", "data", "trainer", "train", "save",
-                                              "generate", "reload", "score"}
-    assert manifest["structure"]["footprint_loaded_bytes"] == manifest["structure"]["predicted"]["footprint_loaded_bytes"]
-    assert manifest["training"]["global_step"] >= 1
+    record = run.record
+    assert record.status == "complete" and record.stage == "trained" and not run.reused
+    assert set(record.phase_seconds) == {"checkpoint", "load", "lora", "data", "trainer", "train", "save",
+                                         "generate", "reload", "score"}
+    assert record.structure.footprint_loaded_bytes == record.structure.predicted.footprint_loaded_bytes
+    assert record.training.global_step >= 1
     for name in ("collated_batch.json", "completion_only_batch.json", "template.json",
                  "generations_base.jsonl", "generations_tuned.jsonl", "generations_tuned_in_memory.jsonl"):
         assert (run.directory / name).is_file(), name
     batch = run.artifact("collated_batch.json")
     assert len(batch["input_ids"][0]) == 64 and len(batch["decoded"]) == len(batch["input_ids"])
     generations = run.generations("tuned")
-    assert len(generations) == manifest["data"]["eval_rows"]
+    assert len(generations) == record.data.eval_rows
     assert {g["stop_reason"] for g in generations} <= {"eos", "max_new_tokens", "eos_then_more"}
     assert (run.directory / "adapter" / "adapter_model.safetensors").is_file()
 
 
 def test_a_run_proves_its_reloaded_adapter_is_the_trained_one(first_run):
     runs, run = first_run
-    reload = run.manifest["adapter"]["reload"]
-    assert reload["tensors"] == 48 and not reload["missing"] and not reload["differing_max_abs"]
-    assert not reload["scaling_differs"]
+    reload = run.record.adapter.reload
+    assert reload.tensors == 48 and not reload.missing and not reload.differing_max_abs
+    assert not reload.scaling_differs
     # This trl trains QLoRA adapters in bf16 and peft reloads them in fp32: the outputs the
     # agreement check reads are the reload cast back to the trained precision.
-    if reload["trained_precision"] != reload["deployed_precision"]:
-        assert reload["agreement_file"] == "generations_tuned_at_training_precision.jsonl"
-    assert (run.directory / reload["agreement_file"]).is_file()
+    if reload.trained_precision != reload.deployed_precision:
+        assert reload.agreement_file == "generations_tuned_at_training_precision.jsonl"
+    assert (run.directory / reload.agreement_file).is_file()
     # The saved folder matches the trained tokenizer here: only the precision made the agreement file.
-    assert reload["agreement_because"] == (["precision"] if reload["trained_precision"] != reload["deployed_precision"] else [])
+    assert reload.agreement_because == (["precision"] if reload.trained_precision != reload.deployed_precision else [])
 
 
 def test_a_run_generates_as_deployed_with_the_saved_folders_tokenizer(first_run):
@@ -104,11 +104,11 @@ def test_a_run_generates_as_deployed_with_the_saved_folders_tokenizer(first_run)
     from harness.recipe.generate import build_prompt
 
     _, run = first_run
-    saved = run.manifest["saved"]
+    saved = run.record.saved
     assert saved["deployed_generations"] == deployed.DEPLOYED_GENERATIONS and deployed.mismatches(saved) == []
     assert {"tokenizer_config.json", "tokenizer.json", "chat_template.jinja"} <= set(saved["files"])
-    assert saved["tokenizer"]["saved"]["eos"] == run.manifest["tokens"]["eos"]
-    assert saved["tokenizer"]["saved"]["pad"] == run.manifest["tokens"]["pad"]
+    assert saved["tokenizer"]["saved"]["eos"] == run.record.tokens.eos
+    assert saved["tokenizer"]["saved"]["pad"] == run.record.tokens.pad
     served = deployed.load_tokenizer(run.directory / saved["folder"])
     tuned = run.generations("tuned")
     assert [row["prompt"] for row in tuned] == [build_prompt(served, row["source"]) for row in tuned]
@@ -117,7 +117,7 @@ def test_a_run_generates_as_deployed_with_the_saved_folders_tokenizer(first_run)
 def test_same_inputs_reuse_the_finished_run(first_run, options, small_config):
     runs, run = first_run
     again = stages.run(profiles.PROFILES["tiny"], options, runs, config=small_config)
-    assert again.reused and again.directory == run.directory and again.manifest == run.manifest
+    assert again.reused and again.directory == run.directory and again.record == run.record
 
 
 def test_changed_config_misses_the_cache(first_run, options, small_config):
@@ -131,7 +131,7 @@ def test_fresh_forces_a_new_run(first_run, options, small_config):
     runs, run = first_run
     fresh = stages.run(profiles.PROFILES["tiny"], options, runs, fresh=True, config=small_config)
     assert not fresh.reused and fresh.directory == run.directory
-    assert fresh.manifest["created"] >= run.manifest["created"]
+    assert fresh.record.created >= run.record.created
 
 
 def test_interrupted_run_is_never_reused(tmp_path, options, small_config, monkeypatch):
@@ -144,7 +144,7 @@ def test_interrupted_run_is_never_reused(tmp_path, options, small_config, monkey
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
     monkeypatch.undo()
     finished = stages.run(profiles.PROFILES["tiny"], options, tmp_path, config=small_config)
-    assert not finished.reused and artifacts.finished_run(tmp_path, finished.manifest["key"]) == finished.directory
+    assert not finished.reused and artifacts.finished_run(tmp_path, finished.record.key) == finished.directory
 
 
 def test_run_directory_without_complete_manifest_is_ignored(tmp_path):

@@ -1,138 +1,89 @@
-"""`python -m harness baselines record`: one session of the suites per seed, then one entry from their runs,
-refused when a session's invariant checks failed."""
+"""The run record: run.json read as typed sections, a schema-1 run migrated, a wrong field named."""
 
+import copy
+import dataclasses
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from harness import cli
-from harness.checks import baselines
-from harness.versions import record
-from tests.planted import FIXTURE, ROOT, plant_run
+from harness.recipe import record
+from harness.recipe.profiles import PROFILES
+from harness.recipe.record import PreparedRun, RecordError, TrainedRun, load
 
-GOOD_AND_LABELS = ["suites/test_memory.py::test_embeddings_and_head_stay_unquantized",
-                   "suites/test_labels.py::test_every_eos_keeps_its_label"]
+FIXTURE = Path(__file__).parent / "fixtures" / "run_tiny" / "run.json"
 
 
-def _seed_of(pytest_args: list[str], recipe_seed: int) -> int:
-    """The seed a session runs: its last `training.seed` override, else the recipe's."""
-    seeds = [int(arg.rsplit("=", 1)[1]) for arg in pytest_args if arg.startswith("training.seed=")]
-    return seeds[-1] if seeds else recipe_seed
+def schema_1() -> dict:
+    """The committed fixture: a run.json written before the record had a version (and before
+    several of its fields existed)."""
+    raw = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    assert "schema_version" not in raw and "stage" not in raw and "thresholds" not in raw
+    return raw
 
 
-class FakeSessions:
-    """Sessions that 'run' the fixture run under the seed they were given, with a BLEU per seed."""
-
-    def __init__(self, tmp_path: Path, refusals: dict[int, str] | None = None):
-        self.tmp_path, self.refusals, self.calls = tmp_path, refusals or {}, []
-
-    def __call__(self, pytest_args: list[str], force: bool) -> record.SeedSession:
-        self.calls.append(pytest_args)
-        seed = _seed_of(pytest_args, recipe_seed=0)
-        directory = Path(shutil.copytree(FIXTURE, self.tmp_path / f"run-seed{seed}", dirs_exist_ok=True))
-        run = json.loads((directory / "run.json").read_text())
-        run["config"]["training"]["seed"], run["key"] = seed, f"tiny-seed{seed}"
-        run["metrics"]["tuned"]["vs_translation_extra"]["bleu"] = 1.8 + 0.2 * seed
-        (directory / "run.json").write_text(json.dumps(run))
-        return record.SeedSession(1, str(directory), self.refusals.get(seed))
-
-
-def test_record_runs_the_recipes_seed_then_the_next_ones_each_in_a_session_and_records_their_runs(tmp_path):
-    sessions = FakeSessions(tmp_path)
-    overrides = ["--yoda-override", "training.learning_rate=0.001"]
-    path, lines = record.record(3, tmp_path / "baselines", overrides, profile="tiny", session=sessions, log=lambda _: None)
-    # The session's own arguments in each, the seeds after the recipe's own in the second and third.
-    assert [_seed_of(args, recipe_seed=None) for args in sessions.calls] == [None, 1, 2]
-    for args in sessions.calls:
-        assert "training.learning_rate=0.001" in args and args[args.index("--yoda-profile") + 1] == "tiny"
-    assert path == tmp_path / "baselines" / "tiny.json"
-    (entry,) = baselines.load(path, "tiny")["entries"]
-    assert [r["seed"] for r in entry["runs"]] == [0, 1, 2]
-    assert entry["metrics"]["bleu"]["samples"] == pytest.approx([1.8, 2.0, 2.2])
-    assert entry["metrics"]["bleu"]["spread"] == pytest.approx(0.2)
-    assert entry["provenance"]["forced"] is False and entry["provenance"]["failed_invariants"] == []
+def test_a_schema_1_run_reads_as_its_readers_read_it():
+    raw = schema_1()
+    untouched = copy.deepcopy(raw)
+    run = load(raw)
+    assert raw == untouched  # the migration works on a copy
+    assert isinstance(run, TrainedRun) and run.schema_version == record.SCHEMA_VERSION
+    assert run.compat == [] and run.library_warnings == [] and run.tokens.corrections == []
+    # Recorded tokens only: one group of packed rows, every row kept.
+    training = run.training
+    assert training.packing_added_tokens == 0
+    assert training.packed_rows_predicted == -(-training.templated_tokens // run.recipe_config.training.max_length)
+    # What the run's profile set, from its built-in profile (where older readers took it).
+    assert run.thresholds == dict(PROFILES["tiny"].thresholds) and run.skips == dict(PROFILES["tiny"].skips)
+    # What it did not record stays unrecorded.
+    assert run.saved is None and run.adapter.reload is None and run.tokens.as_read is None
 
 
-def test_a_refused_session_stops_the_recording_and_nothing_is_written(tmp_path):
-    refusal = "1 invariant check(s) failed (BROKEN): suites/test_labels.py::test_every_eos_keeps_its_label"
-    sessions = FakeSessions(tmp_path, refusals={1: refusal})
-    with pytest.raises(record.RecordError, match=r"not recorded: session 2 \(seed 1, exit 1\): 1 invariant check"):
-        record.record(3, tmp_path / "baselines", [], session=sessions, log=lambda _: None)
-    assert len(sessions.calls) == 2, "the recording went on after a refused session"
-    assert not (tmp_path / "baselines" / "tiny.json").exists()
+def test_a_current_record_writes_the_json_it_was_read_from():
+    written = load(schema_1()).to_json()
+    assert written["schema_version"] == record.SCHEMA_VERSION
+    assert load(written).to_json() == written
+    assert load(written) == load(schema_1())
+    # The corpus scores keep their `vs_<column>` keys in the JSON, and read under `versus`.
+    assert set(written["metrics"]["tuned"]) >= {"vs_translation", "vs_translation_extra"}
+    assert load(written).metrics.tuned.versus["vs_translation_extra"].bleu == 1.8293
 
 
-def test_a_session_that_left_no_trained_run_is_refused(tmp_path):
-    def structural(pytest_args, force):
-        return record.SeedSession(0, None, None)
-
-    with pytest.raises(record.RecordError, match="left no trained run"):
-        record.record(2, tmp_path, ["-m", "yoda_structural"], session=structural, log=lambda _: None)
-
-
-@pytest.mark.parametrize("option, instead", [("--yoda-update-baselines", "it records the entry itself"),
-                                             ("--yoda-profile=tiny", "--profile"),
-                                             ("--yoda-force-baselines", "--force")])
-def test_record_refuses_the_options_it_sets_itself(tmp_path, capsys, option, instead):
-    assert cli.main(["baselines", "record", "--baselines-dir", str(tmp_path), "--", option]) == 2
-    assert instead in capsys.readouterr().err
-    assert not list(tmp_path.iterdir())
+def test_the_prepared_stage_is_its_own_record():
+    raw = load(schema_1()).to_json()
+    raw["stage"] = "prepared"
+    with pytest.raises(RecordError, match="unknown field"):
+        load(raw)  # a prepared stage has no adapter, metrics or training results
+    for key in ("adapter", "saved", "metrics"):
+        del raw[key]
+    prepared_fields = {field.name for field in dataclasses.fields(record.PreparedTraining)}
+    raw["training"] = {key: value for key, value in raw["training"].items() if key in prepared_fields}
+    prepared = load(raw)
+    assert isinstance(prepared, PreparedRun) and not isinstance(prepared, TrainedRun) and not prepared.trained
+    assert prepared.measure(None)[0]["trainable_parameters"] == prepared.structure.trainable_parameters
 
 
-def test_the_suites_are_selected_unless_the_arguments_select_checks(tmp_path):
-    (tmp_path / "suites").mkdir()
-    (tmp_path / "suites" / "test_labels.py").write_text("")
-    assert record.suites_selection(["-m", "yoda_structural"], tmp_path) == ["suites"]
-    assert record.suites_selection(["suites/test_labels.py::test_x"], tmp_path) == []
-    assert record.suites_selection(["--pyargs", "harness.suites"], tmp_path) == []
-    assert record.suites_selection([], tmp_path / "elsewhere") == ["--pyargs", "harness.suites"]
+@pytest.mark.parametrize("change, named", [
+    (lambda raw: raw["structure"].update(trainable_parameters="245760"), "run.json.structure.trainable_parameters"),
+    (lambda raw: raw["training"].update(loss_history=[{"step": 10}]), "run.json.training.loss_history[0].loss"),
+    (lambda raw: raw["tokens"].pop("eos_id"), "run.json.tokens.eos_id: missing"),
+    (lambda raw: raw["data"].update(rows=3), "run.json.data: unknown field(s) rows"),
+    (lambda raw: raw.update(stage="trainedd"), "run.json.stage: 'trainedd' is not 'prepared' or 'trained'"),
+])
+def test_a_field_of_the_wrong_shape_is_named(change, named):
+    raw = load(schema_1()).to_json()
+    change(raw)
+    with pytest.raises(RecordError) as error:
+        load(raw)
+    assert named in str(error.value)
 
 
-def _mask_every_eos(batch: dict) -> None:
-    eos = 32000
-    batch["labels"] = [[-100 if token == eos else label for token, label in zip(ids, labels)]
-                       for ids, labels in zip(batch["input_ids"], batch["labels"])]
-
-
-def _seed(seed: int):
-    def edit(manifest: dict) -> None:
-        manifest["config"]["training"]["seed"] = seed
-    return edit
-
-
-@pytest.mark.slow
-def test_record_over_planted_runs_refuses_a_broken_seed_and_force_records_it(tmp_path, shared_models_dir, monkeypatch):
-    """Real sessions (each in its own process) over runs planted for seeds 0 and 1; seed 1's masks
-    every EOS label, so its invariant check fails: refused, naming it; with --force, recorded as forced."""
-    cache, baselines_dir = tmp_path / "cache", tmp_path / "baselines"
-    plant_run(cache, shared_models_dir)
-    plant_run(cache, shared_models_dir, edit=_seed(1), edit_batch=_mask_every_eos, overrides={"training.seed": 1})
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setenv("YODA_HARNESS_MODELS_DIR", str(shared_models_dir))
-    monkeypatch.setenv("YODA_HARNESS_QUIET", "1")
-    monkeypatch.delenv("YODA_HARNESS_PROFILE", raising=False)
-    pytest_args = ["--yoda-cache-dir", str(cache), "-p", "no:cacheprovider", *GOOD_AND_LABELS]
-    with pytest.raises(record.RecordError) as refused:
-        record.record(2, baselines_dir, pytest_args, profile="tiny", log=lambda _: None)
-    assert ("session 2 (seed 1, exit 1): 1 invariant check(s) failed (BROKEN): "
-            "suites/test_labels.py::test_every_eos_keeps_its_label. Fix them; or, if this is intended, add --force"
-            in str(refused.value))
-    assert not (baselines_dir / "tiny.json").exists(), "a baseline was written from a broken run"
-
-    record.record(2, baselines_dir, pytest_args, profile="tiny", force=True, log=lambda _: None)
-    (entry,) = baselines.load(baselines_dir / "tiny.json", "tiny")["entries"]
-    assert [r["seed"] for r in entry["runs"]] == [0, 1]
-    assert entry["provenance"]["forced"] is True
-    assert entry["provenance"]["failed_invariants"] == ["suites/test_labels.py::test_every_eos_keeps_its_label"]
-
-
-def test_a_session_whose_run_is_not_of_the_seed_asked_for_is_refused(tmp_path):
-    sessions = FakeSessions(tmp_path)
-
-    def same_run_again(pytest_args, force):
-        return sessions(["--yoda-override", "training.seed=0"] if sessions.calls else pytest_args, force)
-
-    with pytest.raises(record.RecordError, match=r"session 2 asked for seed 1 and its run .* has seed 0"):
-        record.record(2, tmp_path / "baselines", [], session=same_run_again, log=lambda _: None)
+@pytest.mark.parametrize("agreement_file, because", [("generations_tuned_at_training_precision.jsonl", ["precision"]),
+                                                    ("generations_tuned.jsonl", [])])
+def test_a_schema_1_reload_record_made_its_agreement_file_for_the_precision_alone(agreement_file, because):
+    raw = schema_1()
+    precision = {"adapter": ["bfloat16"], "unquantized": ["float32"]}
+    raw["adapter"]["reload"] = {"trained_precision": precision, "deployed_precision": precision, "tensors": 48,
+                                "missing": [], "differing_max_abs": {}, "scaling_differs": {},
+                                "agreement_file": agreement_file}  # as runs recorded it before 2026-12-06
+    assert load(raw).adapter.reload.agreement_because == because

@@ -1,7 +1,7 @@
 """The HTML report: numbers from a stored run, escaping, self-containment, the page in a browser.
 
 The stored run (tests/fixtures/run_tiny, refreshed with scripts/make_report_fixture.py) is loaded
-as `python -m harness report` loads a run directory: `harness.run.stages.Run(directory, manifest)`.
+as `python -m harness report` loads a run directory: `harness.run.stages.Run.load(directory)`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import pytest
 from harness import cli, files
 from harness.checks import baselines
 from harness.checks.report import render_matrix_report, render_run_report
-from harness.run import artifacts
 from harness.run.stages import Run
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_tiny"
@@ -40,7 +39,7 @@ EXPECTED_STATUS = {"test_memory.py": "passed", "test_labels.py": "failed", "test
 # ------------------------------------------------------------------ helpers
 def load_run(directory: Path) -> Run:
     """The run directory as the CLI loads it (harness.cli.cmd_report)."""
-    return Run(directory, files.read_json(directory / artifacts.MANIFEST), reused=True)
+    return Run.load(directory)
 
 
 def copy_fixture(tmp_path: Path) -> Path:
@@ -70,15 +69,15 @@ def row_cells(table, label: str) -> list[str]:
     return [text(td) for td in row.xpath("./td")]
 
 
-def write_baseline(directory: Path, manifest: dict, template: dict, **entry_fields) -> Path:
+def write_baseline(directory: Path, record, template: dict, **entry_fields) -> Path:
     """A baseline file whose one entry is this run with trl one release older and one packed row fewer."""
-    entry = baselines.entry_from_run(manifest, template)
+    entry = baselines.entry_from_run(record, template)
     entry["packages"] = {**entry["packages"], "trl": "1.15.0"}
     entry["version_set"] = "older-set"
     entry["metrics"]["packed_rows"]["value"] -= 1
     entry.update(entry_fields)
-    path = directory / f"{manifest['profile']}.json"
-    path.write_text(json.dumps({"schema": baselines.SCHEMA, "profile": manifest["profile"], "entries": [entry]}),
+    path = directory / f"{record.profile}.json"
+    path.write_text(json.dumps({"schema": baselines.SCHEMA, "profile": record.profile, "entries": [entry]}),
                     encoding="utf-8")
     return path
 
@@ -91,8 +90,8 @@ def run() -> Run:
 
 @pytest.fixture(scope="module")
 def comparison(run, tmp_path_factory):
-    path = write_baseline(tmp_path_factory.mktemp("baselines"), run.manifest, run.artifact("template.json"))
-    return baselines.compare(path, run.profile, run.manifest["environment"])
+    path = write_baseline(tmp_path_factory.mktemp("baselines"), run.record, run.artifact("template.json"))
+    return baselines.compare(path, run.profile, run.record.environment)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +109,7 @@ def page(report):
 def test_the_sentence_table_has_one_row_per_evaluation_sentence(run, page):
     rows = sentence_rows(page)
     tuned = run.generations("tuned")
-    assert len(rows) == run.manifest["data"]["eval_rows"] == len(tuned)
+    assert len(rows) == run.record.data.eval_rows == len(tuned)
     assert [text(row.xpath("./td")[1]) for row in rows] == [" ".join(g["source"].split()) for g in tuned]
     headers = [text(th) for th in page.xpath('//table[@id="sentences-table"]/thead/tr/th')]
     assert headers == ["#", "English source", "reference", "base output", "tuned output", "base BLEU",
@@ -121,10 +120,10 @@ def test_the_sentence_table_has_one_row_per_evaluation_sentence(run, page):
 
 
 def test_sentence_bleu_is_the_runs_and_the_worst_are_highlighted(run, page):
-    scores = run.manifest["metrics"]
+    scores = run.record.metrics
     rows = sentence_rows(page)
-    assert [float(row.xpath("./td")[5].get("data-sort")) for row in rows] == scores["base"]["sentence_bleu"]
-    assert [float(row.xpath("./td")[6].get("data-sort")) for row in rows] == scores["tuned"]["sentence_bleu"]
+    assert [float(row.xpath("./td")[5].get("data-sort")) for row in rows] == scores.base.sentence_bleu
+    assert [float(row.xpath("./td")[6].get("data-sort")) for row in rows] == scores.tuned.sentence_bleu
     worst = [row for row in rows if "worst" in row.classes]
     assert len(worst) == min(5, math.ceil(0.2 * len(rows)))
     worst_bleu = max(float(row.xpath("./td")[6].get("data-sort")) for row in worst)
@@ -132,50 +131,51 @@ def test_sentence_bleu_is_the_runs_and_the_worst_are_highlighted(run, page):
 
 
 def test_quality_table_shows_the_runs_corpus_scores_and_signatures(run, page):
-    scores = run.manifest["metrics"]
+    scores = run.record.metrics
+    base_scores, tuned_scores = scores.base.versus["vs_translation_extra"], scores.tuned.versus["vs_translation_extra"]
     table = by_id(page, "quality-table")
     for metric, label in (("bleu", "BLEU vs translation_extra"), ("chrf", "chrF vs translation_extra"),
                           ("ter", "TER vs translation_extra")):
         base, tuned, _delta, _verdict = row_cells(table, label)
-        assert float(base) == pytest.approx(scores["base"]["vs_translation_extra"][metric], abs=0.005)
-        assert float(tuned) == pytest.approx(scores["tuned"]["vs_translation_extra"][metric], abs=0.005)
+        assert float(base) == pytest.approx(getattr(base_scores, metric), abs=0.005)
+        assert float(tuned) == pytest.approx(getattr(tuned_scores, metric), abs=0.005)
     base, tuned, *_ = row_cells(table, "stop rate (EOS before max_new_tokens)")
-    assert base == f"{100 * scores['base']['stop_rate']:.1f} %"
-    assert tuned == f"{100 * scores['tuned']['stop_rate']:.1f} %"
+    assert base == f"{100 * scores.base.stop_rate:.1f} %"
+    assert tuned == f"{100 * scores.tuned.stop_rate:.1f} %"
     base, tuned, *_ = row_cells(table, "mean output length (words)")
-    assert float(tuned) == pytest.approx(scores["tuned"]["mean_words"], abs=0.005)
-    assert float(base) == pytest.approx(scores["base"]["mean_words"], abs=0.005)
+    assert float(tuned) == pytest.approx(scores.tuned.mean_words, abs=0.005)
+    assert float(base) == pytest.approx(scores.base.mean_words, abs=0.005)
     signatures = text(by_id(page, "signatures"))
-    for signature in scores["tuned"]["vs_translation_extra"]["signatures"].values():
+    for signature in tuned_scores.signatures.by_metric().values():
         assert signature in signatures
 
 
 def test_memory_and_parameters_show_measured_and_predicted(run, page):
-    structure = run.manifest["structure"]
+    structure = run.record.structure
     table = by_id(page, "memory-table")
     measured, predicted, delta, match = row_cells(table, "footprint after prepare + LoRA")
-    assert f"{structure['footprint_adapted_bytes']:,} bytes" in measured
-    assert f"{structure['footprint_adapted_bytes'] / 1e6:,.2f} MB" in measured
-    assert f"{structure['predicted']['footprint_adapted_bytes']:,} bytes" in predicted
+    assert f"{structure.footprint_adapted_bytes:,} bytes" in measured
+    assert f"{structure.footprint_adapted_bytes / 1e6:,.2f} MB" in measured
+    assert f"{structure.predicted.footprint_adapted_bytes:,} bytes" in predicted
     assert match == "✓ exact"
     measured, predicted, _delta, _match = row_cells(table, "footprint after 4-bit load")
-    assert f"{structure['footprint_loaded_bytes']:,} bytes" in measured
-    assert row_cells(table, "trainable parameters")[:2] == [f"{structure['trainable_parameters']:,}"] * 2
+    assert f"{structure.footprint_loaded_bytes:,} bytes" in measured
+    assert row_cells(table, "trainable parameters")[:2] == [f"{structure.trainable_parameters:,}"] * 2
     # The saved adapter is compared at its saved dtype (bf16 here), not at the fp32 in-memory size.
-    assert row_cells(table, f"saved adapter data ({', '.join(run.manifest['adapter']['dtypes'])})")[3] == "✓ exact"
+    assert row_cells(table, f"saved adapter data ({', '.join(run.record.adapter.dtypes)})")[3] == "✓ exact"
     reference = by_id(page, "reference-table")
     assert row_cells(reference, "trainable parameters")[:2] == ["12,582,912", "n/a"]
 
 
 def test_header_names_the_run_and_every_suite_outcome(run, page):
-    manifest = run.manifest
+    record = run.record
     facts = text(by_id(page, "facts"))
-    device = manifest["environment"]["device"]
-    for value in (manifest["profile"], manifest["model"], manifest["created"], manifest["key"],
-                  manifest["environment"]["python"], device["name"] if device["kind"] == "cpu" else device["cuda"]):
+    device = record.environment["device"]
+    for value in (record.profile, record.model, record.created, record.key,
+                  record.environment["python"], device["name"] if device["kind"] == "cpu" else device["cuda"]):
         assert value in facts
     packages = [text(li) for li in by_id(page, "packages").xpath("./li")]
-    for name, version in manifest["environment"]["packages"].items():
+    for name, version in record.environment["packages"].items():
         assert any(p.startswith(f"{name} {version}") for p in packages), name
     strip = {text(li.xpath("./a")[0]): text(li.xpath('.//span[contains(@class, "badge")]')[0])
              for li in by_id(page, "suite-strip").xpath("./li")}
@@ -204,9 +204,9 @@ def test_figures_and_the_chat_template_with_special_tokens(run, page):
     template = run.artifact("template.json")
     rendered = by_id(page, "rendered-example")
     specials = [text(s) for s in rendered.xpath('.//span[@class="special"]')]
-    tokens = run.manifest["tokens"]
-    assert [s for s in specials if s in tokens["role_markers"]] == list(tokens["role_markers"])
-    assert tokens["eos"] in specials
+    tokens = run.record.tokens
+    assert [s for s in specials if s in tokens.role_markers] == list(tokens.role_markers)
+    assert tokens.eos in specials
     if run.profile == "tiny":  # Phi-3's layout, exactly
         assert specials == ["<|user|>", "<|end|>", "<|assistant|>", "<|end|>", "<|endoftext|>"]
     assert len(rendered.xpath('.//span[@class="nl"]')) == template["rendered"].count("\n")
@@ -214,7 +214,7 @@ def test_figures_and_the_chat_template_with_special_tokens(run, page):
     prompt = by_id(page, "generation-prompt")
     assert prompt.text_content().replace("↵", "") == template["generation_prompt"]
     prompt_specials = [text(s) for s in prompt.xpath('.//span[@class="special"]')]
-    assert prompt_specials[-1] == tokens["role_markers"][-1]
+    assert prompt_specials[-1] == tokens.role_markers[-1]
     if run.profile == "tiny":
         assert prompt_specials == ["<|user|>", "<|end|>", "<|assistant|>"]
     chips = by_id(page, "token-chips").xpath("./li")
@@ -223,9 +223,9 @@ def test_figures_and_the_chat_template_with_special_tokens(run, page):
 
 
 def test_the_baselines_loss_curve_is_drawn_when_the_entry_has_one(run, tmp_path):
-    history = [{"step": p["step"], "loss": p["loss"] + 0.5} for p in run.manifest["training"]["loss_history"]]
-    path = write_baseline(tmp_path, run.manifest, run.artifact("template.json"), loss_history=history)
-    comparison = baselines.compare(path, run.profile, run.manifest["environment"])
+    history = [{"step": p.step, "loss": p.loss + 0.5} for p in run.record.training.loss_history]
+    path = write_baseline(tmp_path, run.record, run.artifact("template.json"), loss_history=history)
+    comparison = baselines.compare(path, run.profile, run.record.environment)
     page = parse(render_run_report(run, tmp_path / "report.html", comparison=comparison))
     figure = by_id(page, "figures").xpath(".//figure")[0]
     assert "with the baseline's curve" in text(figure)
@@ -439,7 +439,7 @@ def _save_screenshot(driver, tmp_path: Path) -> Path:
 def test_the_page_in_headless_chromium_sorts_filters_and_logs_no_error(report, run, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
-    eval_rows = run.manifest["data"]["eval_rows"]
+    eval_rows = run.record.data.eval_rows
     browser.get(report.resolve().as_uri())
     assert len(_visible_rows(browser)) == eval_rows
 

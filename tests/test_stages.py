@@ -3,13 +3,15 @@ session before training; a failure in the trained stage leaves the structural ve
 progress shows in pytest's terminal output."""
 
 import xml.etree.ElementTree as ElementTree
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from harness import files, progress
+from harness.recipe import record
 from harness.run import artifacts
-from tests.planted import run_suites
+from tests.planted import FIXTURE, run_suites
 
 pytestmark = pytest.mark.slow
 
@@ -85,14 +87,17 @@ def test_a_trained_run_keeps_the_warnings_its_published_prepared_stage_recorded(
            "settings": [], "count": 14}
     checkpointing = {"library": "transformers 5.23.0", "category": "FutureWarning", "settings": [], "count": 1,
                      "message": "`gradient_checkpointing` is deprecated and will be removed in v6."}
+    fixture = record.load(files.read_json(FIXTURE / artifacts.MANIFEST))
     prepared = tmp_path / ("tiny-abc" + stages.PREPARED)
     prepared.mkdir()
-    files.write_json(prepared / artifacts.MANIFEST, {"status": artifacts.COMPLETE, "library_warnings": [jit, checkpointing]})
-    manifest = {"library_warnings": [checkpointing]}
-    stages._add_published_preparation_warnings(manifest, tmp_path, "tiny-abc")
-    assert manifest["library_warnings"] == [checkpointing, jit]
-    stages._add_published_preparation_warnings(manifest, tmp_path, "tiny-abc")  # nothing twice
-    assert manifest["library_warnings"] == [checkpointing, jit]
-    unprepared = {"library_warnings": [checkpointing]}
-    stages._add_published_preparation_warnings(unprepared, tmp_path, "tiny-other")  # no prepared stage: as it was
-    assert unprepared["library_warnings"] == [checkpointing]
+    files.write_json(prepared / artifacts.MANIFEST, dict(fixture.to_json(), status=artifacts.COMPLETE,
+                                                         library_warnings=[jit, checkpointing]))
+    trained = replace(fixture, library_warnings=[checkpointing])
+    trained = stages._with_published_preparation_warnings(trained, tmp_path, "tiny-abc")
+    assert trained.library_warnings == [checkpointing, jit]
+    trained = stages._with_published_preparation_warnings(trained, tmp_path, "tiny-abc")  # nothing twice
+    assert trained.library_warnings == [checkpointing, jit]
+    unprepared = replace(fixture, library_warnings=[checkpointing])
+    # no prepared stage: as it was
+    unprepared = stages._with_published_preparation_warnings(unprepared, tmp_path, "tiny-other")
+    assert unprepared.library_warnings == [checkpointing]

@@ -11,6 +11,8 @@ from harness import cli
 from harness.versions import sweep
 from harness.versions.sweep import Job, JobsError, parse_jobs
 
+FIXTURE = Path(__file__).parent / "fixtures" / "run_tiny"
+
 JOBS = """\
 # NAME WORD...: the tiny profile over two seeds, and a deeper model from a profile file
 s0 training.seed=0
@@ -35,13 +37,14 @@ def _result(path: Path, broken: int, changed: int, headline: str, tests=10, fail
 def _trained_run(runs: Path, stop_rate: float, bleu: float) -> None:
     directory = runs / "abc123"
     directory.mkdir(parents=True)
-    (directory / "run.json").write_text(json.dumps({
-        "status": "complete", "stage": "trained", "config": {"data": {"target_column": "translation_extra"}},
-        "training": {"global_step": 348, "loss_history": [{"step": 10, "loss": 5.5}, {"step": 340, "loss": 2.25}]},
-        "metrics": {"tuned": {"non_empty_stop_rate": stop_rate, "mean_words": 9.5,
-                              "vs_translation_extra": {"bleu": bleu}},
-                    "base": {"non_empty_stop_rate": 0.0, "vs_translation_extra": {"bleu": 0.1}}},
-    }))
+    record = json.loads((FIXTURE / "run.json").read_text())  # a whole record, with the figures read here
+    record.update(status="complete", stage="trained")
+    record["training"].update(global_step=348, loss_history=[{"step": 10, "loss": 5.5}, {"step": 340, "loss": 2.25}])
+    record["metrics"]["tuned"].update(non_empty_stop_rate=stop_rate, mean_words=9.5)
+    record["metrics"]["tuned"]["vs_translation_extra"]["bleu"] = bleu
+    record["metrics"]["base"]["non_empty_stop_rate"] = 0.0
+    record["metrics"]["base"]["vs_translation_extra"]["bleu"] = 0.1
+    (directory / "run.json").write_text(json.dumps(record))
 
 
 class FakeRunner:

@@ -123,7 +123,7 @@ def test_the_report_lists_the_adaptations_and_the_library_warnings(tmp_path):
     manifest["library_warnings"] = [{"library": "trl 0.16.0", "category": "FutureWarning", "count": 2,
                                      "message": "`max_seq_length` is deprecated <b>", "settings": ["training.max_length"]}]
     files.write_json(directory / "run.json", manifest)
-    page = lxml.html.fromstring(render_run_report(Run(directory, manifest, reused=True), tmp_path / "r.html")
+    page = lxml.html.fromstring(render_run_report(Run.load(directory), tmp_path / "r.html")
                                 .read_text(encoding="utf-8"))
     assert page.get_element_by_id("compat").text_content().strip() == "trl 0.14.0: max_length passed as max_seq_length"
     row = [cell.text_content() for cell in page.get_element_by_id("library-warnings").xpath(".//tbody/tr/td")]
@@ -132,7 +132,10 @@ def test_the_report_lists_the_adaptations_and_the_library_warnings(tmp_path):
 
 def test_a_new_deprecation_against_the_baseline_fails_the_warnings_check_as_a_comparison():
     import importlib.util
+    from dataclasses import replace
     from pathlib import Path
+
+    from harness.run.stages import Run
 
     spec = importlib.util.spec_from_file_location("suite_warnings", Path(__file__).parents[1] / "suites" / "test_warnings.py")
     suite = importlib.util.module_from_spec(spec)
@@ -147,9 +150,10 @@ def test_a_new_deprecation_against_the_baseline_fails_the_warnings_check_as_a_co
             return "baseline tiny.json"
 
     request = None  # read only when the entry recorded no warnings (not compared)
-    suite.test_no_new_library_deprecation_warning({"library_warnings": [old]}, Entry(), request)
+    run = Run.load(Path(__file__).parent / "fixtures" / "run_tiny").record
+    suite.test_no_new_library_deprecation_warning(replace(run, library_warnings=[old]), Entry(), request)
     with pytest.raises(AssertionError, match="(?s)1 library deprecation warning.*`packing` default will change"):
-        suite.test_no_new_library_deprecation_warning({"library_warnings": [old, new]}, Entry(), request)
+        suite.test_no_new_library_deprecation_warning(replace(run, library_warnings=[old, new]), Entry(), request)
 
 
 def test_an_unknown_variant_is_a_pytest_usage_error(pytester):

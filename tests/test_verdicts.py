@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.checks import baselines
+from harness.recipe.record import load
 
 pytest_plugins = ["pytester"]
 
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from harness.recipe.profiles import PROFILES
+from harness.recipe.record import load
 from harness.run.stages import Run
 
 FIXTURE = Path({fixture!r})
@@ -43,7 +45,7 @@ def harness_profile():
 def recipe_run(harness_profile):  # as the plugin's own: every check of the recipe needs the profile
     manifest = json.loads((FIXTURE / "run.json").read_text())
     change(manifest)
-    return Run(FIXTURE, manifest, reused=True)
+    return Run(FIXTURE, load(manifest), reused=True)
 
 
 @pytest.fixture(scope="session")
@@ -64,12 +66,12 @@ def run_artifacts(recipe_run):
 '''
 
 INVARIANTS = '''
-def test_every_eos_keeps_its_label(manifest):
-    assert manifest["tokens"]["eos_id"] == 32000, "EOS has label -100: the collator masked EOS"
+def test_every_eos_keeps_its_label(record):
+    assert record.tokens.eos_id == 32000, "EOS has label -100: the collator masked EOS"
 
 
-def test_pad_token_is_not_eos(manifest):
-    assert manifest["tokens"]["pad_id"] != manifest["tokens"]["eos_id"]
+def test_pad_token_is_not_eos(record):
+    assert record.tokens.pad_id != record.tokens.eos_id
 '''
 
 
@@ -81,7 +83,7 @@ def suite(pytester, tmp_path):
     template = json.loads((FIXTURE / "template.json").read_text())
     baselines_dir = tmp_path / "baselines"
     baselines_dir.mkdir()
-    baselines.update(baselines_dir / "tiny.json", "tiny", manifest, template)
+    baselines.update(baselines_dir / "tiny.json", "tiny", load(manifest), template)
     pytester.makepyfile(test_baseline=(ROOT / "suites" / "test_baseline.py").read_text(),
                         test_invariants=INVARIANTS)
 
@@ -271,13 +273,13 @@ import pytest
 
 
 @pytest.mark.yoda_check(headline="PAD == EOS", settings=("tokenizer.pad_token",))
-def test_pad_differs(manifest):
-    assert manifest["tokens"]["pad_id"] != manifest["tokens"]["eos_id"]
+def test_pad_differs(record):
+    assert record.tokens.pad_id != record.tokens.eos_id
 
 
 @pytest.mark.yoda_check(headline="special tokens misread", detail_after="read them: ")
-def test_tokens_read(manifest):
-    assert manifest["tokens"]["eos_id"] == 32000, "the library read them: eos_id 7 (expected 32000). More."
+def test_tokens_read(record):
+    assert record.tokens.eos_id == 32000, "the library read them: eos_id 7 (expected 32000). More."
 '''
 
 

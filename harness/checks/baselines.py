@@ -40,8 +40,7 @@ from typing import Any
 
 from harness import env, files
 from harness.recipe.config import RETIRED
-from harness.recipe.data import SECONDARY_REFERENCE, Columns
-from harness.recipe.metrics import MB
+from harness.recipe.record import RunRecord, to_json, tokens_value
 
 SCHEMA = 2
 LEGACY_SCHEMAS = (1,)
@@ -147,115 +146,36 @@ PREPARED_METRICS = ("footprint_loaded_mb", "footprint_adapted_mb", "trainable_pa
                     "template_rendered", "tokens_as_read")
 
 
-def measure(manifest: dict, template: dict | None = None) -> tuple[dict[str, Any], dict[str, str]]:
-    """(every metric of POLICY this run has, {metric: why this run has none}) from a finished run."""
-    if manifest.get("stage") == "prepared":
-        return _measure_prepared(manifest, template)
-    structure, training, scores = manifest["structure"], manifest["training"], manifest["metrics"]
-    losses = [point["loss"] for point in training["loss_history"]]
-    tuned, base = scores["tuned"], scores["base"]
-    # Scores are recorded under the run's reference columns (vs_translation_extra, vs_translation
-    # for the recipe's data); the second reference only when the run's data had it.
-    columns = Columns.of_run(manifest)
-    versus = tuned[columns.target_key]
-    plain = tuned.get(columns.secondary_key) if columns.secondary_key else None
-    signatures = versus.get("signatures") or {}
-    as_read = (manifest.get("tokens") or {}).get("as_read")
-    peak = training.get("peak_gpu_allocated_bytes")
-    values: dict[str, Any] = {
-        "footprint_loaded_mb": round(structure["footprint_loaded_bytes"] / MB, 6),
-        "footprint_adapted_mb": round(structure["footprint_adapted_bytes"] / MB, 6),
-        "trainable_parameters": structure["trainable_parameters"],
-        "total_parameters": structure["total_parameters"],
-        "global_step": training["global_step"],
-        "packed_rows": training["packed_rows"],
-        "adapter_data_bytes": manifest["adapter"]["safetensors_data_bytes"],
-        "adapter_dtype": ",".join(manifest["adapter"].get("dtypes", [])) or None,
-        "template_rendered": template["rendered"] if template is not None else None,
-        "tokens_as_read": tokens_value(as_read),
-        "bleu_signature": signatures.get("bleu"),
-        "chrf_signature": signatures.get("chrf"),
-        "ter_signature": signatures.get("ter"),
-        "peak_gpu_allocated_mb": round(peak / MB, 3) if peak else None,
-        "loss_first": losses[0] if losses else None,
-        "loss_last": losses[-1] if losses else None,
-        "train_loss": training.get("train_loss"),
-        "bleu": versus["bleu"],
-        "bleu_plain": plain["bleu"] if plain else None,
-        "chrf": versus["chrf"],
-        "ter": versus["ter"],
-        "stop_rate": tuned["stop_rate"],
-        "non_empty_stop_rate": tuned["non_empty_stop_rate"],
-        "mean_new_tokens": tuned["mean_new_tokens"],
-        "mean_words": tuned["mean_words"],
-        "base_bleu": base[columns.target_key]["bleu"],
-        "base_stop_rate": base.get("stop_rate"),
-    }
-    absent = {
-        "template_rendered": "the run's template.json was not read",
-        "tokens_as_read": "this run's manifest has no tokens.as_read (made before the harness recorded it)",
-        "peak_gpu_allocated_mb": "no GPU memory was measured (a CPU run)",
-        "loss_first": "no loss was logged",
-        "loss_last": "no loss was logged",
-        "adapter_dtype": "the adapter record names no dtype",
-        "bleu_plain": f"this run scored no second reference (its data has no {SECONDARY_REFERENCE!r} column "
-                      "besides the source and target)",
-    }
-    if manifest.get("profile_kind") == "structural":
+def measure(record: RunRecord, template: dict | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """(every metric of POLICY this run has, {metric: why this run has none}): what the record
+    measures (`record.measure`), as the policy reads it."""
+    values, absent = record.measure(template)
+    if record.trained and record.profile_kind == "structural":
         for name, policy in POLICY.items():
             if policy.group in ("quality", "learning"):
                 values[name] = None
-                absent[name] = f"profile {manifest.get('profile')!r} has random weights: its {name} says nothing"
+                absent[name] = f"profile {record.profile!r} has random weights: its {name} says nothing"
     present = {name: value for name, value in values.items() if value is not None}
-    return present, {name: absent.get(name, f"this run did not record {name}") for name in POLICY
-                     if name not in present}
+    return present, {name: absent.get(name, record.unmeasured(name)) for name in POLICY if name not in present}
 
 
-def tokens_value(as_read: dict | str | None) -> str | None:
-    """The tokens as read, as compared: the special tokens and their ids, without the libraries
-    that read them (`read_by`). Those differ on every upgrade and are the entry's package
-    difference already; in the value they made the tokens CHANGED under the October-2025 set
-    although every token and id was the same."""
-    if as_read is None:
-        return None
-    tokens = json.loads(as_read) if isinstance(as_read, str) else dict(as_read)
-    tokens.pop("read_by", None)
-    return json.dumps(tokens, sort_keys=True)
+def run_metrics(record: RunRecord, template: dict | None = None) -> dict[str, Any]:
+    """Every metric the comparison reads, from a finished run's record."""
+    return measure(record, template)[0]
 
 
-def _measure_prepared(manifest: dict, template: dict | None) -> tuple[dict[str, Any], dict[str, str]]:
-    structure, as_read = manifest["structure"], (manifest.get("tokens") or {}).get("as_read")
-    values = {
-        "footprint_loaded_mb": round(structure["footprint_loaded_bytes"] / MB, 6),
-        "footprint_adapted_mb": round(structure["footprint_adapted_bytes"] / MB, 6),
-        "trainable_parameters": structure["trainable_parameters"],
-        "total_parameters": structure["total_parameters"],
-        "template_rendered": template["rendered"] if template is not None else None,
-        "tokens_as_read": tokens_value(as_read),
-    }
-    present = {name: value for name, value in values.items() if value is not None}
-    return present, {name: f"the prepared stage does not measure {name} (the trained stage does)"
-                     for name in POLICY if name not in present}
-
-
-def run_metrics(manifest: dict, template: dict | None = None) -> dict[str, Any]:
-    """Every metric the comparison reads, flattened from a finished run's manifest."""
-    return measure(manifest, template)[0]
-
-
-def run_inputs(manifest: dict) -> dict:
+def run_inputs(record: RunRecord) -> dict:
     """What a comparison is only meaningful for: the same config, data, step count and model."""
     # A retired field (one the code never passed) is left out: a run recorded with it compares as one without.
-    config = _without(manifest["config"], CONFIG_IGNORED + tuple(RETIRED))
-    data = manifest.get("data") or {}
+    config = _without(record.config, CONFIG_IGNORED + tuple(RETIRED))
+    data = record.data
     return {
         "config_digest": _digest(config),
         "config": config,
-        "data": {key: data.get(key) for key in ("source", "train_fingerprint", "eval_fingerprint",
-                                                "train_rows", "eval_rows")},
-        "global_step": manifest["training"].get("global_step"),  # None in the prepared stage
-        "model": {"profile": manifest.get("profile"), "model": manifest.get("model"),
-                  "identity": manifest.get("model_identity")},
+        "data": {"source": data.source, "train_fingerprint": data.train_fingerprint,
+                 "eval_fingerprint": data.eval_fingerprint, "train_rows": data.train_rows, "eval_rows": data.eval_rows},
+        "global_step": record.training.global_step if record.trained else None,
+        "model": {"profile": record.profile, "model": record.model, "identity": record.model_identity},
     }
 
 
@@ -406,7 +326,7 @@ def _inside(current: Any, band: dict) -> bool:
     return (low is None or current >= low - slack) and (high is None or current <= high + slack)
 
 
-def refusal(entry: dict, manifest: dict, scope: str = RUN) -> str | None:
+def refusal(entry: dict, record: RunRecord, scope: str = RUN) -> str | None:
     """Why this run must not be compared with `entry` (its inputs differ), or None.
 
     scope "run": every input (config, data split, step count, model); scope "model": only the
@@ -415,7 +335,7 @@ def refusal(entry: dict, manifest: dict, scope: str = RUN) -> str | None:
     stored = entry.get("inputs")
     if stored is None:
         return None  # a legacy entry recorded no inputs: nothing to refuse on
-    current = run_inputs(manifest)
+    current = run_inputs(record)
     reasons = []
     old_config, new_config = _without(stored.get("config") or {}, tuple(RETIRED)), current["config"]
     # An entry recorded with a retired field: its digest is the one its config has without it.
@@ -434,15 +354,15 @@ def refusal(entry: dict, manifest: dict, scope: str = RUN) -> str | None:
             if stored["data"].get(key) != current["data"].get(key)))
     if scope == RUN and not reasons and stored["global_step"] != current["global_step"]:
         reasons.append(f"step count differs: {stored['global_step']} -> {current['global_step']} "
-                       f"(same config and data: {_packing_cause(manifest)})")
+                       f"(same config and data: {_packing_cause(record)})")
     if stored["model"] != current["model"]:
         reasons.append(f"model differs: {_short_model(stored['model'])} -> {_short_model(current['model'])}")
     return "; ".join(reasons) or None
 
 
-def _packing_cause(manifest: dict) -> str:
+def _packing_cause(record: RunRecord) -> str:
     """What the run's trl was recorded doing otherwise when packing (harness.recipe.compat), else the likely causes."""
-    recorded = [entry.get("description", "") for entry in manifest.get("compat") or [] if entry.get("setting") == "packing"]
+    recorded = [entry.get("description", "") for entry in record.compat if entry.get("setting") == "packing"]
     return "this run's packing, as recorded: " + "; ".join(recorded) if recorded else "packing or tokenization changed"
 
 
@@ -697,29 +617,29 @@ class Comparison:
             return None
         return self.entry["metrics"][name]["value"]
 
-    def judge(self, name: str, manifest: dict, template: dict | None) -> Verdict:
-        values, absent = self._measure(manifest, template)
+    def judge(self, name: str, record: RunRecord, template: dict | None) -> Verdict:
+        values, absent = self._measure(record, template)
         stored = self.entry["metrics"].get(name) if self.entry else None
         return judge(name, values.get(name), stored, absent.get(name, ""), self.other_device, self.device)
 
-    def judge_all(self, manifest: dict, template: dict | None) -> list[Verdict]:
+    def judge_all(self, record: RunRecord, template: dict | None) -> list[Verdict]:
         """Every metric of the policy or the entry, judged by the same function pytest uses."""
-        values, absent = self._measure(manifest, template)
+        values, absent = self._measure(record, template)
         stored = self.entry["metrics"] if self.entry else {}
         return [judge(name, values.get(name), stored.get(name), absent.get(name, ""), self.other_device, self.device)
                 for name in sorted(set(values) | set(stored))]
 
-    def _measure(self, manifest: dict, template: dict | None) -> tuple[dict[str, Any], dict[str, str]]:
-        """`measure` of the run, once for the same manifest and template objects (a session's checks
+    def _measure(self, record: RunRecord, template: dict | None) -> tuple[dict[str, Any], dict[str, str]]:
+        """`measure` of the run, once for the same record and template objects (a session's checks
         judge one metric each, all of the same run)."""
-        last_manifest, last_template, measured = self._measured
-        if manifest is not last_manifest or template is not last_template:
-            measured = measure(manifest, template)
-            self._measured = (manifest, template, measured)
+        last_record, last_template, measured = self._measured
+        if record is not last_record or template is not last_template:
+            measured = measure(record, template)
+            self._measured = (record, template, measured)
         return measured
 
-    def refusal(self, manifest: dict, scope: str = RUN) -> str | None:
-        return refusal(self.entry, manifest, scope) if self.entry else None
+    def refusal(self, record: RunRecord, scope: str = RUN) -> str | None:
+        return refusal(self.entry, record, scope) if self.entry else None
 
     def context(self) -> str:
         if self.entry is None:
@@ -757,19 +677,19 @@ def _metric_record(name: str, samples: list, legacy: bool = False) -> dict:
     return record
 
 
-def entry_from_runs(runs: list[tuple[dict, dict | None]], provenance: dict | None = None) -> dict:
+def entry_from_runs(runs: list[tuple[RunRecord, dict | None]], provenance: dict | None = None) -> dict:
     """The entry for one or more runs of one config that differ only in their seed.
 
     Numbers: the mean, the sample spread and the band from them. Exact metrics must agree across
     the runs (a footprint that depends on the seed is no structural figure): else BaselineError.
     """
-    manifest, others = runs[0][0], runs[1:]
-    inputs = run_inputs(manifest)
+    record, others = runs[0][0], runs[1:]
+    inputs = run_inputs(record)
     for other, _ in others:
         if run_inputs(other) != inputs:
             problem = refusal({"inputs": inputs}, other) or "inputs differ"
-            raise BaselineError(f"run {other['key']} cannot share an entry with {manifest['key']}: {problem}")
-    measured = [measure(m, t)[0] for m, t in runs]
+            raise BaselineError(f"run {other.key} cannot share an entry with {record.key}: {problem}")
+    measured = [measure(r, t)[0] for r, t in runs]
     metrics = {}
     for name in sorted(measured[0]):
         samples = [values.get(name) for values in measured]
@@ -779,7 +699,7 @@ def entry_from_runs(runs: list[tuple[dict, dict | None]], provenance: dict | Non
         if None in samples:
             raise BaselineError(f"{name} was measured in some runs only")
         metrics[name] = _metric_record(name, samples)
-    environment = manifest["environment"]
+    environment = record.environment
     return {
         # Which harness recorded it (commit, dirty tree), and whether invariants failed and it was forced.
         "provenance": provenance or {},
@@ -787,22 +707,22 @@ def entry_from_runs(runs: list[tuple[dict, dict | None]], provenance: dict | Non
         "device": env.device_kind(environment),
         # Everything known of the device (CPU model, kernels, pins; GPU compute capability, CUDA, driver).
         "device_facts": environment["device"],
-        "recorded": manifest["created"],
+        "recorded": record.created,
         "packages": environment["packages"],
         "python": environment["python"],
-        "run_key": manifest["key"],
-        "runs": [{"run_key": m["key"], "seed": m["config"]["training"]["seed"]} for m, _ in runs],
+        "run_key": record.key,
+        "runs": [{"run_key": r.key, "seed": r.recipe_config.training.seed} for r, _ in runs],
         "inputs": inputs,
         # The curve itself, so a report can draw this run's loss against the baseline's.
-        "loss_history": manifest["training"]["loss_history"],
+        "loss_history": to_json(record.training.loss_history) if record.trained else [],
         # The libraries' deprecation warnings during the run: a new one later is CHANGED (suites/test_warnings.py).
-        "library_warnings": manifest.get("library_warnings", []),
+        "library_warnings": record.library_warnings,
         "metrics": metrics,
     }
 
 
-def entry_from_run(manifest: dict, template: dict | None, provenance: dict | None = None) -> dict:
-    return entry_from_runs([(manifest, template)], provenance)
+def entry_from_run(record: RunRecord, template: dict | None, provenance: dict | None = None) -> dict:
+    return entry_from_runs([(record, template)], provenance)
 
 
 def zero_spanning(entry: dict) -> list[str]:
@@ -823,13 +743,13 @@ def file_lock(path: Path):
         yield
 
 
-def update(path: Path, profile: str, manifest: dict, template: dict | None,
-           spread_runs: list[tuple[dict, dict | None]] = (), provenance: dict | None = None) -> list[str]:
+def update(path: Path, profile: str, record: RunRecord, template: dict | None,
+           spread_runs: list[tuple[RunRecord, dict | None]] = (), provenance: dict | None = None) -> list[str]:
     """Record the run (and the runs of other seeds in `spread_runs`) as the entry for its version
     set and device, replacing the old one; return the old -> new lines. `provenance` (which harness
     recorded it, whether invariants failed and it was forced) is stored in the entry."""
     baseline = load(path, profile)
-    new_entry = entry_from_runs([(manifest, template), *spread_runs], provenance)
+    new_entry = entry_from_runs([(record, template), *spread_runs], provenance)
     useless = zero_spanning(new_entry)
     if useless:
         raise BaselineError(f"{path}: not recorded: the band of {', '.join(useless)} reaches zero, so it could "

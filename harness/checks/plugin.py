@@ -16,7 +16,7 @@ A green must mean that what was asked for was checked:
 - a session in which no harness check ran to a verdict exits 1 with a message;
 - `--yoda-update-baselines` records only a run whose invariant checks held (`--yoda-force-baselines`
   overrides, and the entry says so), once per session (the xdist controller), under a lock; an entry
-  over several seeds is `python -m harness baselines record` (harness/versions/record.py), which runs
+  over several seeds is `python -m harness baselines record` (harness/versions/recording.py), which runs
   one session per seed and refuses alike (`HarnessSession.recording_refusal`).
 
 What the session runs (profile, recipe config, run inputs) is planned once, at collection, by the
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import env, files, markers
+from harness import env, markers
 from harness.checks import baselines as baseline_store
 from harness.checks import verdicts
 from harness.checks.session import SessionPlan, announce, planner
@@ -48,7 +48,7 @@ SESSION_KEY = pytest.StashKey[str]()
 CRASH_KEY = pytest.StashKey["object"]()  # the recipe's crash in this session (harness.checks.crash.RecipeCrash)
 PLUGIN_NAME = "yoda-harness-session"
 # What a reader runs to record an entry for this device (the verdict and the skips say it): a
-# recording over seeds (harness/versions/record.py), each seed a session of its own.
+# recording over seeds (harness/versions/recording.py), each seed a session of its own.
 RECORD_COMMAND = "`python -m harness baselines record --profile {profile} --seeds 2`"
 # ... and where the profile cannot train (smollm2 on a CPU): its prepared stage's figures.
 STRUCTURAL_RECORD_COMMAND = "`pytest suites --yoda-profile {profile} -m yoda_structural --yoda-update-baselines`"
@@ -291,9 +291,9 @@ def _recipe_crash(request):
 
 
 @pytest.fixture
-def manifest(request, harness_profile) -> dict:
-    """The run's manifest (`run.json`) at the stage the check needs."""
-    return _stage_run(request).manifest
+def record(request, harness_profile):
+    """The run's record (`harness.recipe.record`, its `run.json`) at the stage the check needs."""
+    return _stage_run(request).record
 
 
 @pytest.fixture
@@ -470,7 +470,7 @@ class HarnessSession:
         if finished is None and PREPARED_RUN_KEY in self.config.stash:
             # The prepared stage was read from a finished trained run: that run is this session's.
             stage = self.config.stash[PREPARED_RUN_KEY]
-            finished = stage if stage.manifest.get("stage", "trained") == "trained" else None
+            finished = stage if stage.record.trained else None
         if finished is not None or not self.config.getoption("numprocesses", None):
             return finished
         if self._published is None:
@@ -480,7 +480,7 @@ class HarnessSession:
     def _prepared_only_run(self):
         """This session's prepared stage when only that stage ran (every check structural), else None."""
         stage = self.config.stash.get(PREPARED_RUN_KEY, None)
-        return stage if stage is not None and stage.manifest.get("stage") == "prepared" else None
+        return stage if stage is not None and not stage.record.trained else None
 
     def _update_baselines(self, finished) -> None:
         forced = self.config.getoption("--yoda-force-baselines")
@@ -492,13 +492,11 @@ class HarnessSession:
         provenance = {"harness": env.harness_revision(), "forced": bool(broken and forced),
                       "failed_invariants": broken}
         path = planner(self.config).options.baselines_dir / f"{finished.profile}.json"
-        manifest = finished.manifest
-        if manifest.get("stage") == "prepared":
+        if not finished.record.trained:
             # Nothing trained: no loss curve; the entry holds the prepared stage's figures and says so.
-            manifest = {**manifest, "training": {**manifest["training"], "loss_history": []}}
             provenance["stage"] = "prepared"
         with baseline_store.file_lock(path):
-            lines = baseline_store.update(path, finished.profile, manifest, finished.artifact("template.json"),
+            lines = baseline_store.update(path, finished.profile, finished.record, finished.artifact("template.json"),
                                           provenance=provenance)
         announce(self.config, f"updated {path}:")
         for line in lines:
@@ -512,7 +510,7 @@ class HarnessSession:
                 terminalreporter.write_sep("-", "yoda-harness")
                 terminalreporter.write_line(f"run {stage.directory} ({'reused' if stage.reused else 'new'}), "
                                             f"profile {stage.profile} (prepared stage: nothing trained)")
-                _write_compat_and_warnings(terminalreporter, stage.manifest)
+                _write_compat_and_warnings(terminalreporter, stage.record)
             return
         try:
             comparison = planner(config).comparison(finished)
@@ -523,21 +521,21 @@ class HarnessSession:
         terminalreporter.write_sep("-", "yoda-harness")
         terminalreporter.write_line(f"run {finished.directory} ({state}), profile {finished.profile}")
         terminalreporter.write_line(comparison.context())
-        _write_compat_and_warnings(terminalreporter, finished.manifest)
+        _write_compat_and_warnings(terminalreporter, finished.record)
 
 
 def _run_ref(stage):
     from harness.checks.result import RunRef
 
-    return RunRef(key=stage.manifest.get("key"), directory=str(stage.directory), state="reused" if stage.reused else "new",
-                  stage=stage.manifest.get("stage", "trained"))
+    return RunRef(key=stage.record.key, directory=str(stage.directory), state="reused" if stage.reused else "new",
+                  stage=stage.record.stage)
 
 
 def _library_warnings(config, stage) -> dict:
     """The run's library warnings, and those its baseline entry's run did not emit (None: no entry to say)."""
     from harness.recipe import libwarnings
 
-    recorded = stage.manifest.get("library_warnings") or []
+    recorded = list(stage.record.library_warnings)
     try:
         comparison = planner(config).comparison(stage)
     except baseline_store.BaselineError:
@@ -547,13 +545,13 @@ def _library_warnings(config, stage) -> dict:
     return {"library_warnings": recorded, "new_library_warnings": new}
 
 
-def _write_compat_and_warnings(terminalreporter, manifest: dict) -> None:
+def _write_compat_and_warnings(terminalreporter, record) -> None:
     """The release differences the harness adapted, and the libraries' deprecation warnings."""
     from harness.recipe import libwarnings
 
-    for adaptation in manifest.get("compat") or []:
+    for adaptation in record.compat:
         terminalreporter.write_line(f"adapted: {adaptation['description']}")
-    recorded = manifest.get("library_warnings") or []
+    recorded = record.library_warnings
     if recorded:
         terminalreporter.write_line(f"library deprecation warnings during the run ({len(recorded)}):", yellow=True)
         for entry in recorded:
@@ -567,7 +565,7 @@ def _published_run(config):
         plan = session_plan(config)
         directory = artifacts.finished_run(plan.runs_dir, plan.inputs.key)
         if directory is not None:
-            return stages.Run(directory, files.read_json(directory / artifacts.MANIFEST), reused=True)
+            return stages.Run.load(directory)
     return None
 
 

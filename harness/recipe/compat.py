@@ -4,7 +4,7 @@ The recipe is written against today's libraries. Older releases name an argument
 return other keys, apply another default or have another private API; each function here adapts
 one such difference for the *installed* release and returns an `Adaptation` saying what it did.
 Inside `recording()` (the recipe's run opens one) every adaptation is also collected, so the
-run's manifest lists them under `compat`: a run on an old release never differs silently.
+run's record lists them under `compat`: a run on an old release never differs silently.
 
     sft_config(kwargs, left_to_library)  SFTConfig: renamed / missing arguments; library defaults
     generation_inputs(model, batch)      tokenizer outputs the model's forward does not take

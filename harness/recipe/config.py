@@ -224,7 +224,7 @@ class RecipeConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "RecipeConfig":
-        """The config a recorded `to_dict()` describes (a run's manifest, a baseline entry), every
+        """The config a recorded `to_dict()` describes (a run's record, a baseline entry), every
         field checked as an override is; RETIRED fields are dropped and a section recorded before
         it existed (the tokenizer's) reads as its default, the recipe's own."""
         sections = {f.name: f.type for f in dataclasses.fields(cls)}

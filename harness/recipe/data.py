@@ -58,15 +58,6 @@ class Columns:
         """From `DataSettings` (`source_column`, `target_column`)."""
         return cls.named(settings.source_column, settings.target_column)
 
-    @classmethod
-    def of_run(cls, manifest: dict) -> "Columns":
-        """The columns a recorded run used (its `config.data`); a run recorded without them used the defaults.
-
-        The secondary reference is the one the run's data *may* have had: read its scores with `.get`.
-        """
-        settings = ((manifest or {}).get("config") or {}).get("data") or {}
-        return cls.named(settings.get("source_column", DEFAULT_SOURCE), settings.get("target_column", DEFAULT_TARGET))
-
     @property
     def required(self) -> tuple[str, ...]:
         return (self.source, self.target)

@@ -3,7 +3,7 @@
 A library usually announces a break a release or two before it makes it (`max_seq_length` is
 deprecated ... will be removed). The recipe's run records each such announcement instead of
 letting a warnings filter throw it away: which library (and release), which message, which recipe
-setting it names, and how often. The run's manifest keeps them under `library_warnings`; the
+setting it names, and how often. The run's record keeps them under `library_warnings`; the
 terminal summary lists them, and a warning the baseline run did not see is a change
 (`new_warnings`).
 

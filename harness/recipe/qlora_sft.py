@@ -7,9 +7,9 @@
                      the deployed generations use)
 
 Each phase is what the reference recipe does (../shared/RECIPE.md), with the settings taken
-from `RecipeConfig`; the two stage functions return the records (manifest and artifacts) that the
-suites, baselines and report read. Caching, publishing and the several-process protocol around
-them are `harness/run/stages.py`. Nothing downstream re-runs a phase.
+from `RecipeConfig`; the two stage functions return the records (the run record, `harness.recipe.record`,
+and the artifacts) that the suites, baselines and report read. Caching, publishing and the
+several-process protocol around them are `harness/run/stages.py`. Nothing downstream re-runs a phase.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ from harness.recipe.config import RecipeConfig
 from harness.recipe.generate import generate_batched
 from harness.recipe.models import CONVERSION_RECORD, Checkpoint, check_special_tokens, tokens_as_read
 from harness.recipe.profiles import ModelOptions, Profile
+from harness.recipe.record import (Adapter, AsShipped, Correction, DataSummary, LossPoint, Metrics, Prediction,
+                                   PreparedRun, PreparedTraining, Reload, Structure, TokenFacts, Tokens,
+                                   TokensAsRead, TrainedRun, TrainedTraining, extended, from_json)
 
 log = logging.getLogger("harness.recipe.qlora_sft")
 
@@ -201,7 +204,7 @@ class LiveObjects:
 class Prepared:
     """The prepared stage in memory: its records, and the live objects training continues from."""
 
-    manifest: dict
+    record: PreparedRun
     files: dict[str, Any]  # artifact name -> payload
     live: LiveObjects
     quantized_model: Any
@@ -240,20 +243,19 @@ def prepare_stage(profile: Profile, options: ModelOptions, config: RecipeConfig,
     import tempfile
 
     phase = _Phases()
-    record: dict[str, Any] = {}
     with phase("checkpoint"), state.main_process_first():
         # Rank 0 builds the checkpoint while the others wait at a barrier, then they load it:
         # built concurrently, every rank would write and rename the same `.partial` directory.
         checkpoint = profile.build_checkpoint(options)
     with phase("load"):
         quantized_model, tokenizer = load_quantized_model(checkpoint, config)
-        tokenizer_as_shipped = {"pad": tokenizer.pad_token, "eos": tokenizer.eos_token}
+        tokenizer_as_shipped = AsShipped(pad=tokenizer.pad_token, eos=tokenizer.eos_token)
         # What the library read: from the source file when the harness converted it (and had to
         # correct tokens), else from this load. Checked against the family's facts by the suites.
         as_read = _conversion_tokens(checkpoint) or tokens_as_read(tokenizer, checkpoint.special_tokens)
         prepare_tokenizer(tokenizer, config)
-        record["quantized_linear_modules"] = _linear4bit_modules(quantized_model)
-        record["unquantized_modules"] = _unquantized_named(quantized_model)
+        quantized_linear_modules = _linear4bit_modules(quantized_model)
+        unquantized_modules = _unquantized_named(quantized_model)
         footprint_loaded = quantized_model.get_memory_footprint()
     with phase("lora"):
         peft_model = add_adapters(quantized_model, config)
@@ -282,75 +284,66 @@ def prepare_stage(profile: Profile, options: ModelOptions, config: RecipeConfig,
         except (AttributeError, TypeError) as error:  # private trl API that older releases lack
             completion_batch = {"unsupported": f"this trl cannot prepare completion-only data here: {error}"}
         prediction = metrics.predict_structure(quantized_model.config, config.lora.r, config.lora.target_modules)
-    manifest = {
-        "stage": "prepared",
-        "key": inputs.key,
-        "profile": profile.name,
-        "profile_kind": profile.kind,
-        "profile_file": str(profile.path) if profile.path else None,
-        # The published figures this profile must reproduce (the report compares them too).
-        "reference": dict(profile.reference),
-        "skips": dict(profile.skips),
-        "thresholds": dict(profile.thresholds),
-        "model": checkpoint.name,
-        # By content or revision (a GGUF's sha256, a hub snapshot's commit): what a baseline refuses on.
-        "model_identity": profile.identity(options),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "config": config.to_dict(),
-        "environment": inputs.environment,
-        "version_set": env.version_set_id(inputs.environment),
-        "harness": dict(env.harness_revision(), source=inputs.harness_source),
-        "phase_seconds": phase.seconds,
-        "data": dict(split.summary(), content_digest=inputs.data_identity),
-        "tokens": {
-            "as_read": as_read,
-            "corrections": checkpoint.corrections(),
-            "facts": _facts_record(checkpoint.special_tokens),
-            "as_shipped": tokenizer_as_shipped,
-            "pad": tokenizer.pad_token, "pad_id": tokenizer.pad_token_id,
-            "eos": tokenizer.eos_token, "eos_id": tokenizer.eos_token_id,
-            "role_markers": list(checkpoint.special_tokens.role_markers),
-            "end_of_turn": checkpoint.special_tokens.end_of_turn,
-        },
-        "structure": {
-            "quantized_linear_modules": record["quantized_linear_modules"],
-            "unquantized_modules": record["unquantized_modules"],
-            "target_modules": list(config.lora.target_modules),
-            "footprint_loaded_bytes": footprint_loaded,
-            "footprint_adapted_bytes": footprint_adapted,
-            "trainable_parameters": trainable,
-            "total_parameters": total,
-            "requires_grad_before_trainer": requires_grad_before,
-            "requires_grad_after_trainer": requires_grad_after,
-            "lora_scaling": lora_scaling,
-            "predicted": prediction.as_dict(),
-            "predicted_quantized_modules": list(prediction.quantized_modules),
-        },
-        "training": {
-            "sft_config_adaptations": trainer.harness_adaptations,
-            "train_batch_size": trainer._train_batch_size,
-            "packed_rows": packed_rows,
-            "templated_tokens": templated_tokens,
-            # What this trl's packing adds between the examples (harness.recipe.compat), counted in the
-            # step count wrapped packing implies.
-            "packing_added_tokens": packing_added_tokens,
-            # The rows this trl's wrapped packing cuts those tokens into (harness.recipe.compat.Packing:
-            # groups of examples, shorter rows kept or dropped): the step count follows from it.
-            "packed_rows_predicted": packed_rows_predicted,
-            "train_examples": len(split.train),
-        },
-    }
+    prepared_record = PreparedRun(
+        key=inputs.key,
+        profile=profile.name,
+        profile_kind=profile.kind,
+        profile_file=str(profile.path) if profile.path else None,
+        reference=dict(profile.reference),
+        skips=dict(profile.skips),
+        thresholds=dict(profile.thresholds),
+        model=checkpoint.name,
+        model_identity=profile.identity(options),
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        config=config.to_dict(),
+        environment=inputs.environment,
+        version_set=env.version_set_id(inputs.environment),
+        harness=dict(env.harness_revision(), source=inputs.harness_source),
+        phase_seconds=dict(phase.seconds),
+        data=DataSummary(**split.summary(), content_digest=inputs.data_identity),
+        tokens=Tokens(
+            as_read=from_json(TokensAsRead, as_read, "tokens.as_read"),
+            corrections=from_json(list[Correction], checkpoint.corrections(), "tokens.corrections"),
+            facts=_facts_record(checkpoint.special_tokens),
+            as_shipped=tokenizer_as_shipped,
+            pad=tokenizer.pad_token, pad_id=tokenizer.pad_token_id,
+            eos=tokenizer.eos_token, eos_id=tokenizer.eos_token_id,
+            role_markers=list(checkpoint.special_tokens.role_markers),
+            end_of_turn=checkpoint.special_tokens.end_of_turn,
+        ),
+        structure=Structure(
+            quantized_linear_modules=quantized_linear_modules,
+            unquantized_modules=unquantized_modules,
+            target_modules=list(config.lora.target_modules),
+            footprint_loaded_bytes=footprint_loaded,
+            footprint_adapted_bytes=footprint_adapted,
+            trainable_parameters=trainable,
+            total_parameters=total,
+            requires_grad_before_trainer=requires_grad_before,
+            requires_grad_after_trainer=requires_grad_after,
+            lora_scaling=lora_scaling,
+            predicted=Prediction(**prediction.as_dict()),
+            predicted_quantized_modules=list(prediction.quantized_modules),
+        ),
+        training=PreparedTraining(
+            sft_config_adaptations=trainer.harness_adaptations,
+            train_batch_size=trainer._train_batch_size,
+            packed_rows=packed_rows,
+            templated_tokens=templated_tokens,
+            packing_added_tokens=packing_added_tokens,
+            packed_rows_predicted=packed_rows_predicted,
+            train_examples=len(split.train),
+        ),
+    )
     records = {"collated_batch.json": _batch_record(batch, tokenizer),
              "completion_only_batch.json": completion_batch,
              "template.json": _template_record(tokenizer, config)}
     live = LiveObjects(checkpoint=checkpoint, tokenizer=tokenizer, peft_model=peft_model, trainer=trainer, split=split)
-    return Prepared(manifest, records, live, quantized_model, _lora_b_abs_sum(peft_model), phase)
+    return Prepared(prepared_record, records, live, quantized_model, _lora_b_abs_sum(peft_model), phase)
 
 
-def train_and_score(prepared: Prepared, config: RecipeConfig, out: Path | None, state) -> dict | None:
-    """Recipe steps 5-7 from the prepared stage: train, save, reload, generate, score; the full manifest."""
-    import copy
-
+def train_and_score(prepared: Prepared, config: RecipeConfig, out: Path | None, state) -> TrainedRun | None:
+    """Recipe steps 5-7 from the prepared stage: train, save, reload, generate, score; the whole run's record."""
     import torch
 
     phase, live = prepared.phase, prepared.live
@@ -411,21 +404,22 @@ def train_and_score(prepared: Prepared, config: RecipeConfig, out: Path | None, 
         if rows is not None:
             prepared.files[name] = [dict(g.as_dict(), **split.columns.reference_record(row))
                                     for g, row in zip(rows, split.eval)]
-    manifest = copy.deepcopy(prepared.manifest)
-    manifest.update(stage="trained", created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    phase_seconds=phase.seconds, adapter=dict(_adapter_record(adapter_dir, adapter_files), reload=reload_record),
-                    saved=saved, metrics=scores)
-    manifest["training"].update({
-        "global_step": trainer.state.global_step,
-        "loss_history": [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e],
-        "train_loss": train_metrics.get("train_loss"),
-        "train_runtime": train_metrics.get("train_runtime"),
-        "lora_b_abs_sum_before": prepared.lora_b_before,
-        "lora_b_abs_sum_after": lora_b_after,
-        "peak_gpu_allocated_bytes": peak_gpu,
-        "peak_rss_bytes": _peak_rss(),
-    })
-    return manifest
+    training = extended(
+        prepared.record.training, TrainedTraining,
+        global_step=trainer.state.global_step,
+        loss_history=[LossPoint(step=e["step"], loss=e["loss"]) for e in trainer.state.log_history if "loss" in e],
+        train_loss=train_metrics.get("train_loss"),
+        train_runtime=train_metrics.get("train_runtime"),
+        lora_b_abs_sum_before=prepared.lora_b_before,
+        lora_b_abs_sum_after=lora_b_after,
+        peak_gpu_allocated_bytes=peak_gpu,
+        peak_rss_bytes=_peak_rss(),
+    )
+    adapter = Adapter(**_adapter_record(adapter_dir, adapter_files), reload=from_json(Reload, reload_record, "reload"))
+    return extended(
+        prepared.record, TrainedRun, stage="trained", created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        phase_seconds=dict(phase.seconds), training=training, adapter=adapter, saved=saved,
+        metrics=from_json(Metrics, scores, "metrics"))
 
 
 # ------------------------------------------------------------------ helpers
@@ -434,9 +428,9 @@ def _conversion_tokens(checkpoint: Checkpoint) -> dict | None:
     return files.read_json(record).get("tokens_as_read") if record.is_file() else None
 
 
-def _facts_record(facts) -> dict:
-    return {"eos": facts.eos, "bos": facts.bos, "unk": facts.unk, "pad_as_shipped": facts.pad_as_shipped,
-            "ids": dict(facts.ids)}
+def _facts_record(facts) -> TokenFacts:
+    return TokenFacts(eos=facts.eos, bos=facts.bos, unk=facts.unk, pad_as_shipped=facts.pad_as_shipped,
+                      ids=dict(facts.ids))
 
 
 def _template_ids(tokenizer, messages, add_generation_prompt: bool = False) -> list[int]:

@@ -12,7 +12,7 @@ launch` rank 0 alone decides reuse and publishes. What each phase does is `harne
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from harness.recipe import compat, libwarnings, qlora_sft
 from harness.recipe.config import RecipeConfig
 from harness.recipe.data import YodaSplit
 from harness.recipe.profiles import ModelOptions, Profile
+from harness.recipe.record import PreparedRun, RunRecord, TrainedRun, load
 from harness.run import artifacts
 
 # A run has two stages, each cached and published on its own: *prepared* (steps 1-5 up to the
@@ -33,23 +34,24 @@ PREPARED = "-prepared"
 @dataclass
 class Run:
     directory: Path
-    manifest: dict
+    record: RunRecord
     reused: bool = False
     _cache: dict = field(default_factory=dict, repr=False)
 
+    @classmethod
+    def load(cls, directory: Path, reused: bool = True) -> "Run":
+        """The run a directory holds, its `run.json` read as the current record (older shapes migrated)."""
+        return cls(directory, read_record(directory), reused=reused)
+
     @property
     def profile(self) -> str:
-        return self.manifest["profile"]
+        return self.record.profile
 
     def artifact(self, name: str) -> Any:
         if name not in self._cache:
             path = self.directory / name
             self._cache[name] = files.read_jsonl(path) if name.endswith(".jsonl") else files.read_json(path)
         return self._cache[name]
-
-    @property
-    def metrics(self) -> dict:
-        return self.manifest["metrics"]
 
     def generations(self, which: str = "tuned") -> list[dict]:
         return self.artifact(f"generations_{which}.jsonl")
@@ -86,9 +88,9 @@ def run_inputs(profile: Profile, options: ModelOptions, config: RecipeConfig, pr
 def describe_cached(runs_dir: Path, key: str, structural_only: bool = False) -> str:
     """What a session is about to do: reuse which finished run (or prepared stage), or run the recipe."""
     def reuse(directory: Path, what: str) -> str:
-        manifest = files.read_json(directory / artifacts.MANIFEST)
-        revision = env.describe_revision(manifest.get("harness") or {"source": "?"})
-        return f"reusing {what} {directory} from {manifest.get('created', '?')} (harness {revision})"
+        record = read_record(directory)
+        revision = env.describe_revision(record.harness or {"source": "?"})
+        return f"reusing {what} {directory} from {record.created} (harness {revision})"
 
     trained, prepared = artifacts.finished_run(runs_dir, key), artifacts.finished_run(runs_dir, key + PREPARED)
     if trained is not None:
@@ -117,13 +119,13 @@ def prepare(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool
             existing = _reusable_run(runs_dir, key, fresh, session)
             if existing is not None:
                 qlora_sft.progress_line(f"reusing the prepared records of {existing}")
-                return Run(existing, files.read_json(existing / artifacts.MANIFEST), reused=True), None
+                return Run.load(existing), None
         with compat.recording() as adaptations, libwarnings.recording(config) as library_warnings:
             prepared = qlora_sft.prepare_stage(profile, options, config, inputs, _process_state())
-        _record_adaptations(prepared.manifest, adaptations, library_warnings)
-        prepared.manifest["session"] = session
-        directory = _publish(runs_dir, inputs.key + PREPARED, prepared.manifest, prepared.files)
-    return Run(directory, prepared.manifest), prepared
+        # Training in this session continues from this record: it keeps the session and what was recorded.
+        prepared.record = replace(_with_adaptations(prepared.record, adaptations, library_warnings), session=session)
+        published = _publish(runs_dir, inputs.key + PREPARED, prepared.record, prepared.files)
+    return published, prepared
 
 
 def run(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = False,
@@ -154,26 +156,25 @@ def run(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = F
             qlora_sft.progress_line(f"reusing finished run {existing}")
             if not state.is_main_process:
                 return None
-            return Run(existing, files.read_json(existing / artifacts.MANIFEST), reused=True)
+            return Run.load(existing)
         try:
             with compat.recording() as adaptations, libwarnings.recording(config) as library_warnings:
-                if prepared is None or prepared.consumed or prepared.manifest["key"] != key:
+                if prepared is None or prepared.consumed or prepared.record.key != key:
                     prepared = qlora_sft.prepare_stage(profile, options, config, inputs, state)
                 prepared.consumed = True
-                manifest = qlora_sft.train_and_score(prepared, config, staging, state)
+                trained = qlora_sft.train_and_score(prepared, config, staging, state)
             if not state.is_main_process:
                 return None
-            _record_adaptations(manifest, adaptations, library_warnings)
-            _add_published_preparation_warnings(manifest, runs_dir, key)
-            manifest["session"] = session
-            final = _publish(runs_dir, key, manifest, prepared.files, staging)
+            trained = _with_adaptations(trained, adaptations, library_warnings)
+            trained = replace(_with_published_preparation_warnings(trained, runs_dir, key), session=session)
+            published = _publish(runs_dir, key, trained, prepared.files, staging)
         except BaseException:
             import shutil
 
             if state.is_main_process and staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
             raise
-    return Run(final, manifest, reused=False)
+    return published
 
 
 def prepare_live(profile: Profile, options: ModelOptions, config: RecipeConfig,
@@ -184,14 +185,19 @@ def prepare_live(profile: Profile, options: ModelOptions, config: RecipeConfig,
     return qlora_sft.prepare_stage(profile, options, config, inputs, _process_state()).live
 
 
-def _record_adaptations(manifest: dict, adaptations, library_warnings: list) -> None:
+def read_record(directory: Path) -> RunRecord:
+    """The record of a run directory's `run.json`, migrated to the current schema."""
+    return load(files.read_json(directory / artifacts.MANIFEST))
+
+
+def _with_adaptations(record: RunRecord, adaptations, library_warnings: list) -> RunRecord:
     """Every release difference the harness adapted, and every deprecation the libraries announced:
     what an upgrade will break next (a trained run adds its own to its prepared stage's)."""
-    manifest["compat"] = manifest.get("compat", []) + [adaptation.as_dict() for adaptation in adaptations]
-    manifest["library_warnings"] = manifest.get("library_warnings", []) + list(library_warnings)
+    return replace(record, compat=record.compat + [adaptation.as_dict() for adaptation in adaptations],
+                   library_warnings=record.library_warnings + list(library_warnings))
 
 
-def _add_published_preparation_warnings(manifest: dict, runs_dir: Path, key: str) -> None:
+def _with_published_preparation_warnings(record: TrainedRun, runs_dir: Path, key: str) -> TrainedRun:
     """A library warns once per process, many on import. When this session reused the published
     prepared stage, the imports happened outside any recording (in the live checks), so the
     warnings that stage recorded are added here: the trained run's list must not depend on the
@@ -199,21 +205,25 @@ def _add_published_preparation_warnings(manifest: dict, runs_dir: Path, key: str
     from a recording that reused its prepared stage, and a fresh run then reported it as new)."""
     published = artifacts.finished_run(runs_dir, key + PREPARED)
     if published is None:
-        return
-    recorded = files.read_json(published / artifacts.MANIFEST).get("library_warnings") or []
-    manifest["library_warnings"] += libwarnings.new_warnings(recorded, manifest["library_warnings"])
+        return record
+    recorded = read_record(published).library_warnings
+    return replace(record, library_warnings=record.library_warnings
+                   + libwarnings.new_warnings(recorded, record.library_warnings))
 
 
-def _publish(runs_dir: Path, key: str, manifest: dict, records: dict[str, Any], staging: Path | None = None) -> Path:
-    """Write a stage's records (manifest last) into its staging directory and rename it into place."""
+def _publish(runs_dir: Path, key: str, record: PreparedRun, records: dict[str, Any],
+             staging: Path | None = None) -> Run:
+    """Write a stage's records (the run record last, complete) into its staging directory and rename it
+    into place; the published run, its record as a later session reads it back."""
     staging = staging or artifacts.staging_dir(runs_dir, key)
+    written = replace(record, status=artifacts.COMPLETE).to_json()
     try:
+        published = load(written)  # a field the recipe filled with the wrong type fails here, before publishing
         for name, payload in records.items():
             writer = files.write_jsonl if name.endswith(".jsonl") else files.write_json
             writer(staging / name, payload)
-        manifest["status"] = artifacts.COMPLETE  # the stage is complete once this, its last file, is written
-        files.write_json(staging / artifacts.MANIFEST, manifest)
-        return artifacts.publish(staging, runs_dir, key)
+        files.write_json(staging / artifacts.MANIFEST, written)
+        return Run(artifacts.publish(staging, runs_dir, key), published)
     except BaseException:
         import shutil
 
@@ -241,7 +251,7 @@ def _reusable_run(runs_dir: Path, key: str, fresh: bool, session: str | None) ->
     existing = artifacts.finished_run(runs_dir, key)
     if existing is None or not fresh:
         return existing
-    if session is not None and files.read_json(existing / artifacts.MANIFEST).get("session") == session:
+    if session is not None and read_record(existing).session == session:
         return existing
     return None
 

@@ -279,12 +279,12 @@ def latest_run(cache_dir: Path | str) -> Path | None:
 def metrics_of_run(run_dir: Path | str) -> dict[str, Any]:
     """`harness.checks.baselines.run_metrics` of a finished run directory (its run.json and template.json)."""
     from harness.checks import baselines
+    from harness.run.stages import read_record
 
     run_dir = Path(run_dir)
-    manifest = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     template_path = run_dir / "template.json"
     template = json.loads(template_path.read_text(encoding="utf-8")) if template_path.is_file() else None
-    return baselines.run_metrics(manifest, template)
+    return baselines.run_metrics(read_record(run_dir), template)
 
 
 # ------------------------------------------------------------------ one set's result
@@ -392,14 +392,13 @@ def build_result(*, version_set: VersionSet, profile: str, install_error: str | 
 
 def _run_records(run_dir: Path | str) -> dict:
     """What a run recorded besides its metrics: adaptations, library warnings, the variant switches."""
-    manifest = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
-    config = manifest.get("config", {})
-    switches = {"data.format": config.get("data", {}).get("format"),
-                "tokenizer.pad_token": config.get("tokenizer", {}).get("pad_token", "unk_token"),
-                "training.packing_strategy": config.get("training", {}).get("packing_strategy"),
-                "training.bf16": config.get("training", {}).get("bf16")}
-    return {"compat": manifest.get("compat", []), "library_warnings": manifest.get("library_warnings", []),
-            "variant_config": switches}
+    from harness.run.stages import read_record
+
+    record = read_record(Path(run_dir))
+    config = record.recipe_config
+    switches = {"data.format": config.data.format, "tokenizer.pad_token": config.tokenizer.pad_token,
+                "training.packing_strategy": config.training.packing_strategy, "training.bf16": config.training.bf16}
+    return {"compat": record.compat, "library_warnings": record.library_warnings, "variant_config": switches}
 
 
 def write_result(path: Path | str, result: dict) -> Path:

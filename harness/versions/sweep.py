@@ -250,20 +250,19 @@ def _read_session(session: SessionResult, result: Result) -> None:
 
 def learned(runs_dir: Path) -> dict:
     """What the run's trained model learned, from its record: {} when no trained run finished."""
-    from harness import files
-    from harness.recipe.data import Columns
     from harness.run import artifacts
+    from harness.run.stages import read_record
 
     for manifest_path in sorted(runs_dir.glob("*/" + artifacts.MANIFEST)):
-        manifest = files.read_json(manifest_path)
-        if manifest.get("stage", "trained") != "trained" or manifest.get("status") != artifacts.COMPLETE:
+        record = read_record(manifest_path.parent)
+        if not record.trained or record.status != artifacts.COMPLETE:
             continue
-        tuned, base = manifest["metrics"]["tuned"], manifest["metrics"]["base"]
-        versus = Columns.of_run(manifest).target_key
-        losses = [point["loss"] for point in manifest["training"]["loss_history"]]
-        return {"run": manifest_path.parent.name, "steps": manifest["training"]["global_step"],
-                "non_empty_stop_rate": tuned["non_empty_stop_rate"], "bleu": tuned[versus]["bleu"],
-                "base_bleu": base[versus]["bleu"], "mean_words": tuned.get("mean_words"),
+        tuned, base = record.metrics.tuned, record.metrics.base
+        versus = record.columns.target_key
+        losses = [point.loss for point in record.training.loss_history]
+        return {"run": manifest_path.parent.name, "steps": record.training.global_step,
+                "non_empty_stop_rate": tuned.non_empty_stop_rate, "bleu": tuned.versus[versus].bleu,
+                "base_bleu": base.versus[versus].bleu, "mean_words": tuned.mean_words,
                 "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None}
     return {}
 

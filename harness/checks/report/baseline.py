@@ -15,12 +15,12 @@ _ROW_STATUS = {"ok": "ok", "changed": "outside", "not-recorded": "new", "not-mea
                "not-compared": "not compared"}
 
 
-def baseline_context(manifest: dict, template: dict | None, comparison) -> dict:
+def baseline_context(record, template: dict | None, comparison) -> dict:
     """This run's metrics against the baseline entry, judged by the function the suites use."""
     if comparison is None:
         return _without_comparison()
     entry = comparison.entry
-    verdicts, refusals, problem = _judged(manifest, template, comparison)
+    verdicts, refusals, problem = _judged(record, template, comparison)
     rows = [_baseline_row(verdict, refused=refusals[baselines.scope_of(verdict.name)] is not None)
             for verdict in verdicts]
     return {
@@ -28,7 +28,7 @@ def baseline_context(manifest: dict, template: dict | None, comparison) -> dict:
         "file": comparison.path.name if comparison.path else None,
         "reason": comparison.reason,
         "changed": list(comparison.changed or []),
-        "thresholds": sorted(profile_thresholds(manifest).items()),
+        "thresholds": sorted(record.thresholds.items()),
         "problem": problem,
         "refusal": refusals[baselines.RUN],
         "entry": {key: entry.get(key) for key in ("version_set", "device", "recorded", "run_key")} if entry else None,
@@ -37,30 +37,20 @@ def baseline_context(manifest: dict, template: dict | None, comparison) -> dict:
     }
 
 
-def profile_thresholds(manifest: dict) -> dict:
-    """The checks' bounds the run's profile set: recorded in the run, else its built-in profile's (older runs)."""
-    from harness.recipe.profiles import PROFILES  # on demand: the profiles import the model definitions
-
-    if "thresholds" in manifest:
-        return manifest["thresholds"]
-    found = PROFILES.get(manifest.get("profile") or "")
-    return dict(found.thresholds) if found else {}
-
-
 def _without_comparison() -> dict:
     return {"available": False, "reason": "no baseline comparison was given", "file": None, "entry": None,
             "changed": [], "thresholds": [], "problem": None, "rows": [], "outside": [], "refusal": None}
 
 
-def _judged(manifest: dict, template: dict | None, comparison) -> tuple[list, dict, str | None]:
+def _judged(record, template: dict | None, comparison) -> tuple[list, dict, str | None]:
     """Each metric's verdict, each scope's refusal (its inputs differ from the entry's) and what went wrong.
 
-    A run whose metrics cannot be read (an older or partial manifest) still gets a page: the section
+    A run whose metrics cannot be read (a partial record) still gets a page: the section
     says why it compares nothing instead of the report failing.
     """
     try:
-        verdicts = comparison.judge_all(manifest, template) if comparison.entry else []
-        refusals = {scope: comparison.refusal(manifest, scope) for scope in (baselines.MODEL, baselines.RUN)}
+        verdicts = comparison.judge_all(record, template) if comparison.entry else []
+        refusals = {scope: comparison.refusal(record, scope) for scope in (baselines.MODEL, baselines.RUN)}
     except (KeyError, TypeError, IndexError) as error:
         return [], {baselines.MODEL: None, baselines.RUN: None}, f"metrics of this run could not be read: {error!r}"
     return verdicts, refusals, None

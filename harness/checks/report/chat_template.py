@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.checks.report.formatting import item_at
 from harness.recipe import deployed
+from harness.recipe.record import Tokens, to_json
 
 # Special tokens in the Phi-3 / Llama styles, and byte-fallback tokens.
 _SPECIAL = re.compile(r"<\|[^|<>\s]{1,40}\|>|<unk>|</?s>|<0x[0-9A-Fa-f]{2}>")
@@ -45,7 +46,7 @@ def _plain_segments(piece: str) -> list[dict]:
     return segments
 
 
-def template_context(template: dict | None, tokens: dict, saved: dict | None = None) -> dict | None:
+def template_context(template: dict | None, tokens: Tokens, saved: dict | None = None) -> dict | None:
     """The rendered training example and generation prompt, token by token, special tokens marked;
     the saved folder beside them."""
     if template is None:
@@ -110,20 +111,19 @@ def saved_context(saved: dict | None, specials: set[str] | frozenset = frozenset
     }
 
 
-def _special_tokens(tokens: dict) -> set[str]:
+def _special_tokens(tokens: Tokens) -> set[str]:
     """The run's own special tokens (which the generic pattern may not know)."""
-    return {t for t in (tokens.get("eos"), tokens.get("pad"), tokens.get("end_of_turn"),
-                        *(tokens.get("role_markers") or [])) if t}
+    return {t for t in (tokens.eos, tokens.pad, tokens.end_of_turn, *tokens.role_markers) if t}
 
 
-def _tokens_shown(tokens: dict) -> dict:
+def _tokens_shown(tokens: Tokens) -> dict:
     return {
-        "as_shipped": tokens.get("as_shipped") or {},
-        "as_read": tokens.get("as_read") or {},
-        "corrections": tokens.get("corrections") or [],
-        "pad": tokens.get("pad"), "pad_id": tokens.get("pad_id"),
-        "eos": tokens.get("eos"), "eos_id": tokens.get("eos_id"),
-        "end_of_turn": tokens.get("end_of_turn"), "role_markers": tokens.get("role_markers") or [],
+        "as_shipped": to_json(tokens.as_shipped),
+        "as_read": to_json(tokens.as_read) if tokens.as_read else {},
+        "corrections": to_json(tokens.corrections),
+        "pad": tokens.pad, "pad_id": tokens.pad_id,
+        "eos": tokens.eos, "eos_id": tokens.eos_id,
+        "end_of_turn": tokens.end_of_turn, "role_markers": tokens.role_markers,
     }
 
 

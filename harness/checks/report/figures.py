@@ -16,6 +16,7 @@ from markupsafe import Markup
 
 from harness.checks.report.formatting import is_number
 from harness.checks.report.training import in_run_order
+from harness.recipe.record import to_json
 
 BASE_COLOR = "#8c8c8c"
 TUNED_COLOR = "#2b6cb0"
@@ -24,9 +25,9 @@ BASELINE_COLOR = "#c05621"
 _SVG_START = re.compile(r"<svg\b")
 
 
-def figures_context(manifest: dict, sentences: list[dict], comparison) -> dict:
+def figures_context(record, sentences: list[dict], comparison) -> dict:
     """Each figure as inline SVG markup (None where there is nothing to draw), from the run's rows."""
-    history = (manifest.get("training") or {}).get("loss_history") or []
+    history = to_json(record.training.loss_history) if record.trained else []
     baseline_history = _baseline_history(comparison)
     base = [row["base_bleu"] for row in sentences if row["base_bleu"] is not None]
     tuned = [row["tuned_bleu"] for row in sentences if row["tuned_bleu"] is not None]
@@ -35,7 +36,7 @@ def figures_context(manifest: dict, sentences: list[dict], comparison) -> dict:
         "loss_has_baseline": bool(baseline_history),
         "loss_points": len(history),
         "bleu": _svg(bleu_histogram(base, tuned)),
-        "phases": _svg(phase_bars(in_run_order(manifest.get("phase_seconds") or {}))),
+        "phases": _svg(phase_bars(in_run_order(record.phase_seconds))),
     }
 
 
@@ -45,7 +46,7 @@ def _svg(text: str | None) -> Markup | None:
 
 
 def _baseline_history(comparison) -> list[dict] | None:
-    """The baseline entry's loss curve, in the manifest's shape [{"step", "loss"}], where it stores one."""
+    """The baseline entry's loss curve, in the record's shape [{"step", "loss"}], where it stores one."""
     entry = getattr(comparison, "entry", None) or {}
     points = [p for p in entry.get("loss_history") or []
               if isinstance(p, dict) and is_number(p.get("step")) and is_number(p.get("loss"))]

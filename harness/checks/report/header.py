@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 from harness import env
+from harness.recipe.record import to_json
 
 
 def header_context(run, comparison=None) -> dict:
-    manifest = run.manifest
-    environment = manifest.get("environment") or {}
+    record = run.record
+    environment = record.environment
     entry = getattr(comparison, "entry", None) or {}
     return {
-        "profile": manifest.get("profile"),
-        "profile_kind": manifest.get("profile_kind"),
-        "model": manifest.get("model"),
+        "profile": record.profile,
+        "profile_kind": record.profile_kind,
+        "model": record.model,
         "device": _device_text(environment.get("device") or {}),
         "python": environment.get("python"),
         "packages": _packages(environment.get("packages") or {}, entry),
-        "created": manifest.get("created"),
-        "key": manifest.get("key"),
-        "version_set": manifest.get("version_set"),
+        "created": record.created,
+        "key": record.key,
+        "version_set": record.version_set,
         "directory": str(run.directory),
         "reused": getattr(run, "reused", None),
-        "data": manifest.get("data") or {},
+        "data": to_json(record.data),
     }
 
 

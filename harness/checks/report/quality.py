@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from harness.checks.report.formatting import is_number
 from harness.recipe.data import DEFAULT_COLUMNS, Columns
+from harness.recipe.record import GenerationScores, Metrics
 
 # The corpus figures scored against each reference column: key, label, higher is better, digits.
 CORPUS_ROWS = (("bleu", "BLEU", True, 2), ("chrf", "chrF", True, 2), ("ter", "TER", False, 2))
@@ -17,11 +18,11 @@ GENERATION_ROWS = (
 )
 
 
-def quality_rows(columns: Columns, scores: dict) -> list[tuple]:
+def quality_rows(columns: Columns, *summaries: GenerationScores | None) -> list[tuple]:
     """(key, label, reference ("vs_<column>" summary, None: the generation summary), higher, digits),
     the target column's figures first; the second reference's only where the run scored it."""
     references = [(columns.target_key, columns.target)]
-    if columns.secondary_key and any(columns.secondary_key in (scores.get(which) or {}) for which in ("base", "tuned")):
+    if columns.secondary_key and any(summary and columns.secondary_key in summary.versus for summary in summaries):
         plain = "no interjection" if columns.target == DEFAULT_COLUMNS.target else "second reference"
         references.append((columns.secondary_key, f"{columns.secondary} ({plain})"))
     rows = [(key, f"{label} vs {name}", reference, higher, digits)
@@ -34,19 +35,21 @@ def _headline(columns: Columns) -> set[tuple[str, str | None]]:
     return {("bleu", columns.target_key), ("chrf", columns.target_key), ("non_empty_stop_rate", None)}
 
 
-def quality_context(scores: dict, columns: Columns = DEFAULT_COLUMNS) -> dict:
-    """Tuned vs base on every corpus figure the run scored, with sacrebleu's signatures.
+def quality_context(scores: Metrics | None, columns: Columns = DEFAULT_COLUMNS) -> dict:
+    """Tuned vs base on every corpus figure the run scored (None: a run that scored nothing), with
+    sacrebleu's signatures.
 
-    `columns` are the run's (`Columns.of_run`): its scores are recorded under its reference columns."""
-    base, tuned = scores.get("base") or {}, scores.get("tuned") or {}
-    rows = [_quality_row(base, tuned, *spec) for spec in quality_rows(columns, scores)]
+    `columns` are the run's (`record.columns`): its scores are recorded under its reference columns."""
+    base, tuned = (scores.base, scores.tuned) if scores else (None, None)
+    rows = [_quality_row(base, tuned, *spec) for spec in quality_rows(columns, base, tuned)]
     headline = _headline(columns)
     return {"rows": rows, "headline": [row for row in rows if (row["key"], row["reference"]) in headline],
-            "signatures": _signatures(base, tuned, columns), "eval_rows": scores.get("eval_rows"),
-            "reference_mean_words": scores.get("reference_mean_words"), "target": columns.target}
+            "signatures": _signatures(base, tuned, columns), "eval_rows": scores.eval_rows if scores else None,
+            "reference_mean_words": scores.reference_mean_words if scores else None, "target": columns.target}
 
 
-def _quality_row(base: dict, tuned: dict, key: str, label: str, reference: str | None, higher: bool | None,
+def _quality_row(base: GenerationScores | None, tuned: GenerationScores | None, key: str, label: str,
+                 reference: str | None, higher: bool | None,
                  digits: int) -> dict:
     b, t = _score(base, key, reference), _score(tuned, key, reference)
     delta = t - b if b is not None and t is not None else None
@@ -61,20 +64,22 @@ def _verdict(delta: float | None, higher: bool | None) -> str | None:
     return "better" if (delta > 0) == higher else "worse"
 
 
-def _score(summary: dict, key: str, reference: str | None) -> float | None:
-    holder = (summary.get(reference) or {}) if reference else summary
-    value = holder.get(key)
+def _score(summary: GenerationScores | None, key: str, reference: str | None) -> float | None:
+    """The figure `key` (a field of the summary, or of its scores against `reference`), where scored."""
+    holder = summary.versus.get(reference) if summary and reference else summary
+    value = getattr(holder, key, None)
     return value if is_number(value) else None
 
 
-def _signatures(base: dict, tuned: dict, columns: Columns) -> list[dict]:
+def _signatures(base: GenerationScores | None, tuned: GenerationScores | None, columns: Columns) -> list[dict]:
     """Each metric's sacrebleu signature, once, with the scores it was recorded for."""
     found: dict[tuple[str, str], list[str]] = {}
     scored: dict[str, int] = {}
     references = [key for key in (columns.target_key, columns.secondary_key) if key]
     for which, summary in (("base", base), ("tuned", tuned)):
         for reference in references:
-            for metric, signature in ((summary.get(reference) or {}).get("signatures") or {}).items():
+            scored_against = summary.versus.get(reference) if summary else None
+            for metric, signature in scored_against.signatures.by_metric().items() if scored_against else ():
                 found.setdefault((metric, str(signature)), []).append(f"{which} vs {reference.removeprefix('vs_')}")
                 scored[metric] = scored.get(metric, 0) + 1
     return [{"metric": metric, "signature": signature,

@@ -14,19 +14,17 @@ WORST_SHARE, WORST_MAX = 0.2, 5
 RAW_LIMIT = 600
 
 
-def sentences_context(manifest: dict, generations: dict) -> dict:
+def sentences_context(record, generations: dict) -> dict:
     base, tuned = generations["base"] or [], generations["tuned"] or []
-    rows = sentence_rows(manifest, base, tuned)
+    rows = sentence_rows(record, base, tuned)
     worst = _mark_worst(rows)
-    return {"rows": rows, "worst": worst, "eval_rows": (manifest.get("data") or {}).get("eval_rows"),
-            "note": _sentence_note(generations)}
+    return {"rows": rows, "worst": worst, "eval_rows": record.data.eval_rows, "note": _sentence_note(generations)}
 
 
-def sentence_rows(manifest: dict, base: list[dict], tuned: list[dict]) -> list[dict]:
+def sentence_rows(record, base: list[dict], tuned: list[dict]) -> list[dict]:
     """One row per evaluation sentence: source, references, both outputs, sentence BLEU, stop, tokens."""
-    scores = manifest.get("metrics") or {}
-    base_bleu = (scores.get("base") or {}).get("sentence_bleu") or []
-    tuned_bleu = (scores.get("tuned") or {}).get("sentence_bleu") or []
+    base_bleu = record.metrics.base.sentence_bleu if record.trained else []
+    tuned_bleu = record.metrics.tuned.sentence_bleu if record.trained else []
     # Paired by position: the longer side sets the row count, the shorter leaves its cells empty.
     return [_sentence_row(i, item_at(base, i) or {}, item_at(tuned, i) or {},
                           _bleu_at(base_bleu, i), _bleu_at(tuned_bleu, i))

@@ -4,26 +4,16 @@ the suite strip and the Suites section)."""
 from __future__ import annotations
 
 
-def notices(manifest: dict) -> list[str]:
+def notices(record) -> list[str]:
     """What a reader must know before reading any number: random weights, profile skips."""
     found = []
-    if manifest.get("profile_kind") == "structural":
-        found.append(f"{manifest.get('profile')} is a structural profile with random weights: its quality figures "
+    if record.profile_kind == "structural":
+        found.append(f"{record.profile} is a structural profile with random weights: its quality figures "
                      "(BLEU, chrF, TER, stop rate, output length, sentence scores) and its loss mean nothing. "
                      "Read it for memory, parameters, labels and the chat template.")
-    for marker, reason in sorted(_profile_skips(manifest).items()):
+    for marker, reason in sorted(record.skips.items()):
         found.append(f"The {marker} checks skip on this profile: {reason}")
     return found
-
-
-def _profile_skips(manifest: dict) -> dict:
-    """What the run's profile skips, with the reasons: recorded in the run, else its profile's (older runs)."""
-    from harness.recipe.profiles import PROFILES  # on demand: the profiles import the model definitions
-
-    if "skips" in manifest:
-        return manifest["skips"]
-    found = PROFILES.get(manifest.get("profile") or "")
-    return dict(found.skips) if found else {}
 
 
 def suites_context(outcomes: dict | None) -> dict | None:

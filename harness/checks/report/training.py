@@ -8,27 +8,28 @@ from harness.checks.report.formatting import is_number
 PHASE_ORDER = ("checkpoint", "load", "lora", "data", "trainer", "train", "save", "generate", "reload", "score")
 
 
-def training_context(manifest: dict) -> dict:
-    training = manifest.get("training") or {}
-    history = training.get("loss_history") or []
+def training_context(record) -> dict:
+    training = record.training
+    trained = training if record.trained else None  # what only a trained run measured
+    history = trained.loss_history if trained else []
     return {
-        "global_step": training.get("global_step"),
-        "train_loss": training.get("train_loss"),
-        "train_runtime": training.get("train_runtime"),
-        "loss_first": history[0]["loss"] if history else None,
-        "loss_last": history[-1]["loss"] if history else None,
-        "logging_steps": ((manifest.get("config") or {}).get("training") or {}).get("logging_steps"),
-        "packed_rows": training.get("packed_rows"),
-        "train_examples": training.get("train_examples"),
-        "train_batch_size": training.get("train_batch_size"),
-        "templated_tokens": training.get("templated_tokens"),
-        "lora_b_before": training.get("lora_b_abs_sum_before"),
-        "lora_b_after": training.get("lora_b_abs_sum_after"),
-        "adaptations": training.get("sft_config_adaptations") or [],
+        "global_step": trained and trained.global_step,
+        "train_loss": trained and trained.train_loss,
+        "train_runtime": trained and trained.train_runtime,
+        "loss_first": history[0].loss if history else None,
+        "loss_last": history[-1].loss if history else None,
+        "logging_steps": record.recipe_config.training.logging_steps,
+        "packed_rows": training.packed_rows,
+        "train_examples": training.train_examples,
+        "train_batch_size": training.train_batch_size,
+        "templated_tokens": training.templated_tokens,
+        "lora_b_before": trained and trained.lora_b_abs_sum_before,
+        "lora_b_after": trained and trained.lora_b_abs_sum_after,
+        "adaptations": training.sft_config_adaptations,
         # Every release difference adapted (harness.recipe.compat) and the libraries' deprecation warnings.
-        "compat": [entry.get("description", "") for entry in manifest.get("compat") or []],
-        "library_warnings": manifest.get("library_warnings") or [],
-        "config": manifest.get("config") or {},
+        "compat": [entry.get("description", "") for entry in record.compat],
+        "library_warnings": record.library_warnings,
+        "config": record.config,
     }
 
 

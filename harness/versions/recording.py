@@ -26,7 +26,8 @@ from pathlib import Path
 
 from harness import env, files
 from harness.checks import baselines
-from harness.run import artifacts
+from harness.recipe.record import TrainedRun
+from harness.run.stages import Run
 from harness.run.options import OptionError
 
 # Options this command sets itself, and what to give it instead.
@@ -94,13 +95,13 @@ def record(seeds: int, baselines_dir: Path, pytest_args: list[str], *, profile: 
         why = _refusal(outcome)
         if why:
             raise RecordError(f"not recorded: session {index + 1} ({which}, exit {outcome.exit_code}): {why}")
-        manifest = files.read_json(Path(outcome.run_dir) / artifacts.MANIFEST)
-        seed = manifest["config"]["training"]["seed"]
+        run = Run.load(Path(outcome.run_dir))
+        seed = run.record.recipe_config.training.seed
         if first_seed is not None and seed != first_seed + index:  # the spread must come from other seeds' runs
             raise RecordError(f"not recorded: session {index + 1} asked for {which} and its run {outcome.run_dir} "
                               f"has seed {seed}")
         first_seed = seed if first_seed is None else first_seed
-        runs.append((manifest, files.read_json(Path(outcome.run_dir) / "template.json")))
+        runs.append((run.record, run.artifact("template.json")))
         broken += [node for node in outcome.failed_invariants if node not in broken]
     provenance = {"harness": env.harness_revision(), "forced": bool(broken and force), "failed_invariants": broken}
     return write_entry(baselines_dir, runs, provenance)
@@ -117,12 +118,13 @@ def _refusal(outcome: SeedSession) -> str | None:
     return None
 
 
-def write_entry(baselines_dir: Path, runs: list[tuple[dict, dict]], provenance: dict) -> tuple[Path, list[str]]:
-    """Record the runs (one config over one or more seeds) as one entry of their profile's baseline file."""
-    (manifest, template), others = runs[0], runs[1:]
-    path = baselines_dir / f"{manifest['profile']}.json"
+def write_entry(baselines_dir: Path, runs: list[tuple[TrainedRun, dict]], provenance: dict) -> tuple[Path, list[str]]:
+    """Record the runs (one config over one or more seeds, each its record and rendered template) as one
+    entry of their profile's baseline file."""
+    (record, template), others = runs[0], runs[1:]
+    path = baselines_dir / f"{record.profile}.json"
     with baselines.file_lock(path):
-        lines = baselines.update(path, manifest["profile"], manifest, template, spread_runs=others,
+        lines = baselines.update(path, record.profile, record, template, spread_runs=others,
                                  provenance=provenance)
     return path, lines
 
@@ -147,7 +149,7 @@ class _SessionOutcome:
 
 
 def _session_main(argv: list[str]) -> int:
-    """`python -m harness.versions.record RESULT force|no-force PYTEST_ARGS...`: one seed's session."""
+    """`python -m harness.versions.recording RESULT force|no-force PYTEST_ARGS...`: one seed's session."""
     import pytest
 
     result, force, pytest_args = Path(argv[0]), argv[1] == "force", argv[2:]
