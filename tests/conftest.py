@@ -4,6 +4,11 @@ from pathlib import Path
 
 import pytest
 
+# Two workers (`-n 2`) share the cores, and the tests start many pytest sessions of their own: an
+# OpenMP thread that spins while it waits takes a core another process needs. Set before torch loads
+# (here and in every subprocess, which inherit it); it changes no result, only how threads wait.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # The tiny profile's CPU kernel pins, before anything imports bitsandbytes (which fixes torch's
 # kernels for the process): the recipe runs in-process in many tests, as in `pytest suites`.
 from harness import env  # noqa: E402
