@@ -1,5 +1,6 @@
 """The version matrix: versions.toml, what a session installs, result JSONs, the table, the CLI."""
 
+import html
 import json
 import re
 import subprocess
@@ -12,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from packaging.version import Version
 
-from harness import cli
+from harness import cli, env
 from harness.checks.result import Check, Crash, SessionResult
 from harness.versions import matrix
 from harness.versions.matrix import VersionSetError
@@ -203,6 +204,22 @@ def test_build_result_reads_the_runs_metrics(tmp_path):
     assert result["metrics"]["template_rendered"].startswith("<|user|>")
     assert result["probe"] == {"ok": True} and result["run_dir"] == str(run_dir)
     assert result["suites"]["test_memory.py"] == "passed"
+    # The device the run was made on, as the verdict and the report header name it, in every table.
+    device = env.describe_device(fake_manifest()["environment"]["device"])
+    assert result["device"] == device
+    assert f"\nRan on: {device}\n" in matrix.markdown(matrix.report_rows([result]))
+    assert f"\nRan on: {device}\n" in matrix.history_markdown(matrix.history_rows([result]))
+    page = matrix.render_html(matrix.report_rows([result]), tmp_path / "matrix.html").read_text()
+    assert f'<p id="ran-on">Ran on: {html.escape(device)}</p>' in page
+
+
+def test_sets_run_on_two_devices_are_named_with_their_devices():
+    from harness.checks.report.version_matrix import ran_on
+
+    rows = [{"version_set": "a", "device": "NVIDIA H100 80GB HBM3 (sm_90)"},
+            {"version_set": "b", "device": "NVIDIA H200 (sm_90)"}, {"version_set": "c", "device": None}]
+    assert ran_on(rows) == "NVIDIA H100 80GB HBM3 (sm_90) (a); NVIDIA H200 (sm_90) (b)"
+    assert ran_on(rows[2:]) is None
 
 
 def test_an_incomplete_run_is_not_read(tmp_path):

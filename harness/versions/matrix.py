@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable
 
+from harness import env
 from harness.checks.result import NOT_RUN, Check, SessionResult
 
 try:
@@ -382,6 +383,7 @@ def build_result(*, version_set: VersionSet, profile: str, install_error: str | 
         "compat": recorded.get("compat", []),
         "library_warnings": recorded.get("library_warnings", []),
         "variant_config": recorded.get("variant_config"),
+        "device": recorded.get("device"),
         "run_dir": str(run_dir) if run_dir else None,
         "duration_s": round(duration_s, 1) if duration_s is not None else None,
         "notes": notes,
@@ -398,7 +400,8 @@ def _run_records(run_dir: Path | str) -> dict:
     config = record.recipe_config
     switches = {"data.format": config.data.format, "tokenizer.pad_token": config.tokenizer.pad_token,
                 "training.packing_strategy": config.training.packing_strategy, "training.bf16": config.training.bf16}
-    return {"compat": record.compat, "library_warnings": record.library_warnings, "variant_config": switches}
+    return {"compat": record.compat, "library_warnings": record.library_warnings, "variant_config": switches,
+            "device": env.describe_device(record.environment["device"])}
 
 
 def write_result(path: Path | str, result: dict) -> Path:
@@ -446,6 +449,7 @@ def report_rows(results: Iterable[dict], order: Iterable[str] | None = None) -> 
         "packages": dict(r.get("packages") or {}),
         "suites": dict(r.get("suites") or {}),
         "metrics": dict(r.get("metrics") or {}),
+        "device": r.get("device"),
     } for r in results]
     rank = {name: i for i, name in enumerate(order or [])}
     return sorted(rows, key=lambda row: (rank.get(row["version_set"], len(rank)), row["version_set"]))
@@ -481,10 +485,18 @@ def markdown(rows: list[dict], metrics: Iterable[str] = KEY_METRICS, title: str 
         lines += ["", "| version set | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 1)]
         for row in rows:
             lines.append("| " + " | ".join([row["version_set"], *(_cell(row["metrics"].get(m)) for m in metrics)]) + " |")
+    lines += _devices_lines(rows)
     lines += ["", "Reasons:", ""]
     for row in rows:
         lines.append(f"- **{row['version_set']}** ({row['status']}): {_cell(row['reason'])}")
     return "\n".join(lines) + "\n"
+
+
+def _devices_lines(rows: list[dict]) -> list[str]:
+    from harness.checks.report.version_matrix import ran_on
+
+    device = ran_on(rows)
+    return ["", f"Ran on: {device}"] if device else []
 
 
 def render_html(rows: list[dict], path: Path | str):
@@ -543,7 +555,7 @@ def history_rows(results: Iterable[dict], set_order: Iterable[str] = (), variant
             "counts": Counter(c["verdict"] for c in checks.values()),
             "new_warnings": new, "warnings": result.get("library_warnings") or [],
             "compat": result.get("compat") or [], "duration_s": result.get("duration_s"),
-            "timing": result.get("timing") or {}, "checks": checks,
+            "timing": result.get("timing") or {}, "checks": checks, "device": result.get("device"),
         })
         if result["status"] != "cannot-run":
             previous[variant] = result
@@ -582,6 +594,7 @@ def history_markdown(rows: list[dict], title: str | None = "The recipe's history
                  _cell(_says(row)),
                  _cell(warnings_cell), _cell(f"{row['duration_s']:.0f} s" if row["duration_s"] is not None else None)]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += _devices_lines(rows)
     preceded = warnings_before_breaks(rows)
     if preceded:
         lines += ["", "Warnings that preceded a break (first seen in an earlier set, naming a setting the broken check is about):", ""]

@@ -17,7 +17,20 @@ def matrix_context(rows: list[dict] | None) -> dict:
         "metrics": _ordered(_keys_of(rows, "metrics"), MATRIX_METRICS),
         "counts": _status_counts(rows),
         "rows": [_matrix_row(row) for row in rows],
+        "ran_on": ran_on(rows),
     }
+
+
+def ran_on(rows: list[dict]) -> str | None:
+    """Which device each set's run was made on (what selects its numbers: harness.env.describe_device),
+    one line; None when no row has a run."""
+    sets_by_device: dict[str, list[str]] = {}
+    for row in rows:
+        if row.get("device"):
+            sets_by_device.setdefault(row["device"], []).append(row["version_set"])
+    if len(sets_by_device) <= 1:
+        return next(iter(sets_by_device), None)
+    return "; ".join(f"{device} ({', '.join(dict.fromkeys(sets))})" for device, sets in sets_by_device.items())
 
 
 def _keys_of(rows: list[dict], field: str) -> set[str]:
