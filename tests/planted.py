@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import files
+from harness import env, files
 from harness.recipe import profiles
 from harness.run import artifacts, stages
 
@@ -27,6 +27,9 @@ def plant_run(cache: Path, models_dir: Path, edit=None, edit_batch=None, overrid
     applied to its recipe config: `{"training.seed": 1}`); return its directory."""
     profile = profiles.PROFILES["tiny"]
     config = profile.recipe_config().with_overrides(overrides or {})
+    # The key holds the CPU pins in force; an in-process session of another profile earlier in this
+    # process (a pytester run under the same xdist worker) pinned others. Key it as a tiny session does.
+    env.pin(profile.cpu)
     inputs = stages.run_inputs(profile, profiles.ModelOptions(models_dir=models_dir), config)
     directory = cache / "runs" / inputs.key
     shutil.copytree(FIXTURE, directory)
