@@ -20,6 +20,7 @@ import pytest
 from harness import cli, files
 from harness.checks import baselines
 from harness.checks.report import render_matrix_report, render_run_report
+from harness.recipe.record import to_json
 from harness.run.stages import Run
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_tiny"
@@ -495,11 +496,11 @@ def test_the_verdict_lists_broken_first_then_changed(run, comparison, tmp_path):
 
 
 # ------------------------------------------------------------------ what users deploy: the saved folder
-def with_saved_folder(tmp_path: Path, saved: dict) -> Run:
-    """The fixture run with a `saved` record (harness/recipe/deployed.py) as a trained run records it."""
+def with_saved_folder(tmp_path: Path, saved) -> Run:
+    """The fixture run with a `saved` record (harness/recipe/deployed.py; or its JSON) as a trained run records it."""
     directory = copy_fixture(tmp_path)
     manifest = files.read_json(directory / "run.json")
-    manifest["saved"] = saved
+    manifest["saved"] = to_json(saved)
     files.write_json(directory / "run.json", manifest)
     return load_run(directory)
 
@@ -555,7 +556,7 @@ def test_a_saved_folder_that_differs_is_shown_as_the_suite_names_it(tmp_path, ti
 def test_saved_folder_strings_show_as_text(tmp_path, tiny):
     from tests.saved_folder import saved_record, trained_tokenizer
 
-    saved = saved_record(tmp_path / "saved", tiny, trained_tokenizer(tiny))
+    saved = to_json(saved_record(tmp_path / "saved", tiny, trained_tokenizer(tiny)))
     saved["tokenizer"]["saved"]["eos"] = SCRIPT
     saved["template"]["saved"]["one user turn"]["text"] = IMG
     saved["files"].append(SCRIPT)

@@ -19,7 +19,8 @@ missing, none unknown, the error naming the field's path. A record is a measurem
 Payloads that belong to another module stay plain JSON here, read through that module's own
 functions: `environment` (harness.env's fingerprint), `config` (`RecipeConfig.to_dict()`, as its
 digest is the baseline's input; `recipe_config` reads it typed), `harness` (harness.env's revision),
-`saved` (harness.recipe.deployed's record), the compat adaptations and library warnings.
+the compat adaptations and library warnings. The saved folder's record (`saved`) is typed beside
+the module that makes it (harness.recipe.deployed.Saved).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any, Literal, Union
 
 from harness.recipe.config import RecipeConfig
 from harness.recipe.data import SECONDARY_REFERENCE, Columns
+from harness.recipe.deployed import Saved
 from harness.recipe.metrics import MB
 from harness.recipe.reload import DEPLOYED_FILE
 
@@ -437,7 +439,7 @@ class TrainedRun(PreparedRun):
     stage: Literal["trained"] = "trained"
     training: TrainedTraining
     adapter: Adapter
-    saved: dict[str, Any] | None = None  # None: recorded before the harness read the saved folder back
+    saved: Saved | None = None  # None: recorded before the harness read the saved folder back
     metrics: Metrics
 
     def measure(self, template: dict | None = None) -> tuple[dict[str, Any], dict[str, str]]:
