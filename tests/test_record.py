@@ -133,3 +133,34 @@ def test_a_saved_folder_record_of_the_wrong_shape_is_named(change, named):
     with pytest.raises(RecordError) as error:
         load(raw)
     assert named in str(error.value)
+
+
+def test_the_adaptations_and_library_warnings_read_typed():
+    raw = load(schema_1()).to_json()
+    raw["compat"] = [{"library": "trl 0.14.0", "setting": "max_length", "action": "passed as max_seq_length",
+                      "description": "trl 0.14.0: max_length passed as max_seq_length"}]
+    raw["library_warnings"] = [{"library": "trl 0.16.0", "category": "FutureWarning", "message": "`x` is deprecated",
+                                "settings": ["training.max_length"], "where": "trl/sft.py:3", "count": 2}]
+    run = load(raw)
+    assert run.compat[0].description == "trl 0.14.0: max_length passed as max_seq_length"
+    assert run.library_warnings[0].settings == ["training.max_length"] and run.library_warnings[0].count == 2
+    assert run.to_json() == raw
+
+
+@pytest.mark.parametrize("change, named", [
+    (lambda raw: raw.update(compat=[{"library": "trl 0.14.0", "setting": "max_length", "action": "renamed"}]),
+     "run.json.compat[0].description: missing"),
+    (lambda raw: raw.update(compat=["trl 0.14.0: max_length renamed"]), "run.json.compat[0]: "),
+    (lambda raw: raw.update(library_warnings=[{"library": "trl 0.16.0", "category": "FutureWarning", "message": "m",
+                                               "settings": [], "where": "trl", "count": "2"}]),
+     "run.json.library_warnings[0].count"),
+    (lambda raw: raw.update(library_warnings=[{"library": "trl 0.16.0", "category": "FutureWarning", "message": "m",
+                                               "settings": "training.max_length", "where": "trl", "count": 1}]),
+     "run.json.library_warnings[0].settings"),
+])
+def test_an_adaptation_or_library_warning_of_the_wrong_shape_is_named(change, named):
+    raw = load(schema_1()).to_json()
+    change(raw)
+    with pytest.raises(RecordError) as error:
+        load(raw)
+    assert named in str(error.value)

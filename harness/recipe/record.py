@@ -18,9 +18,10 @@ missing, none unknown, the error naming the field's path. A record is a measurem
 
 Payloads that belong to another module stay plain JSON here, read through that module's own
 functions: `environment` (harness.env's fingerprint), `config` (`RecipeConfig.to_dict()`, as its
-digest is the baseline's input; `recipe_config` reads it typed), `harness` (harness.env's revision),
-the compat adaptations and library warnings. The saved folder's record (`saved`) is typed beside
-the module that makes it (harness.recipe.deployed.Saved).
+digest is the baseline's input; `recipe_config` reads it typed), `harness` (harness.env's revision).
+The sections another module makes are typed beside it: `saved` (harness.recipe.deployed.Saved),
+`compat` (harness.recipe.compat.RecordedAdaptation), `library_warnings`
+(harness.recipe.libwarnings.LibraryWarning).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from typing import Any, Literal, Union
 
 from harness.recipe.config import RecipeConfig
 from harness.recipe.data import SECONDARY_REFERENCE, Columns
+from harness.recipe.compat import RecordedAdaptation
 from harness.recipe.deployed import Saved
+from harness.recipe.libwarnings import LibraryWarning
 from harness.recipe.metrics import MB
 from harness.recipe.reload import DEPLOYED_FILE
 
@@ -385,8 +388,8 @@ class PreparedRun:
     structure: Structure
     training: PreparedTraining
     session: str | None = None
-    compat: list[dict[str, Any]] = field(default_factory=list)
-    library_warnings: list[dict[str, Any]] = field(default_factory=list)
+    compat: list[RecordedAdaptation] = field(default_factory=list)
+    library_warnings: list[LibraryWarning] = field(default_factory=list)
 
     @property
     def trained(self) -> bool:

@@ -193,7 +193,7 @@ def read_record(directory: Path) -> RunRecord:
 def _with_adaptations(record: RunRecord, adaptations, library_warnings: list) -> RunRecord:
     """Every release difference the harness adapted, and every deprecation the libraries announced:
     what an upgrade will break next (a trained run adds its own to its prepared stage's)."""
-    return replace(record, compat=record.compat + [adaptation.as_dict() for adaptation in adaptations],
+    return replace(record, compat=record.compat + [adaptation.recorded() for adaptation in adaptations],
                    library_warnings=record.library_warnings + list(library_warnings))
 
 
