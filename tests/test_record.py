@@ -150,7 +150,6 @@ def test_the_adaptations_and_library_warnings_read_typed():
 @pytest.mark.parametrize("change, named", [
     (lambda raw: raw.update(compat=[{"library": "trl 0.14.0", "setting": "max_length", "action": "renamed"}]),
      "run.json.compat[0].description: missing"),
-    (lambda raw: raw.update(compat=["trl 0.14.0: max_length renamed"]), "run.json.compat[0]: "),
     (lambda raw: raw.update(library_warnings=[{"library": "trl 0.16.0", "category": "FutureWarning", "message": "m",
                                                "settings": [], "where": "trl", "count": "2"}]),
      "run.json.library_warnings[0].count"),
@@ -161,6 +160,30 @@ def test_the_adaptations_and_library_warnings_read_typed():
 def test_an_adaptation_or_library_warning_of_the_wrong_shape_is_named(change, named):
     raw = load(schema_1()).to_json()
     change(raw)
+    with pytest.raises(RecordError) as error:
+        load(raw)
+    assert named in str(error.value)
+
+
+def test_the_environment_reads_typed_and_a_schema_1_run_without_a_process_count_had_one():
+    raw = schema_1()
+    run = load(raw)
+    assert run.environment.python == raw["environment"]["python"] and run.environment.packages["trl"] == "1.16.0"
+    assert run.environment.device["kind"] == "cpu" and run.processes == 1
+    assert run.environment.as_dict() == raw["environment"]  # what harness.env's functions and the baselines read
+    del raw["environment"]["processes"]
+    assert load(raw).processes == 1
+
+
+@pytest.mark.parametrize("change, named", [
+    (lambda environment: environment.update(processes="2"), "run.json.environment.processes"),
+    (lambda environment: environment.update(packages=["trl==1.16.0"]), "run.json.environment.packages"),
+    (lambda environment: environment["packages"].update(trl=1.16), "run.json.environment.packages.trl"),
+    (lambda environment: environment.pop("python"), "run.json.environment.python: missing"),
+])
+def test_an_environment_of_the_wrong_shape_is_named(change, named):
+    raw = load(schema_1()).to_json()
+    change(raw["environment"])
     with pytest.raises(RecordError) as error:
         load(raw)
     assert named in str(error.value)

@@ -92,7 +92,7 @@ def run() -> Run:
 @pytest.fixture(scope="module")
 def comparison(run, tmp_path_factory):
     path = write_baseline(tmp_path_factory.mktemp("baselines"), run.record, run.artifact("template.json"))
-    return baselines.compare(path, run.profile, run.record.environment)
+    return baselines.compare(path, run.profile, run.record.environment.as_dict())
 
 
 @pytest.fixture(scope="module")
@@ -171,12 +171,12 @@ def test_memory_and_parameters_show_measured_and_predicted(run, page):
 def test_header_names_the_run_and_every_suite_outcome(run, page):
     record = run.record
     facts = text(by_id(page, "facts"))
-    device = record.environment["device"]
+    device = record.environment.device
     for value in (record.profile, record.model, record.created, record.key,
-                  record.environment["python"], device["name"] if device["kind"] == "cpu" else device["cuda"]):
+                  record.environment.python, device["name"] if device["kind"] == "cpu" else device["cuda"]):
         assert value in facts
     packages = [text(li) for li in by_id(page, "packages").xpath("./li")]
-    for name, version in record.environment["packages"].items():
+    for name, version in record.environment.packages.items():
         assert any(p.startswith(f"{name} {version}") for p in packages), name
     strip = {text(li.xpath("./a")[0]): text(li.xpath('.//span[contains(@class, "badge")]')[0])
              for li in by_id(page, "suite-strip").xpath("./li")}
@@ -226,7 +226,7 @@ def test_figures_and_the_chat_template_with_special_tokens(run, page):
 def test_the_baselines_loss_curve_is_drawn_when_the_entry_has_one(run, tmp_path):
     history = [{"step": p.step, "loss": p.loss + 0.5} for p in run.record.training.loss_history]
     path = write_baseline(tmp_path, run.record, run.artifact("template.json"), loss_history=history)
-    comparison = baselines.compare(path, run.profile, run.record.environment)
+    comparison = baselines.compare(path, run.profile, run.record.environment.as_dict())
     page = parse(render_run_report(run, tmp_path / "report.html", comparison=comparison))
     figure = by_id(page, "figures").xpath(".//figure")[0]
     assert "with the baseline's curve" in text(figure)

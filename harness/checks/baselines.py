@@ -703,13 +703,13 @@ def entry_from_runs(runs: list[tuple[RunRecord, dict | None]], provenance: dict 
     return {
         # Which harness recorded it (commit, dirty tree), and whether invariants failed and it was forced.
         "provenance": provenance or {},
-        "version_set": env.version_set_id(environment),
-        "device": env.device_kind(environment),
+        "version_set": env.version_set_id(environment.as_dict()),
+        "device": env.device_kind(environment.as_dict()),
         # Everything known of the device (CPU model, kernels, pins; GPU compute capability, CUDA, driver).
-        "device_facts": environment["device"],
+        "device_facts": environment.device,
         "recorded": record.created,
-        "packages": environment["packages"],
-        "python": environment["python"],
+        "packages": environment.packages,
+        "python": environment.python,
         "run_key": record.key,
         "runs": [{"run_key": r.key, "seed": r.recipe_config.training.seed} for r, _ in runs],
         "inputs": inputs,

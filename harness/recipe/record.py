@@ -17,9 +17,9 @@ missing, none unknown, the error naming the field's path. A record is a measurem
 `dataclasses.replace` makes a new one.
 
 Payloads that belong to another module stay plain JSON here, read through that module's own
-functions: `environment` (harness.env's fingerprint), `config` (`RecipeConfig.to_dict()`, as its
+functions: `config` (`RecipeConfig.to_dict()`, as its
 digest is the baseline's input; `recipe_config` reads it typed), `harness` (harness.env's revision).
-The sections another module makes are typed beside it: `saved` (harness.recipe.deployed.Saved),
+The sections another module makes are typed beside it: `environment` (harness.env.Environment), `saved` (harness.recipe.deployed.Saved),
 `compat` (harness.recipe.compat.RecordedAdaptation), `library_warnings`
 (harness.recipe.libwarnings.LibraryWarning).
 """
@@ -36,6 +36,7 @@ from typing import Any, Literal, Union
 
 from harness.recipe.config import RecipeConfig
 from harness.recipe.data import SECONDARY_REFERENCE, Columns
+from harness.env import Environment
 from harness.recipe.compat import RecordedAdaptation
 from harness.recipe.deployed import Saved
 from harness.recipe.libwarnings import LibraryWarning
@@ -379,7 +380,7 @@ class PreparedRun:
     model_identity: str | None = None
     created: str
     config: dict[str, Any]
-    environment: dict[str, Any]
+    environment: Environment
     version_set: str
     harness: dict[str, Any] | None = None
     phase_seconds: dict[str, float]
@@ -408,7 +409,7 @@ class PreparedRun:
     @property
     def processes(self) -> int:
         """How many processes trained (torchrun / accelerate launch): each takes one batch per step."""
-        return self.environment.get("processes", 1)
+        return self.environment.processes
 
     def to_json(self) -> dict:
         """The record as `run.json` holds it."""
@@ -526,7 +527,7 @@ def migrate(raw: dict) -> dict:
     """A `run.json` of schema 1 (no `schema_version`) in this schema's shape; a current one as it is.
 
     Schema 1 grew field by field; each absent field reads as its readers read its absence: no stage
-    was a trained run, no compat / warnings / corrections were none, no packing separators were
+    was a trained run, no process count was one, no compat / warnings / corrections were none, no packing separators were
     none, the profile's reference, skips and thresholds were its built-in profile's, the packed
     rows were predicted as one group with every row kept, and an agreement file other than the
     deployed generations was made for the precision alone (before 2026-12-06).
@@ -537,6 +538,7 @@ def migrate(raw: dict) -> dict:
     record.update(schema_version=SCHEMA_VERSION, stage=record.get("stage", "trained"))
     for field_ in ("compat", "library_warnings"):
         record.setdefault(field_, [])
+    record["environment"].setdefault("processes", 1)
     record["tokens"].setdefault("corrections", [])
     training = record["training"]
     training.setdefault("packing_added_tokens", 0)

@@ -402,7 +402,7 @@ def _run_records(run_dir: Path | str) -> dict:
     switches = {"data.format": config.data.format, "tokenizer.pad_token": config.tokenizer.pad_token,
                 "training.packing_strategy": config.training.packing_strategy, "training.bf16": config.training.bf16}
     return {"compat": to_json(record.compat), "library_warnings": to_json(record.library_warnings), "variant_config": switches,
-            "device": env.describe_device(record.environment["device"])}
+            "device": env.describe_device(record.environment.device)}
 
 
 def write_result(path: Path | str, result: dict) -> Path:
