@@ -46,7 +46,7 @@ def summary(record, directory: Path, reused: bool = False) -> str:
     tuned, base = scores.tuned.versus[versus], scores.base.versus[versus]
     lines = [
         f"run       {directory} ({'reused' if reused else 'new'})",
-        f"profile   {record.profile} ({record.model}) on {env.device_kind(record.environment)}",
+        f"profile   {record.profile} ({record.model}) on {env.device_kind(record.environment.as_dict())}",
         f"memory    {structure.footprint_loaded_bytes / MB:.2f} MB loaded, "
         f"{structure.footprint_adapted_bytes / MB:.2f} MB with LoRA "
         f"(predicted {structure.predicted.footprint_loaded_bytes / MB:.2f} / "
@@ -119,7 +119,7 @@ def cmd_report(args) -> int:
     finished = read_run(args.run_dir)
     path = options.baselines_dir(args.baselines_dir) / f"{finished.profile}.json"
     try:
-        comparison = baselines.compare(path, finished.profile, finished.record.environment)
+        comparison = baselines.compare(path, finished.profile, finished.record.environment.as_dict())
     except baselines.BaselineError as error:
         print(f"report without baseline deltas: {error}", file=sys.stderr)
         comparison = None

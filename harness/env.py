@@ -6,9 +6,10 @@ import hashlib
 import json
 import os
 import platform
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 # Every library that shapes a run's result: jinja2 renders each chat template, gguf reads the
 # SmolLM2 weights, numpy sits under datasets and sacrebleu.
@@ -197,6 +198,27 @@ def device_facts() -> dict:
 
 def fingerprint() -> dict:
     return {"python": platform.python_version(), "packages": package_versions(), "device": device_facts()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Environment:
+    """Where a run ran (its record's `environment`): the fingerprint and how many processes trained.
+
+    The functions below and the baseline store read it as JSON (`as_dict`): a baseline entry keeps
+    the same facts in a file. `device` stays the JSON `device_facts` makes: its fields depend on
+    the device's kind and on when the run was recorded."""
+
+    python: str
+    packages: dict[str, str | None]
+    device: dict[str, Any]
+    processes: int  # torchrun / accelerate launch: each process takes one batch per step
+
+    @classmethod
+    def here(cls, processes: int = 1) -> "Environment":
+        return cls(**fingerprint(), processes=processes)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 def version_set_id(env: dict) -> str:

@@ -14,7 +14,7 @@ import pytest
 from harness.recipe import deployed
 
 
-def _failures(saved: dict, *checks: str) -> list[str]:
+def _failures(saved: deployed.Saved, *checks: str) -> list[str]:
     return [deployed.describe(row, saved) for row in deployed.mismatches(saved) if row["check"] in checks]
 
 

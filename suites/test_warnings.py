@@ -18,7 +18,7 @@ def test_no_new_library_deprecation_warning(record, baseline_entry, request):
         not_compared(request, f"{baseline_entry.path}: the entry has no library_warnings (recorded before runs "
                               "kept them); record one with --yoda-update-baselines",
                      cause="the baseline entry does not record them")
-    new = libwarnings.new_warnings(record.library_warnings, recorded)
+    new = libwarnings.new_warnings(record.library_warnings, [libwarnings.LibraryWarning.from_dict(e) for e in recorded])
     assert not new, (
         f"{len(new)} library deprecation warning(s) the baseline run did not emit ({baseline_entry.context()}):\n"
         + "\n".join(f"  {libwarnings.describe(entry)}" for entry in new)

@@ -312,9 +312,11 @@ def test_a_step_count_refusal_names_the_packing_the_run_recorded(tmp_path):
     baselines.update(path, "tiny", load(manifest(ENV_A)), None)
     run = manifest(ENV_A)
     run["training"]["global_step"] = 44
-    run["compat"] = [{"library": "trl 0.12.1", "setting": "packing", "description": "trl 0.12.1: appends EOS after "
+    run["compat"] = [{"library": "trl 0.12.1", "setting": "packing", "action": "appends EOS after every example",
+                      "description": "trl 0.12.1: appends EOS after "
                       "every example: 786 tokens more to pack, in the step count's prediction"},
-                     {"library": "trl 0.12.1", "setting": "max_length", "description": "trl 0.12.1: max_length passed "
+                     {"library": "trl 0.12.1", "setting": "max_length", "action": "passed as max_seq_length",
+                      "description": "trl 0.12.1: max_length passed "
                       "as max_seq_length (this trl's name)"}]
     refusal = baselines.compare(path, "tiny", ENV_A).refusal(load(run))
     assert refusal == ("step count differs: 40 -> 44 (same config and data: this run's packing, as recorded: trl 0.12.1: "

@@ -30,15 +30,15 @@ def trained(checkpoint):
 def test_the_folder_as_saved_differs_in_nothing(tmp_path, checkpoint, trained):
     saved = saved_record(tmp_path, checkpoint, trained)
     assert deployed.mismatches(saved) == []
-    assert saved["tokenizer"]["saved"]["eos"] == "<|endoftext|>" and saved["tokenizer"]["saved"]["pad"] == "<unk>"
-    assert saved["tokenizer"]["fields"]["eos"] == {"file": "tokenizer_config.json", "field": "eos_token"}
-    assert saved["template"]["file"] == "chat_template.jinja" and saved["template"]["same_source"]
-    prompt = saved["template"]["saved"]["one user turn"]["text"]
+    assert saved.tokenizer.saved.eos == "<|endoftext|>" and saved.tokenizer.saved.pad == "<unk>"
+    assert saved.tokenizer.fields["eos"] == deployed.TokenField(file="tokenizer_config.json", field="eos_token")
+    assert saved.template.file == "chat_template.jinja" and saved.template.same_source
+    prompt = saved.template.saved["one user turn"].text
     assert prompt == "<|user|>\nThe Force is strong in you!<|end|>\n<|assistant|>\n"
-    assert saved["generation_config"]["in_folder"] is False
-    assert saved["generation_config"]["file"].startswith("the base checkpoint's generation_config.json")
-    assert saved["generation_config"]["eos_token_id"] == 32000
-    assert "generation_config.json" not in saved["files"] and "tokenizer_config.json" in saved["files"]
+    assert saved.generation_config.in_folder is False
+    assert saved.generation_config.file.startswith("the base checkpoint's generation_config.json")
+    assert saved.generation_config.eos_token_id == 32000
+    assert "generation_config.json" not in saved.files and "tokenizer_config.json" in saved.files
 
 
 def test_another_eos_is_named_with_file_field_values_and_writers(tmp_path, checkpoint, trained):
@@ -98,7 +98,7 @@ def test_a_saved_generation_config_that_does_not_stop_on_the_trained_eos_is_name
     message = deployed.describe(rows[0], saved)
     assert message.startswith("adapter/generation_config.json eos_token_id: trained '<|endoftext|>' (id 32000), saved 32007 "
                               "(written by transformers ")
-    assert saved["generation_config"]["in_folder"] is True
+    assert saved.generation_config.in_folder is True
 
 
 @pytest.mark.parametrize("eos", [32000, [32000, 32001, 32007]])
@@ -113,7 +113,7 @@ def test_a_generation_config_that_covers_the_trained_eos_passes(tmp_path, checkp
 def test_another_id_for_a_special_token_is_named(tmp_path, checkpoint, trained):
     saved = saved_record(tmp_path, checkpoint, trained)
     changed = copy.deepcopy(saved)
-    changed["tokenizer"]["saved"]["ids"]["<|assistant|>"] = 32099
+    changed.tokenizer.saved.ids["<|assistant|>"] = 32099
     rows = deployed.mismatches(changed)
     assert [row["check"] for row in rows] == ["ids"]
     assert deployed.describe(rows[0], changed).startswith(
@@ -140,8 +140,10 @@ def test_the_messages_of_a_run_read_back_from_run_json_are_the_same(tmp_path, ch
     import json
 
     saved = saved_record(tmp_path, checkpoint, trained, setting("chat_template", lambda t: "{{ bos_token }}" + t.chat_template))
-    read_back = json.loads(json.dumps(saved, sort_keys=True))
-    assert list(read_back["written_by"]) != list(saved["written_by"])  # the order did change on disk
+    from harness.recipe import record
+
+    read_back = record.from_json(deployed.Saved, json.loads(json.dumps(record.to_json(saved), sort_keys=True)))
+    assert list(read_back.written_by) != list(saved.written_by)  # the order did change on disk
     messages = [deployed.describe(row, saved) for row in deployed.mismatches(saved)]
     assert [deployed.describe(row, read_back) for row in deployed.mismatches(read_back)] == messages
     assert "(one user turn, add_generation_prompt=True)" in messages[0]

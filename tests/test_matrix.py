@@ -378,7 +378,7 @@ def test_the_sets_checks_carry_the_sessions_own_verdicts(tmp_path):
 
 def test_a_warning_that_named_the_broken_setting_is_shown_as_preceding_the_break():
     warned = {"library": "trl 0.18.2", "category": "FutureWarning", "message": "packing_strategy default will change",
-              "settings": ["training.packing_strategy"], "count": 1}
+              "settings": ["training.packing_strategy"], "where": "trl", "count": 1}
     packed = "test_packed_rows_are_exactly_max_length"
     results = [_history_result("trl-0.18.2", "0.18.2", "intermediate", {packed: "passed"}, [warned]),
                _history_result("trl-0.19.0", "0.19.0", "intermediate", {packed: "BROKEN"})]

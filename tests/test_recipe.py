@@ -105,11 +105,11 @@ def test_a_run_generates_as_deployed_with_the_saved_folders_tokenizer(first_run)
 
     _, run = first_run
     saved = run.record.saved
-    assert saved["deployed_generations"] == deployed.DEPLOYED_GENERATIONS and deployed.mismatches(saved) == []
-    assert {"tokenizer_config.json", "tokenizer.json", "chat_template.jinja"} <= set(saved["files"])
-    assert saved["tokenizer"]["saved"]["eos"] == run.record.tokens.eos
-    assert saved["tokenizer"]["saved"]["pad"] == run.record.tokens.pad
-    served = deployed.load_tokenizer(run.directory / saved["folder"])
+    assert saved.deployed_generations == deployed.DEPLOYED_GENERATIONS and deployed.mismatches(saved) == []
+    assert {"tokenizer_config.json", "tokenizer.json", "chat_template.jinja"} <= set(saved.files)
+    assert saved.tokenizer.saved.eos == run.record.tokens.eos
+    assert saved.tokenizer.saved.pad == run.record.tokens.pad
+    served = deployed.load_tokenizer(run.directory / saved.folder)
     tuned = run.generations("tuned")
     assert [row["prompt"] for row in tuned] == [build_prompt(served, row["source"]) for row in tuned]
 

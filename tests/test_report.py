@@ -20,6 +20,7 @@ import pytest
 from harness import cli, files
 from harness.checks import baselines
 from harness.checks.report import render_matrix_report, render_run_report
+from harness.recipe.record import to_json
 from harness.run.stages import Run
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_tiny"
@@ -91,7 +92,7 @@ def run() -> Run:
 @pytest.fixture(scope="module")
 def comparison(run, tmp_path_factory):
     path = write_baseline(tmp_path_factory.mktemp("baselines"), run.record, run.artifact("template.json"))
-    return baselines.compare(path, run.profile, run.record.environment)
+    return baselines.compare(path, run.profile, run.record.environment.as_dict())
 
 
 @pytest.fixture(scope="module")
@@ -170,12 +171,12 @@ def test_memory_and_parameters_show_measured_and_predicted(run, page):
 def test_header_names_the_run_and_every_suite_outcome(run, page):
     record = run.record
     facts = text(by_id(page, "facts"))
-    device = record.environment["device"]
+    device = record.environment.device
     for value in (record.profile, record.model, record.created, record.key,
-                  record.environment["python"], device["name"] if device["kind"] == "cpu" else device["cuda"]):
+                  record.environment.python, device["name"] if device["kind"] == "cpu" else device["cuda"]):
         assert value in facts
     packages = [text(li) for li in by_id(page, "packages").xpath("./li")]
-    for name, version in record.environment["packages"].items():
+    for name, version in record.environment.packages.items():
         assert any(p.startswith(f"{name} {version}") for p in packages), name
     strip = {text(li.xpath("./a")[0]): text(li.xpath('.//span[contains(@class, "badge")]')[0])
              for li in by_id(page, "suite-strip").xpath("./li")}
@@ -225,7 +226,7 @@ def test_figures_and_the_chat_template_with_special_tokens(run, page):
 def test_the_baselines_loss_curve_is_drawn_when_the_entry_has_one(run, tmp_path):
     history = [{"step": p.step, "loss": p.loss + 0.5} for p in run.record.training.loss_history]
     path = write_baseline(tmp_path, run.record, run.artifact("template.json"), loss_history=history)
-    comparison = baselines.compare(path, run.profile, run.record.environment)
+    comparison = baselines.compare(path, run.profile, run.record.environment.as_dict())
     page = parse(render_run_report(run, tmp_path / "report.html", comparison=comparison))
     figure = by_id(page, "figures").xpath(".//figure")[0]
     assert "with the baseline's curve" in text(figure)
@@ -495,11 +496,11 @@ def test_the_verdict_lists_broken_first_then_changed(run, comparison, tmp_path):
 
 
 # ------------------------------------------------------------------ what users deploy: the saved folder
-def with_saved_folder(tmp_path: Path, saved: dict) -> Run:
-    """The fixture run with a `saved` record (harness/recipe/deployed.py) as a trained run records it."""
+def with_saved_folder(tmp_path: Path, saved) -> Run:
+    """The fixture run with a `saved` record (harness/recipe/deployed.py; or its JSON) as a trained run records it."""
     directory = copy_fixture(tmp_path)
     manifest = files.read_json(directory / "run.json")
-    manifest["saved"] = saved
+    manifest["saved"] = to_json(saved)
     files.write_json(directory / "run.json", manifest)
     return load_run(directory)
 
@@ -555,7 +556,7 @@ def test_a_saved_folder_that_differs_is_shown_as_the_suite_names_it(tmp_path, ti
 def test_saved_folder_strings_show_as_text(tmp_path, tiny):
     from tests.saved_folder import saved_record, trained_tokenizer
 
-    saved = saved_record(tmp_path / "saved", tiny, trained_tokenizer(tiny))
+    saved = to_json(saved_record(tmp_path / "saved", tiny, trained_tokenizer(tiny)))
     saved["tokenizer"]["saved"]["eos"] = SCRIPT
     saved["template"]["saved"]["one user turn"]["text"] = IMG
     saved["files"].append(SCRIPT)

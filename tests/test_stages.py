@@ -82,6 +82,7 @@ def test_the_training_line_says_step_loss_and_eta():
 def test_a_trained_run_keeps_the_warnings_its_published_prepared_stage_recorded(tmp_path):
     """Import-time warnings fire once per process: a session that reused the prepared stage
     imported the libraries outside any recording, and its trained run must not lose them."""
+    from harness.recipe.libwarnings import LibraryWarning
     from harness.run import artifacts, stages
     jit = {"library": "torch 2.13.0+cpu", "category": "DeprecationWarning", "message": "`torch.jit.script_method` is deprecated.",
            "settings": [], "count": 14}
@@ -92,6 +93,7 @@ def test_a_trained_run_keeps_the_warnings_its_published_prepared_stage_recorded(
     prepared.mkdir()
     files.write_json(prepared / artifacts.MANIFEST, dict(fixture.to_json(), status=artifacts.COMPLETE,
                                                          library_warnings=[jit, checkpointing]))
+    jit, checkpointing = LibraryWarning.from_dict(jit), LibraryWarning.from_dict(checkpointing)  # as the record reads them
     trained = replace(fixture, library_warnings=[checkpointing])
     trained = stages._with_published_preparation_warnings(trained, tmp_path, "tiny-abc")
     assert trained.library_warnings == [checkpointing, jit]

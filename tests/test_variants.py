@@ -84,10 +84,10 @@ def test_deprecations_from_a_library_are_recorded_with_the_setting_they_name():
         warnings.warn_explicit("`max_seq_length` is deprecated and will be removed in v0.20.0; use `max_length`",
                                FutureWarning, "/venv/lib/python3.11/site-packages/trl/trainer/sft_config.py", 10)
         logging.getLogger("transformers.modeling_utils").warning("`torch_dtype` is deprecated! Use `dtype` instead!")
-    assert [(e["library"].split()[0], e["category"], e["count"]) for e in recorded] == [
+    assert [(e.library.split()[0], e.category, e.count) for e in recorded] == [
         ("transformers", "log:warning", 1), ("trl", "FutureWarning", 2)]
     trl_entry = recorded[1]
-    assert trl_entry["settings"] == ["training.max_length"]  # trl's old name for it
+    assert trl_entry.settings == ["training.max_length"]  # trl's old name for it
     assert "[recipe setting: training.max_length]" in libwarnings.describe(trl_entry)
 
 
@@ -101,9 +101,12 @@ def test_other_warnings_are_not_recorded_and_still_reach_pytest():
 
 
 def test_a_warning_the_baseline_did_not_see_is_new_whatever_its_line_numbers():
-    seen = {"library": "trl 0.16.0", "category": "FutureWarning", "message": "`max_seq_length` will be removed in v0.20.0"}
-    same = dict(seen, library="trl 0.17.0", message="`max_seq_length` will be removed in v0.21.0")
-    other = {"library": "trl 0.17.0", "category": "FutureWarning", "message": "`packing_strategy` default will change"}
+    from dataclasses import replace
+
+    seen = libwarnings.LibraryWarning(library="trl 0.16.0", category="FutureWarning", settings=[], where="trl", count=1,
+                                      message="`max_seq_length` will be removed in v0.20.0")
+    same = replace(seen, library="trl 0.17.0", message="`max_seq_length` will be removed in v0.21.0")
+    other = replace(seen, library="trl 0.17.0", message="`packing_strategy` default will change")
     assert libwarnings.new_warnings([same, other], [seen]) == [other]
 
 
@@ -120,7 +123,7 @@ def test_the_report_lists_the_adaptations_and_the_library_warnings(tmp_path):
     manifest = files.read_json(directory / "run.json")
     manifest["compat"] = [{"library": "trl 0.14.0", "setting": "max_length", "action": "passed as max_seq_length",
                            "description": "trl 0.14.0: max_length passed as max_seq_length"}]
-    manifest["library_warnings"] = [{"library": "trl 0.16.0", "category": "FutureWarning", "count": 2,
+    manifest["library_warnings"] = [{"library": "trl 0.16.0", "category": "FutureWarning", "count": 2, "where": "trl",
                                      "message": "`max_seq_length` is deprecated <b>", "settings": ["training.max_length"]}]
     files.write_json(directory / "run.json", manifest)
     page = lxml.html.fromstring(render_run_report(Run.load(directory), tmp_path / "r.html")
@@ -140,17 +143,20 @@ def test_a_new_deprecation_against_the_baseline_fails_the_warnings_check_as_a_co
     spec = importlib.util.spec_from_file_location("suite_warnings", Path(__file__).parents[1] / "suites" / "test_warnings.py")
     suite = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(suite)
-    old = {"library": "trl 0.16.0", "category": "FutureWarning", "message": "`max_seq_length` is deprecated", "settings": []}
-    new = {"library": "trl 0.17.0", "category": "FutureWarning", "message": "`packing` default will change", "settings": []}
+    old = {"library": "trl 0.16.0", "category": "FutureWarning", "message": "`max_seq_length` is deprecated", "settings": [],
+           "where": "trl", "count": 1}
+    new = {"library": "trl 0.17.0", "category": "FutureWarning", "message": "`packing` default will change", "settings": [],
+           "where": "trl", "count": 1}
 
     class Entry:
-        path, entry = Path("baselines/tiny.json"), {"library_warnings": [old]}
+        path, entry = Path("baselines/tiny.json"), {"library_warnings": [old]}  # as the baseline file holds it
 
         def context(self):
             return "baseline tiny.json"
 
     request = None  # read only when the entry recorded no warnings (not compared)
     run = Run.load(Path(__file__).parent / "fixtures" / "run_tiny").record
+    old, new = libwarnings.LibraryWarning.from_dict(old), libwarnings.LibraryWarning.from_dict(new)
     suite.test_no_new_library_deprecation_warning(replace(run, library_warnings=[old]), Entry(), request)
     with pytest.raises(AssertionError, match="(?s)1 library deprecation warning.*`packing` default will change"):
         suite.test_no_new_library_deprecation_warning(replace(run, library_warnings=[old, new]), Entry(), request)

@@ -362,7 +362,7 @@ def refusal(entry: dict, record: RunRecord, scope: str = RUN) -> str | None:
 
 def _packing_cause(record: RunRecord) -> str:
     """What the run's trl was recorded doing otherwise when packing (harness.recipe.compat), else the likely causes."""
-    recorded = [entry.get("description", "") for entry in record.compat if entry.get("setting") == "packing"]
+    recorded = [entry.description for entry in record.compat if entry.setting == "packing"]
     return "this run's packing, as recorded: " + "; ".join(recorded) if recorded else "packing or tokenization changed"
 
 
@@ -703,20 +703,20 @@ def entry_from_runs(runs: list[tuple[RunRecord, dict | None]], provenance: dict 
     return {
         # Which harness recorded it (commit, dirty tree), and whether invariants failed and it was forced.
         "provenance": provenance or {},
-        "version_set": env.version_set_id(environment),
-        "device": env.device_kind(environment),
+        "version_set": env.version_set_id(environment.as_dict()),
+        "device": env.device_kind(environment.as_dict()),
         # Everything known of the device (CPU model, kernels, pins; GPU compute capability, CUDA, driver).
-        "device_facts": environment["device"],
+        "device_facts": environment.device,
         "recorded": record.created,
-        "packages": environment["packages"],
-        "python": environment["python"],
+        "packages": environment.packages,
+        "python": environment.python,
         "run_key": record.key,
         "runs": [{"run_key": r.key, "seed": r.recipe_config.training.seed} for r, _ in runs],
         "inputs": inputs,
         # The curve itself, so a report can draw this run's loss against the baseline's.
         "loss_history": to_json(record.training.loss_history) if record.trained else [],
         # The libraries' deprecation warnings during the run: a new one later is CHANGED (suites/test_warnings.py).
-        "library_warnings": record.library_warnings,
+        "library_warnings": [entry.as_dict() for entry in record.library_warnings],
         "metrics": metrics,
     }
 

@@ -535,14 +535,16 @@ def _library_warnings(config, stage) -> dict:
     """The run's library warnings, and those its baseline entry's run did not emit (None: no entry to say)."""
     from harness.recipe import libwarnings
 
-    recorded = list(stage.record.library_warnings)
+    recorded = stage.record.library_warnings
     try:
         comparison = planner(config).comparison(stage)
     except baseline_store.BaselineError:
         comparison = None
     entry = comparison.entry if comparison is not None else None
-    new = None if entry is None else libwarnings.new_warnings(recorded, entry.get("library_warnings") or [])
-    return {"library_warnings": recorded, "new_library_warnings": new}
+    new = None if entry is None else libwarnings.new_warnings(
+        recorded, [libwarnings.LibraryWarning.from_dict(seen) for seen in entry.get("library_warnings") or []])
+    return {"library_warnings": [warning.as_dict() for warning in recorded],
+            "new_library_warnings": None if new is None else [warning.as_dict() for warning in new]}
 
 
 def _write_compat_and_warnings(terminalreporter, record) -> None:
@@ -550,7 +552,7 @@ def _write_compat_and_warnings(terminalreporter, record) -> None:
     from harness.recipe import libwarnings
 
     for adaptation in record.compat:
-        terminalreporter.write_line(f"adapted: {adaptation['description']}")
+        terminalreporter.write_line(f"adapted: {adaptation.description}")
     recorded = record.library_warnings
     if recorded:
         terminalreporter.write_line(f"library deprecation warnings during the run ({len(recorded)}):", yellow=True)

@@ -187,7 +187,7 @@ class Planner:
         if self._comparison is None:
             try:
                 self._comparison = baseline_store.compare(self.options.baselines_dir / f"{run.profile}.json",
-                                                          run.profile, run.record.environment)
+                                                          run.profile, run.record.environment.as_dict())
             except baseline_store.BaselineError as error:
                 self._comparison = error
         if isinstance(self._comparison, baseline_store.BaselineError):

@@ -42,8 +42,18 @@ class Adaptation:
     def describe(self) -> str:
         return f"{self.setting} {self.action}"
 
-    def as_dict(self) -> dict:
-        return dict(asdict(self), description=f"{self.library}: {self.describe()}")
+    def recorded(self) -> "RecordedAdaptation":
+        return RecordedAdaptation(**asdict(self), description=f"{self.library}: {self.describe()}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordedAdaptation:
+    """An adaptation as the run records it (run.json's `compat`): its one line for people too."""
+
+    library: str
+    setting: str
+    action: str
+    description: str  # "trl 0.14.0: max_length passed as max_seq_length (this trl's name)"
 
 
 _RECORDER: contextvars.ContextVar[list | None] = contextvars.ContextVar("harness_compat_recorder", default=None)

@@ -18,8 +18,9 @@ file, the field, the trained and the saved value, and the library versions that 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 FOLDER = "adapter"  # the run directory's folder that trainer.save_model wrote
 GENERATION_CONFIG = "generation_config.json"
@@ -50,6 +51,108 @@ CONSEQUENCE = {
     "template": "the deployed prompt is not the one the model trained on",
     "generation_config": "generate() without an explicit eos_token_id never stops on the EOS the model learned",
 }
+
+
+# ------------------------------------------------------------------ the record's types
+# run.json's `saved` section (harness.recipe.record reads and writes it; its JSON keys are these fields).
+section = dataclass(frozen=True, kw_only=True)
+
+
+@section
+class TokenizerTokens:
+    """A tokenizer's special tokens, their ids, and the ids of the model family's special tokens (`tokens`)."""
+
+    eos: str | None
+    eos_id: int | None
+    pad: str | None
+    pad_id: int | None
+    bos: str | None
+    bos_id: int | None
+    unk: str | None
+    unk_id: int | None
+    ids: dict[str, int | None]
+
+    def role(self, role: str) -> tuple[str | None, int | None]:
+        """(token, id) of one of ROLES."""
+        return getattr(self, role), getattr(self, f"{role}_id")
+
+
+@section
+class TokenField:
+    """Where the saved folder names a special token."""
+
+    file: str
+    field: str
+
+
+@section
+class SavedTokenizer:
+    trained: TokenizerTokens
+    saved: TokenizerTokens
+    fields: dict[str, TokenField]
+    tokenizer_class: str  # `class` in the JSON
+
+    @staticmethod
+    def gather(raw: dict) -> dict:
+        """The JSON's `class` read as `tokenizer_class` (a Python keyword cannot name a field)."""
+        return {("tokenizer_class" if key == "class" else key): value for key, value in raw.items()}
+
+    @staticmethod
+    def spread(dumped: dict) -> dict:
+        return {("class" if key == "tokenizer_class" else key): value for key, value in dumped.items()}
+
+
+@section
+class RenderedPrompt:
+    """One of PROMPTS rendered with the generation prompt, and its ids (`prompts`)."""
+
+    text: str
+    ids: list[int]
+
+
+@section
+class PromptError:
+    """One of PROMPTS that the tokenizer could not render."""
+
+    error: str
+
+
+Rendered = Union[RenderedPrompt, PromptError]
+
+
+@section
+class SavedTemplate:
+    file: str | None
+    trained: dict[str, Rendered]
+    saved: dict[str, Rendered]
+    chat_template: str | None
+    same_source: bool
+
+
+@section
+class SavedGenerationConfig:
+    """The deployed model's generation config and the file it came from."""
+
+    file: str
+    in_folder: bool
+    eos_token_id: int | list[int] | None
+    pad_token_id: int | list[int] | None
+    bos_token_id: int | list[int] | None
+    transformers_version: str | None
+
+
+@section
+class Saved:
+    """What the saved folder holds beside what the model trained with (run.json's `saved`, `record`)."""
+
+    folder: str
+    files: list[str]
+    written_by: dict[str, str]
+    # What generations_tuned.jsonl (the outputs the quality suites score) generated with.
+    deployed_generations: str
+    tokenizer: SavedTokenizer
+    template: SavedTemplate
+    generation_config: SavedGenerationConfig
 
 
 # ------------------------------------------------------------------ reading the folder back
@@ -93,56 +196,54 @@ def _inner(model):
 
 # ------------------------------------------------------------------ the record
 def record(folder: Path, trained_tokenizer, saved_tokenizer, generation_config, generation_config_source: str,
-           family_ids: dict[str, int], written_by: dict[str, str | None]) -> dict:
+           family_ids: dict[str, int], written_by: dict[str, str | None]) -> Saved:
     """What the saved folder holds beside what the model trained with (run.json's `saved`).
 
     `generation_config` is the deployed model's (the folder's, else the base checkpoint's) and
     `generation_config_source` says which file it came from."""
     folder = Path(folder)
     texts = sorted(set(family_ids) | {t for t in _role_tokens(trained_tokenizer) if t})
-    return {
-        "folder": folder.name,
-        "files": sorted(p.name for p in folder.iterdir()),
-        "written_by": {name: version for name, version in written_by.items() if version},
-        # What generations_tuned.jsonl (the outputs the quality suites score) generated with.
-        "deployed_generations": DEPLOYED_GENERATIONS,
-        "tokenizer": {
-            "trained": tokens(trained_tokenizer, texts),
-            "saved": tokens(saved_tokenizer, texts),
-            "fields": _token_fields(folder),
-            "class": type(saved_tokenizer).__name__,
-        },
-        "template": {
-            "file": _template_file(folder),
-            "trained": prompts(trained_tokenizer),
-            "saved": prompts(saved_tokenizer),
-            "chat_template": getattr(saved_tokenizer, "chat_template", None),
-            "same_source": getattr(saved_tokenizer, "chat_template", None) == getattr(trained_tokenizer, "chat_template", None),
-        },
-        "generation_config": _generation_config_record(generation_config, generation_config_source, folder),
-    }
+    return Saved(
+        folder=folder.name,
+        files=sorted(p.name for p in folder.iterdir()),
+        written_by={name: version for name, version in written_by.items() if version},
+        deployed_generations=DEPLOYED_GENERATIONS,
+        tokenizer=SavedTokenizer(
+            trained=tokens(trained_tokenizer, texts),
+            saved=tokens(saved_tokenizer, texts),
+            fields=_token_fields(folder),
+            tokenizer_class=type(saved_tokenizer).__name__,
+        ),
+        template=SavedTemplate(
+            file=_template_file(folder),
+            trained=prompts(trained_tokenizer),
+            saved=prompts(saved_tokenizer),
+            chat_template=getattr(saved_tokenizer, "chat_template", None),
+            same_source=getattr(saved_tokenizer, "chat_template", None) == getattr(trained_tokenizer, "chat_template", None),
+        ),
+        generation_config=_generation_config_record(generation_config, generation_config_source, folder),
+    )
 
 
-def tokens(tokenizer, texts: list[str]) -> dict:
+def tokens(tokenizer, texts: list[str]) -> TokenizerTokens:
     """A tokenizer's special tokens, their ids, and the ids of the model family's special tokens."""
-    record: dict[str, Any] = {}
+    roles: dict[str, Any] = {}
     for role in ROLES:
-        record[role] = getattr(tokenizer, f"{role}_token", None)
-        record[f"{role}_id"] = getattr(tokenizer, f"{role}_token_id", None)
-    record["ids"] = {text: tokenizer.convert_tokens_to_ids(text) for text in texts}
-    return record
+        roles[role] = getattr(tokenizer, f"{role}_token", None)
+        roles[f"{role}_id"] = getattr(tokenizer, f"{role}_token_id", None)
+    return TokenizerTokens(**roles, ids={text: tokenizer.convert_tokens_to_ids(text) for text in texts})
 
 
-def prompts(tokenizer) -> dict:
+def prompts(tokenizer) -> dict[str, Rendered]:
     """Each of PROMPTS rendered with the generation prompt, and its ids as the recipe tokenizes a prompt."""
-    rendered = {}
+    rendered: dict[str, Rendered] = {}
     for name, messages in PROMPTS.items():
         try:
             text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         except Exception as error:  # noqa: BLE001 - a folder saved without a template cannot render at all
-            rendered[name] = {"error": f"{type(error).__name__}: {error}"}
+            rendered[name] = PromptError(error=f"{type(error).__name__}: {error}")
             continue
-        rendered[name] = {"text": text, "ids": list(tokenizer(text, add_special_tokens=False)["input_ids"])}
+        rendered[name] = RenderedPrompt(text=text, ids=list(tokenizer(text, add_special_tokens=False)["input_ids"]))
     return rendered
 
 
@@ -157,17 +258,17 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def _token_fields(folder: Path) -> dict[str, dict]:
+def _token_fields(folder: Path) -> dict[str, TokenField]:
     """{role: {file, field}}: where the saved folder names each special token (tokenizer.json only
     holds the vocabulary and the added tokens: a token named in neither file is the class's default)."""
     fields = {}
     for role in ROLES:
         for name in TOKEN_FILES:
             if f"{role}_token" in _read_json(folder / name):
-                fields[role] = {"file": name, "field": f"{role}_token"}
+                fields[role] = TokenField(file=name, field=f"{role}_token")
                 break
         else:
-            fields[role] = {"file": "tokenizer.json", "field": f"{role} token (named in neither {' nor '.join(TOKEN_FILES)})"}
+            fields[role] = TokenField(file="tokenizer.json", field=f"{role} token (named in neither {' nor '.join(TOKEN_FILES)})")
     return fields
 
 
@@ -181,41 +282,39 @@ def _template_file(folder: Path) -> str | None:
     return None
 
 
-def _generation_config_record(config, source: str, folder: Path) -> dict:
+def _generation_config_record(config, source: str, folder: Path) -> SavedGenerationConfig:
     if config is None:
-        return {"file": source, "in_folder": False, "eos_token_id": None, "pad_token_id": None,
-                "bos_token_id": None, "transformers_version": None}
-    return {
-        "file": source,
-        "in_folder": (folder / GENERATION_CONFIG).is_file(),
-        "eos_token_id": config.eos_token_id,
-        "pad_token_id": config.pad_token_id,
-        "bos_token_id": config.bos_token_id,
-        "transformers_version": getattr(config, "transformers_version", None),
-    }
+        return SavedGenerationConfig(file=source, in_folder=False, eos_token_id=None, pad_token_id=None,
+                                     bos_token_id=None, transformers_version=None)
+    return SavedGenerationConfig(
+        file=source,
+        in_folder=(folder / GENERATION_CONFIG).is_file(),
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+        bos_token_id=config.bos_token_id,
+        transformers_version=getattr(config, "transformers_version", None),
+    )
 
 
 # ------------------------------------------------------------------ the differences
-def mismatches(saved: dict) -> list[dict]:
+def mismatches(saved: Saved) -> list[dict]:
     """One row per difference between what the folder holds and what the model trained with:
     {check, file, field, trained, saved}; `check` is a role (eos, pad, bos, unk), ids, template or
     generation_config."""
     rows = []
-    folder = saved.get("folder", FOLDER)
-    tokenizer = saved["tokenizer"]
-    trained, deployed, fields = tokenizer["trained"], tokenizer["saved"], tokenizer["fields"]
+    folder = saved.folder
+    trained, deployed, fields = saved.tokenizer.trained, saved.tokenizer.saved, saved.tokenizer.fields
     for role in ROLES:
-        if (trained[role], trained[f"{role}_id"]) != (deployed[role], deployed[f"{role}_id"]):
-            where = fields.get(role) or {"file": "tokenizer_config.json", "field": f"{role}_token"}
-            rows.append({"check": role, "file": f"{folder}/{where['file']}", "field": where["field"],
-                         "trained": _token(trained[role], trained[f"{role}_id"]),
-                         "saved": _token(deployed[role], deployed[f"{role}_id"])})
-    for text, trained_id in trained["ids"].items():
-        if deployed["ids"].get(text) != trained_id:
+        if trained.role(role) != deployed.role(role):
+            where = fields.get(role) or TokenField(file="tokenizer_config.json", field=f"{role}_token")
+            rows.append({"check": role, "file": f"{folder}/{where.file}", "field": where.field,
+                         "trained": _token(*trained.role(role)), "saved": _token(*deployed.role(role))})
+    for text, trained_id in trained.ids.items():
+        if deployed.ids.get(text) != trained_id:
             rows.append({"check": "ids", "file": f"{folder}/tokenizer.json", "field": f"id of {text!r}",
-                         "trained": trained_id, "saved": deployed["ids"].get(text)})
-    rows += _template_mismatches(saved["template"], folder)
-    rows += _generation_config_mismatches(saved["generation_config"], trained["eos_id"], trained["eos"])
+                         "trained": trained_id, "saved": deployed.ids.get(text)})
+    rows += _template_mismatches(saved.template, folder)
+    rows += _generation_config_mismatches(saved.generation_config, trained.eos_id, trained.eos)
     return rows
 
 
@@ -223,26 +322,30 @@ def _token(text, token_id) -> str:
     return f"{text!r} (id {token_id})"
 
 
-def _template_mismatches(template: dict, folder: str) -> list[dict]:
+def _template_mismatches(template: SavedTemplate, folder: str) -> list[dict]:
     rows = []
-    file = f"{folder}/{template['file']}" if template.get("file") else f"{folder}/ (no chat template file)"
-    for name, trained in in_order(template["trained"], PROMPTS):
-        saved = template["saved"].get(name) or {"error": "not rendered"}
+    file = f"{folder}/{template.file}" if template.file else f"{folder}/ (no chat template file)"
+    for name, trained in in_order(template.trained, PROMPTS):
+        saved = template.saved.get(name) or PromptError(error="not rendered")
         field = f"rendered prompt ({name}, add_generation_prompt=True)"
-        if "error" in saved or "error" in trained:
+        if isinstance(saved, PromptError) or isinstance(trained, PromptError):
             if saved != trained:
                 rows.append({"check": "template", "file": file, "field": field,
-                             "trained": trained.get("error") or _excerpt(trained["text"], 0),
-                             "saved": saved.get("error") or _excerpt(saved["text"], 0)})
-        elif saved["text"] != trained["text"]:
-            at = _first_difference(trained["text"], saved["text"])
+                             "trained": _shown_prompt(trained), "saved": _shown_prompt(saved)})
+        elif saved.text != trained.text:
+            at = _first_difference(trained.text, saved.text)
             rows.append({"check": "template", "file": file, "field": f"{field} from character {at}",
-                         "trained": _excerpt(trained["text"], at), "saved": _excerpt(saved["text"], at)})
-        elif saved["ids"] != trained["ids"]:
-            at = _first_difference(trained["ids"], saved["ids"])
+                         "trained": _excerpt(trained.text, at), "saved": _excerpt(saved.text, at)})
+        elif saved.ids != trained.ids:
+            at = _first_difference(trained.ids, saved.ids)
             rows.append({"check": "template", "file": f"{folder}/tokenizer.json", "field": f"token ids of the {field} from token {at}",
-                         "trained": trained["ids"][at:at + 6], "saved": saved["ids"][at:at + 6]})
+                         "trained": trained.ids[at:at + 6], "saved": saved.ids[at:at + 6]})
     return rows
+
+
+def _shown_prompt(prompt: Rendered) -> str:
+    """A prompt's error, else the start of its text."""
+    return prompt.error if isinstance(prompt, PromptError) else _excerpt(prompt.text, 0)
 
 
 def in_order(record: dict, order) -> list[tuple[str, Any]]:
@@ -251,19 +354,19 @@ def in_order(record: dict, order) -> list[tuple[str, Any]]:
         [(key, value) for key, value in record.items() if key not in order]
 
 
-def writers(saved: dict) -> str:
+def writers(saved: Saved) -> str:
     """'transformers 5.23.0, tokenizers 0.23.3, trl 1.16.0, peft 0.21.2': WRITERS' order, whatever the record's."""
-    return ", ".join(f"{name} {version}" for name, version in in_order(saved.get("written_by") or {}, WRITERS) if version)
+    return ", ".join(f"{name} {version}" for name, version in in_order(saved.written_by, WRITERS) if version)
 
 
-def _generation_config_mismatches(config: dict, eos_id: int, eos: str) -> list[dict]:
-    found = config.get("eos_token_id")
+def _generation_config_mismatches(config: SavedGenerationConfig, eos_id: int, eos: str) -> list[dict]:
+    found = config.eos_token_id
     covered = eos_id in found if isinstance(found, list) else found == eos_id
     if covered:
         return []
-    return [{"check": "generation_config", "file": config["file"], "field": "eos_token_id",
+    return [{"check": "generation_config", "file": config.file, "field": "eos_token_id",
              "trained": _token(eos, eos_id), "saved": found,
-             "written_by": config.get("transformers_version")}]
+             "written_by": config.transformers_version}]
 
 
 def _first_difference(a, b) -> int:
@@ -278,7 +381,7 @@ def _excerpt(text: str, at: int, width: int = 24) -> str:
     return ("..." if start else "") + repr(text[start:at + width]) + ("..." if at + width < len(text) else "")
 
 
-def describe(row: dict, saved: dict) -> str:
+def describe(row: dict, saved: Saved) -> str:
     """One line: file, field, trained vs saved value, the library versions that wrote it, the consequence."""
     by = f"transformers {row['written_by']}" if row.get("written_by") else writers(saved)
     return (f"{row['file']} {row['field']}: trained {_shown(row['trained'])}, saved {_shown(row['saved'])} "

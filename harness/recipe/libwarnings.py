@@ -18,6 +18,7 @@ import contextlib
 import logging
 import re
 import warnings
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from typing import Iterator
 
@@ -28,6 +29,26 @@ DEPRECATION_CATEGORIES = (DeprecationWarning, PendingDeprecationWarning, FutureW
 ANNOUNCES_A_BREAK = re.compile(r"deprecat|will be removed|is removed|no longer (be )?supported|will change|"
                                r"in a future (version|release)|will default to", re.IGNORECASE)
 _DISTRIBUTION = {"huggingface_hub": "huggingface-hub"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LibraryWarning:
+    """One warning as the run records it (run.json's `library_warnings`; baseline entries and
+    session results hold the same JSON, `as_dict` / `from_dict`)."""
+
+    library: str  # "trl 0.16.0"
+    category: str  # the warning class, or "log:warning" for a logger's line
+    message: str  # whitespace folded, at most 400 characters
+    settings: list[str]  # the recipe settings it names
+    where: str  # file:line, or the logger
+    count: int
+
+    @classmethod
+    def from_dict(cls, entry: dict) -> "LibraryWarning":
+        return cls(**entry)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 def library_of(path_or_logger: str) -> str | None:
@@ -100,13 +121,13 @@ class _LogHandler(logging.Handler):
 
 
 @contextlib.contextmanager
-def recording(config=None) -> Iterator[list[dict]]:
+def recording(config=None) -> Iterator[list[LibraryWarning]]:
     """Record the libraries' deprecation warnings inside the block; the list fills on exit.
 
     Other warnings are re-issued unchanged after the block, so pytest still shows them.
     """
     collector = _Collector(config)
-    result: list[dict] = []
+    result: list[LibraryWarning] = []
     handler = _LogHandler(collector)
     loggers = [logging.getLogger(name) for name in LIBRARIES]
     for logger in loggers:
@@ -127,25 +148,25 @@ def recording(config=None) -> Iterator[list[dict]]:
             collector.add(library, warning.category.__name__, message, f"{warning.filename}:{warning.lineno}")
         else:
             others.append(warning)
-    result.extend(collector.entries.values())
+    result.extend(LibraryWarning.from_dict(entry) for entry in collector.entries.values())
     for warning in others:
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
-def signature(entry: dict) -> tuple[str, str, str]:
+def signature(entry: LibraryWarning) -> tuple[str, str, str]:
     """What makes two recorded warnings the same one: library (without release), kind, message
     with numbers blanked (line numbers and versions inside messages change between releases)."""
-    library = entry["library"].split(" ")[0]
-    return library, entry["category"], re.sub(r"\d+(\.\d+)*", "N", entry["message"])
+    library = entry.library.split(" ")[0]
+    return library, entry.category, re.sub(r"\d+(\.\d+)*", "N", entry.message)
 
 
-def new_warnings(current: list[dict], baseline: list[dict]) -> list[dict]:
+def new_warnings(current: list[LibraryWarning], baseline: list[LibraryWarning]) -> list[LibraryWarning]:
     """The warnings of `current` that the baseline run did not emit."""
     known = {signature(entry) for entry in baseline}
     return [entry for entry in current if signature(entry) not in known]
 
 
-def describe(entry: dict) -> str:
-    settings = f" [recipe setting: {', '.join(entry['settings'])}]" if entry.get("settings") else ""
-    count = f" (x{entry['count']})" if entry.get("count", 1) > 1 else ""
-    return f"{entry['library']} {entry['category']}: {entry['message']}{settings}{count}"
+def describe(entry: LibraryWarning) -> str:
+    settings = f" [recipe setting: {', '.join(entry.settings)}]" if entry.settings else ""
+    count = f" (x{entry.count})" if entry.count > 1 else ""
+    return f"{entry.library} {entry.category}: {entry.message}{settings}{count}"

@@ -17,9 +17,11 @@ missing, none unknown, the error naming the field's path. A record is a measurem
 `dataclasses.replace` makes a new one.
 
 Payloads that belong to another module stay plain JSON here, read through that module's own
-functions: `environment` (harness.env's fingerprint), `config` (`RecipeConfig.to_dict()`, as its
-digest is the baseline's input; `recipe_config` reads it typed), `harness` (harness.env's revision),
-`saved` (harness.recipe.deployed's record), the compat adaptations and library warnings.
+functions: `config` (`RecipeConfig.to_dict()`, as its
+digest is the baseline's input; `recipe_config` reads it typed), `harness` (harness.env's revision).
+The sections another module makes are typed beside it: `environment` (harness.env.Environment), `saved` (harness.recipe.deployed.Saved),
+`compat` (harness.recipe.compat.RecordedAdaptation), `library_warnings`
+(harness.recipe.libwarnings.LibraryWarning).
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ from typing import Any, Literal, Union
 
 from harness.recipe.config import RecipeConfig
 from harness.recipe.data import SECONDARY_REFERENCE, Columns
+from harness.env import Environment
+from harness.recipe.compat import RecordedAdaptation
+from harness.recipe.deployed import Saved
+from harness.recipe.libwarnings import LibraryWarning
 from harness.recipe.metrics import MB
 from harness.recipe.reload import DEPLOYED_FILE
 
@@ -374,7 +380,7 @@ class PreparedRun:
     model_identity: str | None = None
     created: str
     config: dict[str, Any]
-    environment: dict[str, Any]
+    environment: Environment
     version_set: str
     harness: dict[str, Any] | None = None
     phase_seconds: dict[str, float]
@@ -383,8 +389,8 @@ class PreparedRun:
     structure: Structure
     training: PreparedTraining
     session: str | None = None
-    compat: list[dict[str, Any]] = field(default_factory=list)
-    library_warnings: list[dict[str, Any]] = field(default_factory=list)
+    compat: list[RecordedAdaptation] = field(default_factory=list)
+    library_warnings: list[LibraryWarning] = field(default_factory=list)
 
     @property
     def trained(self) -> bool:
@@ -403,7 +409,7 @@ class PreparedRun:
     @property
     def processes(self) -> int:
         """How many processes trained (torchrun / accelerate launch): each takes one batch per step."""
-        return self.environment.get("processes", 1)
+        return self.environment.processes
 
     def to_json(self) -> dict:
         """The record as `run.json` holds it."""
@@ -437,7 +443,7 @@ class TrainedRun(PreparedRun):
     stage: Literal["trained"] = "trained"
     training: TrainedTraining
     adapter: Adapter
-    saved: dict[str, Any] | None = None  # None: recorded before the harness read the saved folder back
+    saved: Saved | None = None  # None: recorded before the harness read the saved folder back
     metrics: Metrics
 
     def measure(self, template: dict | None = None) -> tuple[dict[str, Any], dict[str, str]]:
@@ -521,7 +527,7 @@ def migrate(raw: dict) -> dict:
     """A `run.json` of schema 1 (no `schema_version`) in this schema's shape; a current one as it is.
 
     Schema 1 grew field by field; each absent field reads as its readers read its absence: no stage
-    was a trained run, no compat / warnings / corrections were none, no packing separators were
+    was a trained run, no process count was one, no compat / warnings / corrections were none, no packing separators were
     none, the profile's reference, skips and thresholds were its built-in profile's, the packed
     rows were predicted as one group with every row kept, and an agreement file other than the
     deployed generations was made for the precision alone (before 2026-12-06).
@@ -532,6 +538,7 @@ def migrate(raw: dict) -> dict:
     record.update(schema_version=SCHEMA_VERSION, stage=record.get("stage", "trained"))
     for field_ in ("compat", "library_warnings"):
         record.setdefault(field_, [])
+    record["environment"].setdefault("processes", 1)
     record["tokens"].setdefault("corrections", [])
     training = record["training"]
     training.setdefault("packing_added_tokens", 0)

@@ -62,7 +62,7 @@ class RunInputs:
     """Everything a run's result depends on, and the cache key made of it."""
 
     key: str
-    environment: dict
+    environment: env.Environment
     data_identity: str
     harness_source: str
     # The data as loaded and validated: the prepared stage trains on these rows instead of reading them again.
@@ -76,11 +76,11 @@ def run_inputs(profile: Profile, options: ModelOptions, config: RecipeConfig, pr
     bundled copy), the model by its content or revision, the harness by its own source.
     """
     # The number of processes is part of the inputs: 2 processes halve the optimizer steps.
-    environment = dict(env.fingerprint(), processes=processes)
+    environment = env.Environment.here(processes)
     split = qlora_sft.load_data(config)
     identity = split.content_digest()
     source = env.harness_source_digest()
-    key = artifacts.cache_key(profile.name, config.to_dict(), environment, profile.identity(options),
+    key = artifacts.cache_key(profile.name, config.to_dict(), environment.as_dict(), profile.identity(options),
                               identity, source)
     return RunInputs(key, environment, identity, source, split)
 
@@ -145,7 +145,7 @@ def run(profile: Profile, options: ModelOptions, runs_dir: Path, fresh: bool = F
     """
     config = config or profile.recipe_config()
     state = _process_state()
-    if inputs is None or inputs.environment["processes"] != state.num_processes:
+    if inputs is None or inputs.environment.processes != state.num_processes:
         inputs = run_inputs(profile, options, config, state.num_processes)
     key = inputs.key
     # Only rank 0 takes the lock: a rank blocked on it would never reach the Trainer's collectives.
@@ -193,7 +193,7 @@ def read_record(directory: Path) -> RunRecord:
 def _with_adaptations(record: RunRecord, adaptations, library_warnings: list) -> RunRecord:
     """Every release difference the harness adapted, and every deprecation the libraries announced:
     what an upgrade will break next (a trained run adds its own to its prepared stage's)."""
-    return replace(record, compat=record.compat + [adaptation.as_dict() for adaptation in adaptations],
+    return replace(record, compat=record.compat + [adaptation.recorded() for adaptation in adaptations],
                    library_warnings=record.library_warnings + list(library_warnings))
 
 

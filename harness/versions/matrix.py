@@ -394,14 +394,15 @@ def build_result(*, version_set: VersionSet, profile: str, install_error: str | 
 
 def _run_records(run_dir: Path | str) -> dict:
     """What a run recorded besides its metrics: adaptations, library warnings, the variant switches."""
+    from harness.recipe.record import to_json
     from harness.run.stages import read_record
 
     record = read_record(Path(run_dir))
     config = record.recipe_config
     switches = {"data.format": config.data.format, "tokenizer.pad_token": config.tokenizer.pad_token,
                 "training.packing_strategy": config.training.packing_strategy, "training.bf16": config.training.bf16}
-    return {"compat": record.compat, "library_warnings": record.library_warnings, "variant_config": switches,
-            "device": env.describe_device(record.environment["device"])}
+    return {"compat": to_json(record.compat), "library_warnings": to_json(record.library_warnings), "variant_config": switches,
+            "device": env.describe_device(record.environment.device)}
 
 
 def write_result(path: Path | str, result: dict) -> Path:
@@ -544,10 +545,7 @@ def history_rows(results: Iterable[dict], set_order: Iterable[str] = (), variant
             # A check a crash kept from running was not fixed: it did not look.
             not_run = {_says_check(n, c, detail=False) for n, c in checks.items() if c["verdict"] == NOT_RUN}
             fixed = sorted(was_bad - bad_now - not_run)
-        from harness.recipe import libwarnings
-
-        new = libwarnings.new_warnings(result.get("library_warnings") or [],
-                                       (before or {}).get("library_warnings") or []) if before else []
+        new = _new_warnings(result.get("library_warnings") or [], before.get("library_warnings") or []) if before else []
         rows.append({
             "version_set": result["version_set"], "variant": variant, "status": result["status"],
             "reason": result["reason"], "packages": dict(result.get("packages") or {}),
@@ -602,6 +600,15 @@ def history_markdown(rows: list[dict], title: str | None = "The recipe's history
     return "\n".join(lines) + "\n"
 
 
+def _new_warnings(current: list[dict], before: list[dict]) -> list[dict]:
+    """The warnings of a session result (its JSON) that the result before it did not record."""
+    from harness.recipe.libwarnings import LibraryWarning, new_warnings
+
+    new = new_warnings([LibraryWarning.from_dict(entry) for entry in current],
+                       [LibraryWarning.from_dict(entry) for entry in before])
+    return [entry.as_dict() for entry in new]
+
+
 def warnings_before_breaks(rows: list[dict]) -> list[str]:
     """'trl 0.16.0 warned "...max_seq_length..." before trl-0.20.0 broke: ...' per (variant, break)."""
     from harness.recipe import libwarnings
@@ -625,5 +632,6 @@ def warnings_before_breaks(rows: list[dict]) -> list[str]:
                             seen_first[line] = True
                             lines.append(line)
             for entry in row["warnings"]:
-                first_seen.setdefault(libwarnings.signature(entry), (row["version_set"], entry))
+                first_seen.setdefault(libwarnings.signature(libwarnings.LibraryWarning.from_dict(entry)),
+                                      (row["version_set"], entry))
     return lines

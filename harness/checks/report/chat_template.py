@@ -46,7 +46,7 @@ def _plain_segments(piece: str) -> list[dict]:
     return segments
 
 
-def template_context(template: dict | None, tokens: Tokens, saved: dict | None = None) -> dict | None:
+def template_context(template: dict | None, tokens: Tokens, saved: deployed.Saved | None = None) -> dict | None:
     """The rendered training example and generation prompt, token by token, special tokens marked;
     the saved folder beside them."""
     if template is None:
@@ -65,50 +65,53 @@ def template_context(template: dict | None, tokens: Tokens, saved: dict | None =
     }
 
 
-def saved_context(saved: dict | None, specials: set[str] | frozenset = frozenset()) -> dict | None:
+def saved_context(saved: deployed.Saved | None, specials: set[str] | frozenset = frozenset()) -> dict | None:
     """What `trainer.save_model` wrote, read back as deployed, beside what the model trained with;
     None for a run recorded before the harness read the folder back."""
-    if not saved:
+    if saved is None:
         return None
-    folder = saved.get("folder", deployed.FOLDER)
+    folder, tokenizer, template = saved.folder, saved.tokenizer, saved.template
     problems = deployed.mismatches(saved)
     failed = {row["check"] for row in problems}
-    tokenizer = saved["tokenizer"]
     token_rows = [{
         "role": role,
-        "trained": tokenizer["trained"].get(role), "trained_id": tokenizer["trained"].get(f"{role}_id"),
-        "saved": tokenizer["saved"].get(role), "saved_id": tokenizer["saved"].get(f"{role}_id"),
-        "where": f"{folder}/{(tokenizer.get('fields') or {}).get(role, {}).get('file', '?')}",
+        "trained": tokenizer.trained.role(role)[0], "trained_id": tokenizer.trained.role(role)[1],
+        "saved": tokenizer.saved.role(role)[0], "saved_id": tokenizer.saved.role(role)[1],
+        "where": f"{folder}/{tokenizer.fields[role].file if role in tokenizer.fields else '?'}",
         "match": role not in failed,
     } for role in deployed.ROLES]
-    template = saved["template"]
-    prompt_rows = []
-    for name, trained in deployed.in_order(template.get("trained") or {}, deployed.PROMPTS):
-        shown = (template.get("saved") or {}).get(name) or {}
-        prompt_rows.append({
-            "name": name,
-            "trained": special_segments(trained.get("text"), specials) if "text" in trained else None,
-            "saved": special_segments(shown.get("text"), specials) if "text" in shown else None,
-            "error": shown.get("error"),
-            "match": "text" in trained and trained.get("text") == shown.get("text") and trained.get("ids") == shown.get("ids"),
-        })
-    generation = saved["generation_config"]
     return {
         "folder": folder,
-        "files": saved.get("files") or [],
+        "files": saved.files,
         "written_by": deployed.writers(saved),
-        "deployed_generations": saved.get("deployed_generations"),
+        "deployed_generations": saved.deployed_generations,
         "tokens": token_rows,
         "ids_match": "ids" not in failed,
-        "template_file": f"{folder}/{template['file']}" if template.get("file") else None,
-        "template_same_source": template.get("same_source"),
-        "prompts": prompt_rows,
+        "template_file": f"{folder}/{template.file}" if template.file else None,
+        "template_same_source": template.same_source,
+        "prompts": _prompt_rows(template, specials),
         "template_match": "template" not in failed,
-        "generation_config": dict(generation, covers="generation_config" not in failed,
-                                  trained_eos=tokenizer["trained"].get("eos"),
-                                  trained_eos_id=tokenizer["trained"].get("eos_id")),
+        "generation_config": dict(to_json(saved.generation_config), covers="generation_config" not in failed,
+                                  trained_eos=tokenizer.trained.eos, trained_eos_id=tokenizer.trained.eos_id),
         "problems": [deployed.describe(row, saved) for row in problems],
     }
+
+
+def _prompt_rows(template: deployed.SavedTemplate, specials: set[str] | frozenset) -> list[dict]:
+    """Each prompt a server renders, trained beside saved."""
+    rows = []
+    for name, trained in deployed.in_order(template.trained, deployed.PROMPTS):
+        shown = template.saved.get(name)
+        trained_text = trained.text if isinstance(trained, deployed.RenderedPrompt) else None
+        shown_text = shown.text if isinstance(shown, deployed.RenderedPrompt) else None
+        rows.append({
+            "name": name,
+            "trained": special_segments(trained_text, specials) if trained_text is not None else None,
+            "saved": special_segments(shown_text, specials) if shown_text is not None else None,
+            "error": shown.error if isinstance(shown, deployed.PromptError) else None,
+            "match": trained_text is not None and trained == shown,
+        })
+    return rows
 
 
 def _special_tokens(tokens: Tokens) -> set[str]:

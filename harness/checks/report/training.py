@@ -27,7 +27,7 @@ def training_context(record) -> dict:
         "lora_b_after": trained and trained.lora_b_abs_sum_after,
         "adaptations": training.sft_config_adaptations,
         # Every release difference adapted (harness.recipe.compat) and the libraries' deprecation warnings.
-        "compat": [entry.get("description", "") for entry in record.compat],
+        "compat": [entry.description for entry in record.compat],
         "library_warnings": record.library_warnings,
         "config": record.config,
     }
