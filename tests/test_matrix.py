@@ -244,7 +244,8 @@ def fake_results(directory: Path) -> Path:
                   "suites": {"test_bleu.py": "skipped", "test_labels.py": "failed"}, "metrics": {"global_step": 88}},
         common | {"version_set": "seed-2024", "status": "cannot-run",
                   "reason": "device probe failed on cpu: 4-bit NF4 load: RuntimeError: CUDA is required",
-                  "packages": {"transformers": "4.46.2", "trl": "0.12.1"}, "suites": {}, "metrics": {}},
+                  "packages": {"transformers": "4.46.2", "trl": "0.12.1"}, "suites": {}, "metrics": {},
+                       "device": None}  # no run: no device to name,
     ]
     for result in results:
         (directory / f"{result['version_set']}.json").write_text(json.dumps(result))
@@ -258,7 +259,8 @@ def test_markdown_table_of_fake_results_shows_a_cannot_run_set_and_its_reason(tm
     assert [row["version_set"] for row in rows] == ["seed-2024", "seed-2025-10", "current"]
     assert rows[0] == {"version_set": "seed-2024", "status": "cannot-run",
                        "reason": "device probe failed on cpu: 4-bit NF4 load: RuntimeError: CUDA is required",
-                       "packages": {"transformers": "4.46.2", "trl": "0.12.1"}, "suites": {}, "metrics": {}}
+                       "packages": {"transformers": "4.46.2", "trl": "0.12.1"}, "suites": {}, "metrics": {},
+                       "device": None}  # no run: no device to name
     table = matrix.markdown(rows)
     lines = table.splitlines()
     assert "| version set | status | transformers | peft | trl | bitsandbytes | datasets | accelerate | test_bleu.py | test_labels.py |" in lines
@@ -285,7 +287,7 @@ def test_html_goes_through_the_report_modules_renderer(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "harness.checks.report", fake)
     rows = matrix.report_rows(matrix.load_results(fake_results(tmp_path / "r")))
     assert matrix.render_html(rows, tmp_path / "m.html") == tmp_path / "m.html"
-    assert seen["rows"] == rows and {"version_set", "status", "reason", "packages", "suites", "metrics"} == set(rows[0])
+    assert seen["rows"] == rows and {"version_set", "status", "reason", "packages", "suites", "metrics", "device"} == set(rows[0])
 
 
 def test_cli_matrix_prints_the_table_and_exits_1_on_a_failed_set(tmp_path, monkeypatch, capsys):
