@@ -272,6 +272,18 @@ def describe_device(device: dict) -> str:
             f"{bnb}, {device.get('threads')} threads{pinned}")
 
 
+def device_header(device: dict) -> str:
+    """The report header's device line: `describe_device` with the GPU count, and what a run recorded
+    before the kernel facts were (a CPU's name, a GPU's CUDA)."""
+    if device.get("kind") == "cpu" and "torch_capability" in device:
+        return f"CPU: {describe_device(device)}"
+    if device.get("kind") == "cuda" and device.get("compute_capability"):
+        return f"{describe_device(device)} x{device.get('count', 1)}"
+    if device.get("kind") == "cpu":
+        return f"CPU ({device.get('name') or 'unknown'})"
+    return f"{device.get('name') or 'GPU'} x{device.get('count', 1)}, CUDA {device.get('cuda') or '?'}"
+
+
 def changed_packages(old: dict, new: dict) -> list[str]:
     """'trl 1.15.0 → 1.16.0' for each tracked package whose version differs."""
     changes = []

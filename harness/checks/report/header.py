@@ -14,7 +14,7 @@ def header_context(run, comparison=None) -> dict:
         "profile": record.profile,
         "profile_kind": record.profile_kind,
         "model": record.model,
-        "device": _device_text(environment.device),
+        "device": env.device_header(environment.device),
         "python": environment.python,
         "packages": _packages(environment.packages, entry),
         "created": record.created,
@@ -33,14 +33,3 @@ def _packages(installed: dict, entry: dict) -> list[dict]:
              "baseline": recorded.get(name) if entry else None,
              "changed": bool(entry) and recorded.get(name) != version}
             for name, version in sorted(installed.items())]
-
-
-def _device_text(device: dict) -> str:
-    # What selects the numbers (docs/devices.md), where the run recorded it.
-    if device.get("kind") == "cpu" and "torch_capability" in device:
-        return f"CPU: {env.describe_device(device)}"
-    if device.get("kind") == "cuda" and device.get("compute_capability"):
-        return f"{env.describe_device(device)} x{device.get('count', 1)}"
-    if device.get("kind") == "cpu":
-        return f"CPU ({device.get('name') or 'unknown'})"
-    return f"{device.get('name') or 'GPU'} x{device.get('count', 1)}, CUDA {device.get('cuda') or '?'}"
