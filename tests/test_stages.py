@@ -85,9 +85,10 @@ def test_a_trained_run_keeps_the_warnings_its_published_prepared_stage_recorded(
     from harness.recipe.libwarnings import LibraryWarning
     from harness.run import artifacts, stages
     jit = {"library": "torch 2.13.0+cpu", "category": "DeprecationWarning", "message": "`torch.jit.script_method` is deprecated.",
-           "settings": [], "count": 14}
+           "settings": [], "count": 14, "where": "torch/jit/_script.py:365"}
     checkpointing = {"library": "transformers 5.23.0", "category": "FutureWarning", "settings": [], "count": 1,
-                     "message": "`gradient_checkpointing` is deprecated and will be removed in v6."}
+                     "message": "`gradient_checkpointing` is deprecated and will be removed in v6.",
+                     "where": "transformers/training_args.py:1541"}
     fixture = record.load(files.read_json(FIXTURE / artifacts.MANIFEST))
     prepared = tmp_path / ("tiny-abc" + stages.PREPARED)
     prepared.mkdir()
