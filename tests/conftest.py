@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-# Two workers (`-n 2`) share the cores, and the tests start many pytest sessions of their own: an
-# OpenMP thread that spins while it waits takes a core another process needs. Set before torch loads
-# (here and in every subprocess, which inherit it); it changes no result, only how threads wait.
+# The tests start many pytest sessions of their own, some beside another (xdist, torchrun): an OpenMP
+# thread that spins while it waits takes a core another process needs. Set before torch loads (here
+# and in every subprocess, which inherit it); it changes no result, only how threads wait.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # The tiny profile's CPU kernel pins, before anything imports bitsandbytes (which fixes torch's
@@ -56,8 +56,8 @@ def small_cli_overrides(small_recipe) -> list[str]:
 
 def pytest_collection_modifyitems(items):
     """The files with the most trainings (slow tests) first, each file's tests kept together (its module
-    fixtures are made once): under `-n 2` the long ones then start at once, instead of one worker
-    finishing a full training alone after the other ran out of tests."""
+    fixtures are made once): under `-n 2` the long ones start at once, instead of one worker finishing
+    a full training alone after the other ran out of tests."""
     slow_per_file: dict[str, int] = {}
     for item in items:
         slow_per_file[item.path] = slow_per_file.get(item.path, 0) + (item.get_closest_marker("slow") is not None)
