@@ -11,18 +11,18 @@ OUR_TERMS = ["airlock", "thrusters", "reentry", "coolant", "asteroid"]
 
 
 @pytest.mark.yoda_structural
-def test_the_run_trained_on_our_sentences(manifest):
+def test_the_run_trained_on_our_sentences(record):
     """Not the bundled Yoda set (a data path that silently fell back would pass every other check)."""
     ours = [json.loads(line) for line in OUR_DATA.read_text().splitlines() if line.strip()]
-    assert manifest["data"]["source"] == str(OUR_DATA.resolve())
-    assert manifest["data"]["train_rows"] + manifest["data"]["eval_rows"] == len(ours)
+    assert record.data.source == str(OUR_DATA.resolve())
+    assert record.data.train_rows + record.data.eval_rows == len(ours)
 
 
 @pytest.mark.yoda_structural
-def test_our_rank_is_what_trains(manifest):
+def test_our_rank_is_what_trains(record):
     """Rank 4 on the tiny model's four target modules: every adapter matrix has 4 rows or columns."""
-    assert manifest["config"]["lora"]["r"] == 4
-    assert 0 < manifest["structure"]["trainable_parameters"] < manifest["structure"]["total_parameters"] / 100
+    assert record.recipe_config.lora.r == 4
+    assert 0 < record.structure.trainable_parameters < record.structure.total_parameters / 100
 
 
 @pytest.mark.yoda_structural
