@@ -4,11 +4,12 @@ suites still pass.
 
 A structural regression (template, labels, packing, parameters) shows in what the recipe builds
 before its first optimizer step, so its case runs `-m yoda_structural`: the prepared stage only, no
-training (seconds). A regression of what the model learned (stopping) needs the profile's full
-training, or a model that never learned to stop would fail the check with or without the
-injection. A regression of the save and reload needs a trained adapter but not a learned one: a
-tenth of the training (`SHORT_TRAINING`), which the learned checks are not asked about. Each case
-is one fresh tiny run.
+training (seconds). A regression of what the model learned (stopping) needs a model that learned
+to stop, or the check would fail with or without the injection: `LEARNED_TRAINING`, one of the
+profile's three epochs (measured on tiny, seed 0: every non-empty output ends on EOS from half an
+epoch on; at 0.3 epochs every output is still empty). A regression of the save and reload needs a
+trained adapter but not a learned one: a few steps and short generations (`SAVE_ONLY`), which the
+learned checks are not asked about. Each case is one fresh tiny run.
 """
 
 import os
@@ -31,8 +32,8 @@ STRUCTURAL_SUITES = {"test_memory.py", "test_trainable.py", "test_labels.py", "t
                      "test_baseline.py"}
 
 # regression -> (suite that must fail, words its failure must contain, suites that must still pass,
-#                how much training it needs: None, SHORT or FULL)
-FULL, SHORT = "full", "short"
+#                how much training it needs: None, SHORT or LEARNED)
+LEARNED, SHORT = "learned", "short"
 CASES = {
     "untemplated": ("test_chat_template.py", "chat template was not applied",
                     {"test_memory.py", "test_trainable.py"}, None),
@@ -48,7 +49,7 @@ CASES = {
                         {"test_memory.py", "test_labels.py", "test_chat_template.py"}, None),
     "generate-ignores-eos": ("test_stopping.py", "did not learn to stop",
                              {"test_memory.py", "test_trainable.py", "test_labels.py", "test_chat_template.py",
-                              "test_training.py"}, FULL),
+                              "test_training.py"}, LEARNED),
     # A comparison with the baseline (CHANGED): still made on a one-epoch run, as the template
     # depends on the model alone (the learned metrics are refused: the config differs).
     "template-drift": ("test_baseline.py", "renders differently",
@@ -64,8 +65,10 @@ CASES = {
                               SHORT),
 }
 STRUCTURAL = ["-m", "yoda_structural"]
-SHORT_TRAINING = ["--yoda-override", "training.num_train_epochs=0.3"]
-TRAINING_ARGS = {None: STRUCTURAL, SHORT: SHORT_TRAINING, FULL: []}
+LEARNED_TRAINING = ["--yoda-override", "training.num_train_epochs=1"]
+# A saved adapter, not a learned one: about six optimizer steps, eight new tokens per generation.
+SAVE_ONLY = ["--yoda-override", "training.num_train_epochs=0.05", "--yoda-override", "generation.max_new_tokens=8"]
+TRAINING_ARGS = {None: STRUCTURAL, SHORT: SAVE_ONLY, LEARNED: LEARNED_TRAINING}
 
 
 def run_checks(tmp_path: Path, models_dir: Path, inject: str, extra: list[str],
@@ -169,7 +172,6 @@ SAVED_CASES = {
     "saved-generation-config-eos": (DEPLOYED + "test_deployed_generation_config_stops_on_the_trained_eos",
                                     "adapter/generation_config.json eos_token_id: trained '<|endoftext|>' (id 32000), saved 32007"),
 }
-SAVE_ONLY = ["--yoda-override", "training.num_train_epochs=0.05", "--yoda-override", "generation.max_new_tokens=8"]
 # Checks a save-time mismatch must leave passing: what the trainer built, the tokens as read, the
 # adapter weights after the reload, and every other check of the saved folder.
 SAVED_PATHS = ("suites/test_deployed.py", "suites/test_tokens.py", "suites/test_chat_template.py", "suites/test_trainable.py",
