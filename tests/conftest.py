@@ -53,3 +53,14 @@ def small_cli_overrides(small_recipe) -> list[str]:
     """`small_recipe` as the command line's flags (`--override KEY=VALUE ...`)."""
     return [arg for pair in small_recipe for arg in ("--override", pair)]
 
+
+
+def pytest_collection_modifyitems(items):
+    """The files with the most trainings (slow tests) first, each file's tests kept together (its module
+    fixtures are made once): under `-n 2` the long ones start at once, instead of one worker finishing
+    a training alone after the other ran out of tests."""
+    slow_per_file: dict[str, int] = {}
+    for item in items:
+        slow_per_file[item.path] = slow_per_file.get(item.path, 0) + (item.get_closest_marker("slow") is not None)
+    order = {item: index for index, item in enumerate(items)}
+    items.sort(key=lambda item: (-slow_per_file[item.path], order[item]))
