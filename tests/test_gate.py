@@ -2,7 +2,6 @@
 structural checks, two pytest sessions, one summary naming both verdicts."""
 
 import io
-import sys
 from pathlib import Path
 
 import pytest
