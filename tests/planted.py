@@ -17,6 +17,7 @@ from pathlib import Path
 from harness import env, files
 from harness.recipe import profiles
 from harness.run import artifacts, stages
+from tests import sessions
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "run_tiny"
@@ -52,7 +53,7 @@ def run_suites(cache: Path, models_dir: Path, *args: str, **environment: str) ->
     env.pop("YODA_HARNESS_PROFILE", None)
     command = [sys.executable, "-m", "pytest", "--yoda-profile", "tiny", "--yoda-cache-dir", str(cache),
                "-p", "no:cacheprovider", *args]
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    return sessions.run(command, cwd=ROOT, env=env, timeout=900)
 
 
 def tree_digest(directory: Path) -> dict[str, str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli
+from tests import sessions
 
 
 def _flags(parser: argparse.ArgumentParser):
@@ -28,8 +29,8 @@ def test_every_flag_has_help(flag, help_text):
 
 
 def _harness(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=600)
+    return sessions.run([sys.executable, "-m", "harness", *args], env={**os.environ, **(env or {})}, cwd=cwd,
+                        timeout=600)
 
 
 def assert_one_line_error(done: subprocess.CompletedProcess, *expected: str) -> None:

@@ -13,7 +13,6 @@ learned checks are not asked about. Each case is one fresh tiny run.
 """
 
 import os
-import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 from harness import files
 from harness.recipe import deployed as deployed_module
 from harness.run import artifacts
+from tests import sessions
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_SUITES = {"test_memory.py", "test_trainable.py", "test_labels.py", "test_chat_template.py", "test_bleu.py",
@@ -81,7 +81,7 @@ def run_checks(tmp_path: Path, models_dir: Path, inject: str, extra: list[str],
     command = [sys.executable, "-m", "pytest", *paths, "--yoda-profile", "tiny", "--yoda-fresh", "--yoda-cache-dir",
                str(tmp_path / "cache"), "-p", "tests.regressions", "-p", "no:cacheprovider", "-q",
                f"--junitxml={junit}", *extra]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    done = sessions.run(command, cwd=ROOT, env=env)
     assert junit.exists(), done.stdout[-3000:] + done.stderr[-3000:]
     outcomes: dict[str, tuple[str, str, str | None]] = {}
     for case in ElementTree.parse(junit).iter("testcase"):
@@ -133,7 +133,7 @@ def test_an_injected_packing_crash_is_one_broken_line_in_the_terminal_junit_and_
     command = [sys.executable, "-m", "pytest", "suites", "--yoda-profile", "tiny", "--yoda-fresh", "--yoda-cache-dir",
                str(tmp_path / "cache"), "-p", "tests.regressions", "-p", "no:cacheprovider", "-q",
                f"--junitxml={junit}", f"--yoda-result-json={session_path}", *STRUCTURAL]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    done = sessions.run(command, cwd=ROOT, env=env)
     assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout[-3000:]
     line = ("the recipe failed in phase trainer: KeyError: 'text' (raised as ValueError: Error occurred while packing "
             "the dataset (injected)) with trl ")
