@@ -54,7 +54,6 @@ def small_cli_overrides(small_recipe) -> list[str]:
     return [arg for pair in small_recipe for arg in ("--override", pair)]
 
 
-
 def pytest_collection_modifyitems(items):
     """The files with the most trainings (slow tests) first, each file's tests kept together (its module
     fixtures are made once): under `-n 2` the long ones start at once, instead of one worker finishing

@@ -32,8 +32,8 @@ STRUCTURAL_SUITES = {"test_memory.py", "test_trainable.py", "test_labels.py", "t
                      "test_baseline.py"}
 
 # regression -> (suite that must fail, words its failure must contain, suites that must still pass,
-#                how much training it needs: None, SHORT or LEARNED)
-LEARNED, SHORT = "learned", "short"
+#                how much training it needs: None, SAVED or LEARNED)
+LEARNED, SAVED = "learned", "saved"
 CASES = {
     "untemplated": ("test_chat_template.py", "chat template was not applied",
                     {"test_memory.py", "test_trainable.py"}, None),
@@ -62,13 +62,13 @@ CASES = {
                             {"test_labels.py", "test_chat_template.py", "test_memory.py"}, None),
     "adapter-saved-renamed": ("test_training.py", "the saved adapter is not the trained one",
                               {"test_memory.py", "test_trainable.py", "test_labels.py", "test_chat_template.py"},
-                              SHORT),
+                              SAVED),
 }
 STRUCTURAL = ["-m", "yoda_structural"]
 LEARNED_TRAINING = ["--yoda-override", "training.num_train_epochs=1"]
 # A saved adapter, not a learned one: about six optimizer steps, eight new tokens per generation.
 SAVE_ONLY = ["--yoda-override", "training.num_train_epochs=0.05", "--yoda-override", "generation.max_new_tokens=8"]
-TRAINING_ARGS = {None: STRUCTURAL, SHORT: SAVE_ONLY, LEARNED: LEARNED_TRAINING}
+TRAINING_ARGS = {None: STRUCTURAL, SAVED: SAVE_ONLY, LEARNED: LEARNED_TRAINING}
 
 
 def run_checks(tmp_path: Path, models_dir: Path, inject: str, extra: list[str],

@@ -132,7 +132,6 @@ def wire_turn_head(model, tokenizer, amplitude: float = 0.32, sharpness: float =
     with the query and key on one slowly rotating RoPE pair the score falls with distance, so the
     latest marker wins the softmax, and the head copies its sign into TURN_DIM.
     """
-
     embed = model.model.embed_tokens.weight
     head_dim = model.config.hidden_size // model.config.num_attention_heads
     half = head_dim // 2
